@@ -1,0 +1,35 @@
+# Two commands: `make run` (a real search on the embedded default) and `make test`.
+# Each creates .venv at the project root on first use.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: run test lint bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=25.1"
+	$(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dashboard]" --group dev
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/growsearch run search_spaces/mnist1d_cnn.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check growsearch tests benchmarks
+	$(BIN)/ruff format --check growsearch tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/net2net_replication.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,24 @@
+"""growsearch: neural architecture search that grows trained networks (Net2Net) on Ray Tune."""
+
+from growsearch.exceptions import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    GrowsearchError,
+    MorphError,
+    SpecError,
+    TrainingError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "GrowsearchError",
+    "MorphError",
+    "SpecError",
+    "TrainingError",
+    "__version__",
+]

@@ -1,0 +1,34 @@
+"""Cost of an architecture: parameters and FLOPs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from growsearch.arch._build import build
+from growsearch.arch._spec import ArchSpec
+
+
+def count_params(model_or_spec: nn.Module | ArchSpec) -> int:
+    """Number of trainable parameters."""
+    model = build(model_or_spec) if isinstance(model_or_spec, ArchSpec) else model_or_spec
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model_or_spec: nn.Module | ArchSpec, input_shape: tuple[int, ...] | None = None) -> int:
+    """FLOPs of one forward pass on one sample (torch.utils.flop_counter; a multiply-add is 2)."""
+    if isinstance(model_or_spec, ArchSpec):
+        model, input_shape = build(model_or_spec), model_or_spec.input_shape
+    else:
+        model = model_or_spec
+    if input_shape is None:
+        raise ValueError("count_flops of a module needs input_shape")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())

@@ -1,0 +1,99 @@
+"""Morphs of models built from an :class:`ArchSpec`: the engine output, rebuilt from the child spec.
+
+The engine works on any traceable module; for spec-built models the child is then rebuilt with
+:func:`growsearch.arch.build` from the child spec and loaded with the morphed weights (strictly),
+so a checkpoint is always ``spec + weights`` and morphing agrees with building the child spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from growsearch.arch import ArchSpec, BasicBlock, Deepen, Op, Widen, build, module_name, output_name
+from growsearch.exceptions import MorphError, SpecError
+from growsearch.morph._deepen import deepen, insert_after
+from growsearch.morph._inits import check_init
+from growsearch.morph._widen import widen
+
+
+def apply_op(
+    model: nn.Module,
+    spec: ArchSpec,
+    op: Op,
+    *,
+    init: str = "net2net",
+    calibration: torch.Tensor | None = None,
+    seed: int = 0,
+    split_std: float | None = None,
+) -> tuple[nn.Module, ArchSpec]:
+    """Apply one spec-level op to a model built from ``spec``; returns (child, child_spec)."""
+    check_init(init)
+    try:
+        child_spec = spec.apply(op)
+    except SpecError as e:
+        raise MorphError(str(e)) from None
+    if init == "scratch":
+        return build(child_spec, seed=seed).train(model.training), child_spec
+    if isinstance(op, Widen):
+        morphed = widen(model, module_name(spec, op.target), op.width, init=init, seed=seed, split_std=split_std)
+    elif isinstance(op, Deepen) and spec.family == "resnet":
+        morphed = insert_after(model, output_name(spec, op.after), _identity_block(spec, op, init, seed), f"layers.{op.name}")
+    elif isinstance(op, Deepen):
+        morphed = deepen(
+            model, output_name(spec, op.after), init=init, calibration=calibration, seed=seed,
+            new_name=f"layers.{op.name}", block="layer",
+        )  # fmt: skip
+    else:  # pragma: no cover
+        raise MorphError(f"unknown op {op!r}")
+    child = build(child_spec)
+    ref = next(iter(model.parameters()))
+    child = child.to(device=ref.device, dtype=ref.dtype)
+    try:
+        child.load_state_dict(morphed.state_dict(), strict=True)
+    except RuntimeError as e:  # a bug, not user input: the engine and the builder disagree
+        raise AssertionError(f"morph of {spec.summary()} by {op} disagrees with build(child spec): {e}") from e
+    return child.train(model.training), child_spec
+
+
+def apply_ops(
+    model: nn.Module,
+    spec: ArchSpec,
+    ops: Sequence[Op],
+    *,
+    init: str = "net2net",
+    calibration: torch.Tensor | None = None,
+    seed: int = 0,
+    split_std: float | None = None,
+) -> tuple[nn.Module, ArchSpec]:
+    """Apply ops in order (each with its own derived seed)."""
+    if init == "scratch":
+        child_spec = spec
+        for op in ops:
+            child_spec = child_spec.apply(op)
+        return build(child_spec, seed=seed).train(model.training), child_spec
+    for i, op in enumerate(ops):
+        model, spec = apply_op(
+            model, spec, op, init=init, calibration=calibration, seed=seed * 1000 + i, split_std=split_std
+        )
+    return model, spec
+
+
+def _identity_block(spec: ArchSpec, op: Deepen, init: str, seed: int) -> nn.Module:
+    """A resnet basic block that starts as the identity: bn2's γ and β are zero, so
+    relu(0 + x) = x for the (non-negative) output of the previous block."""
+    i, _ = spec.locate(op.after)
+    width = int(spec.stages[i].width)  # type: ignore[arg-type]
+    dims = len(spec.input_shape) - 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        block = BasicBlock(dims, width, width, width, spec.kernel_size, 1)
+    if init in ("net2net", "zero", "net2net-noise"):
+        with torch.no_grad():
+            block.bn2.weight.zero_()
+            block.bn2.bias.zero_()
+            if init == "net2net-noise":
+                block.bn2.weight.add_(torch.randn(width, generator=torch.Generator().manual_seed(seed)) * 1e-3)
+    return block
