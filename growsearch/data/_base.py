@@ -1,0 +1,128 @@
+"""The dataset containers, the loader registry and helpers shared by the loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from growsearch.exceptions import DataError
+
+# Splits never depend on the caller's seed: changing the seed of a search must not change
+# which samples it is evaluated on.
+SPLIT_SEED = 2016
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset, held in memory.
+
+    Attributes:
+        x: Inputs, float32, shape ``(N, *input_shape)``.
+        y: Class labels, int64, shape ``(N,)``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.float32 or self.y.dtype != torch.int64:
+            raise DataError(
+                f"Split: expected x float32 and y int64, got {self.x.dtype} and {self.y.dtype}"
+            )
+        if self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise DataError(
+                f"Split: x has {len(self.x)} samples but y has shape {tuple(self.y.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        # The default repr would print every tensor element.
+        return f"Split(x={tuple(self.x.shape)} {self.x.dtype}, y={tuple(self.y.shape)})"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A classification dataset with fixed train/val/test splits.
+
+    Attributes:
+        name: The registry name (``"mnist1d"``, ``"digits"``...).
+        train: Training split.
+        val: Validation split (for model selection; never trained on).
+        test: Held-out test split.
+        input_shape: Shape of one sample, e.g. ``(1, 40)``, ``(1, 28, 28)`` or ``(784,)``.
+        num_classes: Number of classes; labels are ``0 .. num_classes - 1``.
+    """
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+Loader = Callable[[str | None], Dataset]
+"""``loader(root) -> Dataset``; ``root`` is the user's local folder, or None."""
+
+LOADERS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Register a loader under ``name`` (a decorator)."""
+
+    def decorator(fn: Loader) -> Loader:
+        LOADERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def stratified_split(
+    y: np.ndarray, sizes: tuple[int, ...], seed: int = SPLIT_SEED
+) -> list[np.ndarray]:
+    """Partition ``range(len(y))`` into parts of the given sizes, each with ~the class mix of y.
+
+    The last size may be -1 for "the rest". Deterministic for a given ``y`` and ``seed``.
+    """
+    sizes = (*sizes[:-1], len(y) - sum(sizes[:-1])) if sizes[-1] == -1 else sizes
+    if sum(sizes) != len(y) or min(sizes) < 0:
+        raise DataError(f"cannot split {len(y)} samples into parts of sizes {sizes}")
+    # Key each sample by its (shuffled) rank within its class divided by the class size;
+    # sorting by the key interleaves the classes, so every part gets the class mix of y.
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(y))
+    key = np.empty(len(y))
+    for c in np.unique(y):
+        members = perm[y[perm] == c]
+        key[members] = (np.arange(len(members)) + 0.5) / len(members)
+    order = perm[np.argsort(key[perm], kind="stable")]
+    bounds = np.cumsum((0, *sizes))
+    return [np.sort(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def standardise(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Standardise per channel (axis 1) with the training split's statistics; float32 out."""
+    axes = (0, *range(2, train.ndim))
+    mean = train.mean(axis=axes, keepdims=True)
+    std = train.std(axis=axes, keepdims=True) + 1e-8
+    return tuple(((a - mean) / std).astype(np.float32) for a in (train, *others))
+
+
+def to_dataset(
+    name: str,
+    x: tuple[np.ndarray, ...],
+    y: tuple[np.ndarray, ...],
+    num_classes: int,
+) -> Dataset:
+    """Build a :class:`Dataset` from (train, val, test) numpy arrays, copying them to tensors."""
+    splits = [
+        Split(torch.tensor(xs, dtype=torch.float32), torch.tensor(ys, dtype=torch.int64))
+        for xs, ys in zip(x, y)
+    ]
+    train, val, test = splits
+    return Dataset(name, train, val, test, tuple(x[0].shape[1:]), num_classes)

@@ -1,0 +1,368 @@
+"""A plain supervised training loop over in-memory tensors.
+
+One call of :func:`train` runs ``cfg.epochs`` epochs (or ``cfg.max_steps`` optimizer steps) with
+seeded shuffling, a cosine (or constant) learning rate with optional linear warm-up, optional
+mixed precision on CUDA, and validation after every epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from growsearch.data import Dataset, Split
+from growsearch.exceptions import ConfigError, DataError, TrainingError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """How to train one model.
+
+    Attributes:
+        epochs: Passes over the training split.
+        batch_size: Samples per optimizer step.
+        lr: Peak learning rate.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov).
+        weight_decay: Weight decay (decoupled for AdamW, L2 for Adam and SGD).
+        schedule: ``"cosine"`` (decay to 0 over the run) or ``"constant"``.
+        warmup_steps: Linear warm-up from 0 over this many steps, e.g. to re-warm a
+            warm-started child.
+        max_steps: Stop after this many optimizer steps in total (counted across epochs);
+            the cosine schedule then spans ``min(epochs * steps_per_epoch, max_steps)``.
+        label_smoothing: Label smoothing of the cross-entropy loss.
+        grad_clip: Clip the global gradient norm to this value.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        amp: Mixed precision; takes effect only on CUDA (bf16 where supported, else fp16 with
+            a gradient scaler).
+        seed: Seeds the shuffling and the global RNGs (dropout etc.) at the start of training.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    max_steps: int | None = None
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, field: str, expected: str) -> None:
+            if not ok:
+                raise ConfigError(
+                    f"TrainConfig.{field}: expected {expected}, got {getattr(self, field)!r}"
+                )
+
+        check(self.epochs >= 1, "epochs", "an integer >= 1")
+        check(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        check(self.lr > 0, "lr", "a number > 0")
+        check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}")
+        check(self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        check(self.schedule in SCHEDULES, "schedule", f"one of {list(SCHEDULES)}")
+        check(self.warmup_steps >= 0, "warmup_steps", "an integer >= 0")
+        check(self.max_steps is None or self.max_steps >= 1, "max_steps", "None or an integer >= 1")
+        check(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
+        check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "None or a number > 0")
+
+
+@dataclass
+class EpochResult:
+    """What one epoch (possibly cut short by ``max_steps``) produced.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        step: Optimizer steps taken so far in this call of :func:`train`.
+        train_loss: Mean training loss over the epoch's batches (sample-weighted).
+        val_loss: Mean loss on the validation split after the epoch.
+        val_acc: Accuracy on the validation split after the epoch.
+        seconds: Wall-clock time of the epoch, its evaluations included.
+        lr: Learning rate of the epoch's last step.
+    """
+
+    epoch: int
+    step: int
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+    lr: float
+
+
+EpochCallback = Callable[[EpochResult, nn.Module, torch.optim.Optimizer], bool | None]
+"""``on_epoch(result, model, optimizer)``; returning True stops training."""
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global random generators (CUDA included).
+
+    Args:
+        seed: The seed.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """Resolve a device name.
+
+    Args:
+        device: ``"auto"`` (CUDA when available, else CPU) or any torch device string.
+
+    Returns:
+        The device.
+
+    Raises:
+        ConfigError: The name is invalid, or CUDA is asked for but not available.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda'..., got {device!r}") from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device!r} was asked for but CUDA is not available")
+    return resolved
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    *,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of ``model`` on ``split``, in eval mode.
+
+    The train/eval mode of every submodule is restored afterwards.
+
+    Args:
+        model: A classifier returning logits of shape ``(N, num_classes)``.
+        split: The samples to evaluate on.
+        batch_size: Samples per forward pass.
+        device: Where to run; by default the device of the model's parameters.
+
+    Returns:
+        ``(loss, accuracy)``.
+
+    Raises:
+        DataError: The split is empty.
+    """
+    if len(split) == 0:
+        raise DataError("evaluate: the split is empty")
+    device = torch.device(device) if device is not None else _model_device(model)
+    # Restore each submodule's own flag: a caller may keep some parts (e.g. frozen BN) in eval.
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(split), batch_size):
+            x = split.x[start : start + batch_size].to(device, non_blocking=True)
+            y = split.y[start : start + batch_size].to(device, non_blocking=True)
+            logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(dim=1) == y).sum().item()
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return loss_sum / len(split), correct / len(split)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Build the optimizer ``cfg`` names over all of ``model``'s parameters.
+
+    Args:
+        model: The model to train.
+        cfg: Supplies ``optimizer``, ``lr`` and ``weight_decay``.
+
+    Returns:
+        The optimizer.
+    """
+    params, lr, wd = model.parameters(), cfg.lr, cfg.weight_decay
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    raise ConfigError(f"optimizer: must be one of {list(OPTIMIZERS)}, got {cfg.optimizer!r}")
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Learning rate for 0-based optimizer step ``step`` of ``total_steps``.
+
+    Args:
+        step: The step about to be taken.
+        total_steps: Steps in the whole run.
+        cfg: Supplies ``lr``, ``schedule`` and ``warmup_steps``.
+
+    Returns:
+        The learning rate.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    *,
+    optimizer_state: dict | None = None,
+    on_epoch: EpochCallback | None = None,
+    eval_every_steps: int | None = None,
+    on_eval: Callable[[int, float, float], None] | None = None,
+) -> list[EpochResult]:
+    """Train ``model`` in place on ``data.train``, validating on ``data.val`` after each epoch.
+
+    Each epoch visits the training split in a fresh seeded order in batches of
+    ``cfg.batch_size``; the last incomplete batch is dropped (so a BatchNorm layer never sees
+    a batch of one) unless the split is smaller than one batch. Same seed, same model
+    initialisation, same device: same weights.
+
+    Args:
+        model: The classifier to train; moved to the chosen device.
+        data: The dataset.
+        cfg: The training configuration.
+        optimizer_state: A state dict saved from the optimizer of an earlier run, to resume
+            its moments; the learning-rate schedule starts again from step 0 of this call.
+        on_epoch: Called after every epoch with the result, the model and the optimizer
+            (e.g. to report or checkpoint); returning True stops training.
+        eval_every_steps: Evaluate on the validation split at step 0 (before any update) and
+            after every this many steps; needs ``on_eval``.
+        on_eval: Receives ``(step, val_loss, val_acc)`` for each of those evaluations.
+
+    Returns:
+        One :class:`EpochResult` per epoch run.
+
+    Raises:
+        TrainingError: The training loss became NaN or infinite.
+        ConfigError: Invalid ``eval_every_steps``/``on_eval`` or device.
+    """
+    if (eval_every_steps is None) != (on_eval is None):
+        raise ConfigError("train: eval_every_steps and on_eval must be given together")
+    if eval_every_steps is not None and eval_every_steps < 1:
+        raise ConfigError(f"train: eval_every_steps must be >= 1, got {eval_every_steps}")
+    n = len(data.train)
+    if n == 0:
+        raise DataError(f"train: the training split of {data.name!r} is empty")
+
+    device = pick_device(cfg.device)
+    set_seed(cfg.seed)  # dropout and other in-model randomness
+    shuffle_rng = torch.Generator().manual_seed(cfg.seed)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    autocast_dtype, scaler = _mixed_precision(cfg, device)
+
+    batch_size = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch_size
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+
+    def maybe_eval(step: int) -> None:
+        if on_eval is not None and eval_every_steps is not None and step % eval_every_steps == 0:
+            on_eval(step, *evaluate(model, data.val, device=device))
+
+    results: list[EpochResult] = []
+    step, lr = 0, lr_at(0, total_steps, cfg)
+    maybe_eval(step)
+    for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=shuffle_rng)
+        loss_sum, seen = 0.0, 0
+        for batch in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            idx = order[batch * batch_size : (batch + 1) * batch_size]
+            x = data.train.x[idx].to(device, non_blocking=True)
+            y = data.train.y[idx].to(device, non_blocking=True)
+
+            lr = lr_at(step, total_steps, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(
+                device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+            ):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"training loss is {loss_value} at epoch {epoch}, step {step + 1} "
+                    f"(lr {lr:.3g}); lower the learning rate or clip gradients"
+                )
+
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+
+            step += 1
+            loss_sum += loss_value * len(y)
+            seen += len(y)
+            maybe_eval(step)
+
+        val_loss, val_acc = evaluate(model, data.val, device=device)
+        result = EpochResult(
+            epoch=epoch,
+            step=step,
+            train_loss=loss_sum / seen,
+            val_loss=val_loss,
+            val_acc=val_acc,
+            seconds=time.perf_counter() - start,
+            lr=lr,
+        )
+        results.append(result)
+        if on_epoch is not None and on_epoch(result, model, optimizer):
+            break
+        if step >= total_steps:
+            break
+    return results
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a stateless model)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def _mixed_precision(
+    cfg: TrainConfig, device: torch.device
+) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """Autocast dtype (None: full precision) and a gradient scaler (a no-op unless fp16)."""
+    if not (cfg.amp and device.type == "cuda"):
+        return None, torch.amp.GradScaler("cuda", enabled=False)
+    if torch.cuda.is_bf16_supported():
+        # bf16 has fp32's exponent range, so gradients need no scaling.
+        return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
+    return torch.float16, torch.amp.GradScaler("cuda")

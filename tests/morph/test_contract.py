@@ -1,0 +1,125 @@
+"""The function-preservation contract, run over every operation × init × model family × mode."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from growsearch.morph import EXACT_INITS, INITS, deepen, widen
+
+from tests.morph._models import family_cases
+
+CASES = family_cases()
+
+
+def _rel_err(parent: nn.Module, child: nn.Module, x: torch.Tensor, train: bool) -> float:
+    parent.train(train)
+    child.train(train)
+    with torch.no_grad():
+        a, b = parent(x), child(x)
+    assert a.shape == b.shape
+    return float((a - b).abs().max() / a.abs().max())
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _ops(case):  # (kind, module name) pairs
+    _, _, _, widen_names, deepen_names = case
+    return [("widen", n) for n in widen_names] + [("deepen", n) for n in deepen_names]
+
+
+def _apply(kind: str, model: nn.Module, name: str, init: str, x: torch.Tensor) -> nn.Module:
+    if kind == "widen":
+        out = model.get_submodule(name)
+        width = (out.out_features if isinstance(out, nn.Linear) else out.out_channels) * 2 + 1
+        return widen(model, name, width, init=init, seed=3)
+    return deepen(model, name, init=init, calibration=x, seed=3)
+
+
+PARAMS = [
+    pytest.param(case, kind, name, init, id=f"{case[0]}-{kind}-{name}-{init}")
+    for case in CASES
+    for kind, name in _ops(case)
+    for init in INITS
+]
+
+
+@pytest.mark.parametrize(("case", "kind", "name", "init"), PARAMS)
+def test_morph_contract(case, kind: str, name: str, init: str) -> None:
+    _, model, shape, _, _ = case
+    torch.manual_seed(0)
+    x = torch.randn(16, *shape)
+    before = _state(model)
+    child = _apply(kind, model, name, init, x)
+
+    # the input model and its tensors are untouched
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+    # existing layers keep their names
+    old_names = {n for n, _ in model.named_modules() if n}
+    assert old_names <= {n for n, _ in child.named_modules()}
+
+    if init in EXACT_INITS:
+        for train in (False, True):
+            assert _rel_err(model, child, x, train) <= 1e-5, f"not exact (train={train})"
+    else:
+        child.eval()
+        with torch.no_grad():
+            assert child(x).shape == model.eval()(x).shape
+
+    # the child trains (finite gradients everywhere), saves and reloads
+    child.train()
+    loss = child(x).square().mean()
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in child.parameters())
+    buf = io.BytesIO()
+    torch.save(child.state_dict(), buf)
+    buf.seek(0)
+    clone = copy.deepcopy(child)
+    clone.load_state_dict(torch.load(buf, weights_only=True))
+    child.eval()
+    clone.eval()
+    with torch.no_grad():
+        assert torch.equal(child(x), clone(x))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_chained_morphs_stay_exact(case) -> None:
+    _, model, shape, widen_names, deepen_names = case
+    x = torch.randn(16, *shape)
+    child = model
+    for name in widen_names[:2]:
+        child = _apply("widen", child, name, "net2net", x)
+    child = _apply("deepen", child, deepen_names[0], "net2net", x)
+    for name in widen_names[:1]:  # widen again after a deepen: the GraphModule is morphable too
+        child = _apply("widen", child, name, "net2net", x)
+    assert _rel_err(model, child, x, False) <= 1e-5
+
+
+def test_random_split_breaks_symmetry_but_equal_split_does_not() -> None:
+    _, model, shape, _, _ = CASES[0]  # spec mlp
+    name = "layers.s0l0.linear"
+    equal = widen(model, name, 48, split_std=0.0, seed=0)
+    split = widen(model, name, 48, split_std=0.5, seed=0)
+    w_eq = equal.get_submodule("layers.s0l1.linear").weight
+    w_sp = split.get_submodule("layers.s0l1.linear").weight
+    # a source unit and its replica: equal split gives identical columns, random split does not
+    src = next(j for j in range(24) if any(torch.equal(equal.get_submodule(name).weight[j], equal.get_submodule(name).weight[k]) for k in range(24, 48)))
+    rep = next(k for k in range(24, 48) if torch.equal(equal.get_submodule(name).weight[src], equal.get_submodule(name).weight[k]))
+    assert torch.allclose(w_eq[:, src], w_eq[:, rep])
+    assert not torch.allclose(w_sp[:, src], w_sp[:, rep])
+
+
+def test_scratch_is_fresh() -> None:
+    _, model, shape, widen_names, _ = CASES[1]
+    x = torch.randn(16, *shape)
+    child = widen(model, widen_names[0], 20, init="scratch", seed=0)
+    assert _rel_err(model, child, x, False) > 1e-2

@@ -1,0 +1,244 @@
+"""growsearch.train: real training of tiny models on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from growsearch.data import Dataset, Split, load_dataset
+from growsearch.exceptions import ConfigError, DataError, TrainingError
+from growsearch.train import (
+    EpochResult,
+    TrainConfig,
+    evaluate,
+    lr_at,
+    make_optimizer,
+    pick_device,
+    set_seed,
+    train,
+)
+
+# digits: 1,079 training samples -> 16 steps per epoch at batch size 64.
+STEPS_PER_EPOCH = 16
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits", flat=True)
+
+
+def mlp(seed: int = 0, hidden: int = 32) -> nn.Module:
+    set_seed(seed)
+    return nn.Sequential(
+        nn.Linear(64, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 10)
+    )
+
+
+def cfg(**overrides: object) -> TrainConfig:
+    defaults: dict = {"epochs": 2, "batch_size": 64, "lr": 1e-2, "device": "cpu"}
+    return TrainConfig(**{**defaults, **overrides})
+
+
+def test_learns_digits(digits: Dataset) -> None:
+    model = mlp()
+    results = train(model, digits, cfg(epochs=3))
+    assert [r.epoch for r in results] == [1, 2, 3]
+    assert [r.step for r in results] == [16, 32, 48]
+    assert results[-1].val_acc > 0.85  # chance is 0.1
+    assert results[-1].train_loss < results[0].train_loss
+    assert results[-1].lr < 1e-3 < results[0].lr  # cosine decay towards 0
+    assert all(r.seconds > 0 for r in results)
+    assert evaluate(model, digits.test)[1] > 0.85
+
+
+def test_same_seed_same_weights(digits: Dataset) -> None:
+    def run(seed: int) -> dict[str, torch.Tensor]:
+        model = mlp(seed=0)
+        model.insert(3, nn.Dropout(0.2))  # in-model randomness is seeded too
+        train(model, digits, cfg(seed=seed, epochs=1))
+        return model.state_dict()
+
+    first, second, other = run(0), run(0), run(1)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize(("max_steps", "epochs_run"), [(5, 1), (20, 2), (32, 2), (1000, 2)])
+def test_max_steps_counts_across_epochs(digits: Dataset, max_steps: int, epochs_run: int) -> None:
+    steps: list[int] = []
+    results = train(
+        mlp(),
+        digits,
+        cfg(max_steps=max_steps),
+        eval_every_steps=1,
+        on_eval=lambda step, loss, acc: steps.append(step),
+    )
+    taken = min(max_steps, 2 * STEPS_PER_EPOCH)
+    assert len(results) == epochs_run
+    assert results[-1].step == taken
+    assert steps == list(range(taken + 1))  # step 0 is evaluated before any update
+
+
+def test_learning_curve_against_steps(digits: Dataset) -> None:
+    curve: list[tuple[int, float, float]] = []
+    model = mlp()
+    results = train(
+        model,
+        digits,
+        cfg(),
+        eval_every_steps=10,
+        on_eval=lambda step, loss, acc: curve.append((step, loss, acc)),
+    )
+    assert [s for s, _, _ in curve] == [0, 10, 20, 30]
+    assert curve[0][2] < 0.3 < 0.8 < curve[-1][2]  # untrained, then trained
+    assert model.training  # the mid-epoch evaluations leave the model in train mode
+    assert results[-1].val_acc > 0.8
+
+
+def test_on_epoch_can_stop_training_and_sees_the_optimizer(digits: Dataset) -> None:
+    seen: list[tuple[EpochResult, int]] = []
+
+    def on_epoch(result: EpochResult, model: nn.Module, opt: torch.optim.Optimizer) -> bool:
+        seen.append((result, len(opt.state)))
+        return result.epoch == 2
+
+    results = train(mlp(), digits, cfg(epochs=5), on_epoch=on_epoch)
+    assert [r.epoch for r in results] == [1, 2]
+    assert [r for r, _ in seen] == results
+    assert seen[0][1] > 0  # Adam has moments for the parameters
+
+
+def test_resume_loads_the_optimizer_state(digits: Dataset) -> None:
+    model = mlp()
+    saved: dict = {}
+    train(model, digits, cfg(epochs=1), on_epoch=lambda r, m, opt: saved.update(opt.state_dict()))
+    first_param_state = saved["state"][0]
+    assert first_param_state["step"].item() == STEPS_PER_EPOCH
+
+    resumed: dict = {}
+    train(
+        model,
+        digits,
+        cfg(epochs=1),
+        optimizer_state=saved,
+        on_epoch=lambda r, m, opt: resumed.update(opt.state_dict()),
+    )
+    assert resumed["state"][0]["step"].item() == 2 * STEPS_PER_EPOCH
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"optimizer": "sgd", "lr": 0.05},
+        {"optimizer": "adamw", "weight_decay": 0.01, "label_smoothing": 0.1},
+        {"schedule": "constant", "warmup_steps": 10, "grad_clip": 1.0},
+    ],
+)
+def test_optimizers_and_options_learn(digits: Dataset, overrides: dict) -> None:
+    results = train(mlp(), digits, cfg(epochs=3, **overrides))
+    assert results[-1].val_acc > 0.8
+
+
+def test_nan_loss_raises_training_error(digits: Dataset) -> None:
+    class NaNAfter(nn.Module):
+        """Healthy for the first epoch, NaN from the given forward call on."""
+
+        def __init__(self, healthy_calls: int) -> None:
+            super().__init__()
+            self.net, self.calls, self.healthy = mlp(), 0, healthy_calls
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += self.training
+            out = self.net(x)
+            return out * math.nan if self.training and self.calls > self.healthy else out
+
+    with pytest.raises(TrainingError, match="epoch 2, step 19"):
+        train(NaNAfter(healthy_calls=18), digits, cfg())
+
+
+def test_divergence_raises_training_error(digits: Dataset) -> None:
+    with pytest.raises(TrainingError, match=r"training loss is (nan|inf) at epoch \d+, step \d+"):
+        train(mlp(), digits, cfg(optimizer="sgd", lr=1e12, schedule="constant", epochs=5))
+
+
+def test_small_split_with_batchnorm_uses_one_full_batch(digits: Dataset) -> None:
+    tiny = Dataset(
+        "tiny",
+        Split(digits.train.x[:10], digits.train.y[:10]),
+        digits.val,
+        digits.test,
+        digits.input_shape,
+        10,
+    )
+    results = train(mlp(), tiny, cfg(epochs=3))
+    assert [r.step for r in results] == [1, 2, 3]
+
+
+def test_evaluate_matches_a_manual_computation_and_restores_modes(digits: Dataset) -> None:
+    model = mlp()
+    model.train()
+    model[1].eval()  # e.g. a frozen BatchNorm: its own mode must survive evaluate()
+    loss, acc = evaluate(model, digits.val, batch_size=100)
+    assert model.training and not model[1].training and model[3].training
+
+    model.eval()
+    with torch.no_grad():
+        logits = model(digits.val.x)
+    assert loss == pytest.approx(nn.functional.cross_entropy(logits, digits.val.y).item(), 1e-5)
+    assert acc == pytest.approx((logits.argmax(1) == digits.val.y).float().mean().item())
+    evaluate(model, digits.val)
+    assert not model.training
+
+    empty = Split(digits.val.x[:0], digits.val.y[:0])
+    with pytest.raises(DataError, match="empty"):
+        evaluate(model, empty)
+
+
+def test_lr_schedule() -> None:
+    c = TrainConfig(lr=1.0, warmup_steps=4)
+    assert [lr_at(s, 104, c) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(4, 104, c) == 1.0
+    assert lr_at(54, 104, c) == pytest.approx(0.5)
+    assert 0 < lr_at(103, 104, c) < 1e-3
+    assert lr_at(50, 104, TrainConfig(lr=0.1, schedule="constant")) == 0.1
+
+
+def test_make_optimizer_follows_the_config() -> None:
+    model = mlp()
+    sgd = make_optimizer(model, TrainConfig(optimizer="sgd", lr=0.1, weight_decay=1e-4))
+    assert isinstance(sgd, torch.optim.SGD)
+    group = sgd.param_groups[0]
+    assert group["lr"] == 0.1 and group["weight_decay"] == 1e-4
+    assert group["momentum"] == 0.9 and group["nesterov"]
+    assert isinstance(make_optimizer(model, TrainConfig(optimizer="adamw")), torch.optim.AdamW)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("lr", 0.0),
+        ("optimizer", "adagrad"),
+        ("schedule", "step"),
+        ("warmup_steps", -1),
+        ("max_steps", 0),
+        ("label_smoothing", 1.0),
+        ("grad_clip", 0.0),
+    ],
+)
+def test_config_errors_name_the_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"TrainConfig.{field}: expected"):
+        TrainConfig(**{field: value})
+
+
+def test_devices_and_callback_arguments(digits: Dataset) -> None:
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device"):
+        pick_device("tpu9")
+    with pytest.raises(ConfigError, match="together"):
+        train(mlp(), digits, cfg(), eval_every_steps=5)
