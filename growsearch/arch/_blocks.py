@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 
-def conv_nd(dims: int, cin: int, cout: int, k: int, stride: int = 1, bias: bool = True) -> nn.Module:
+def conv_nd(
+    dims: int, cin: int, cout: int, k: int, stride: int = 1, bias: bool = True
+) -> nn.Module:
     cls = nn.Conv1d if dims == 1 else nn.Conv2d
     return cls(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
 

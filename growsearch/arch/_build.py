@@ -39,7 +39,9 @@ class CNN(nn.Module):
         self.pool_after: list[bool] = []
         for stage in spec.stages:
             for layer in stage.layers:
-                self.layers[layer.name] = ConvBlock(dims, cin, layer.width, spec.kernel_size, spec.batch_norm)
+                self.layers[layer.name] = ConvBlock(
+                    dims, cin, layer.width, spec.kernel_size, spec.batch_norm
+                )
                 cin = layer.width
             self.stage_names.append([x.name for x in stage.layers])
             pool = min(size) >= 2  # stop pooling once the resolution is 1

@@ -16,7 +16,9 @@ def count_params(model_or_spec: nn.Module | ArchSpec) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def count_flops(model_or_spec: nn.Module | ArchSpec, input_shape: tuple[int, ...] | None = None) -> int:
+def count_flops(
+    model_or_spec: nn.Module | ArchSpec, input_shape: tuple[int, ...] | None = None
+) -> int:
     """FLOPs of one forward pass on one sample (torch.utils.flop_counter; a multiply-add is 2)."""
     if isinstance(model_or_spec, ArchSpec):
         model, input_shape = build(model_or_spec), model_or_spec.input_shape

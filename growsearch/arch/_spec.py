@@ -128,7 +128,9 @@ class ArchSpec:
                 raise SpecError(f"stages[{i}].width: only resnet stages have a width")
             for layer in stage.layers:
                 if not _NAME.match(layer.name) or layer.name in seen:
-                    raise SpecError(f"stages[{i}]: layer name {layer.name!r} is invalid or repeated")
+                    raise SpecError(
+                        f"stages[{i}]: layer name {layer.name!r} is invalid or repeated"
+                    )
                 if layer.width < 1:
                     raise SpecError(f"layer {layer.name}: width must be >= 1, got {layer.width}")
                 seen.add(layer.name)
@@ -157,7 +159,9 @@ class ArchSpec:
             layers = tuple(Layer(f"s{i}l{k}", int(w)) for k, w in enumerate(ws))  # type: ignore[union-attr]
             sw = None if stage_widths is None else int(stage_widths[i])
             stages.append(Stage(layers, sw))
-        return cls(family, tuple(int(s) for s in input_shape), int(num_classes), tuple(stages), **kwargs)
+        return cls(
+            family, tuple(int(s) for s in input_shape), int(num_classes), tuple(stages), **kwargs
+        )
 
     # ---- queries ---------------------------------------------------------------------------
     @property
@@ -257,7 +261,9 @@ class ArchSpec:
             i, k = self.locate(op.after)
             if not _NAME.match(op.name) or op.name in {x.name for x in self.layers}:
                 raise SpecError(f"deepen: new layer name {op.name!r} is invalid or taken")
-            width = self.stages[i].width if self.family == "resnet" else self.stages[i].layers[k].width
+            width = (
+                self.stages[i].width if self.family == "resnet" else self.stages[i].layers[k].width
+            )
             layers = list(self.stages[i].layers)
             layers.insert(k + 1, Layer(op.name, int(width)))  # type: ignore[arg-type]
         else:  # pragma: no cover - Op is a closed union
@@ -273,7 +279,8 @@ class ArchSpec:
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "stages": [
-                {"width": s.width, "layers": [[x.name, x.width] for x in s.layers]} for s in self.stages
+                {"width": s.width, "layers": [[x.name, x.width] for x in s.layers]}
+                for s in self.stages
             ],
             "kernel_size": self.kernel_size,
             "batch_norm": self.batch_norm,

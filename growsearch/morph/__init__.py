@@ -1,8 +1,8 @@
 """The Net2Net morph engine: function-preserving widen and deepen of ordinary PyTorch models.
 
-    from growsearch.morph import widen, deepen, MorphError
-    child = widen(model, "features.3", 64, init="net2net", seed=0)
-    child = deepen(model, "features.4", init="net2net", calibration=x_batch, seed=0)
+from growsearch.morph import widen, deepen, MorphError
+child = widen(model, "features.3", 64, init="net2net", seed=0)
+child = deepen(model, "features.4", init="net2net", calibration=x_batch, seed=0)
 """
 
 from growsearch.exceptions import MorphError

@@ -137,7 +137,9 @@ def deepen(
     """
     check_init(init)
     if block not in ("auto", "layer", "residual"):
-        raise MorphError(f"deepen: block must be one of ['auto', 'layer', 'residual'], got {block!r}")
+        raise MorphError(
+            f"deepen: block must be one of ['auto', 'layer', 'residual'], got {block!r}"
+        )
     gm = trace(model)
     node = output_node(gm, name)
     c = channels(gm, node)
@@ -146,10 +148,16 @@ def deepen(
         producer, _ = _upstream_producer(gm, node)
         dims = 1 if isinstance(producer, nn.Conv1d) else 2
         if producer is None:
-            raise MorphError(f"deepen {name}: cannot find the convolution that feeds {describe(node)}")
+            raise MorphError(
+                f"deepen {name}: cannot find the convolution that feeds {describe(node)}"
+            )
     producer, saw_bn = _upstream_producer(gm, node)
-    uses_bn = saw_bn or (producer is None and any(isinstance(m, PER_CHANNEL) for m in model.modules()))
-    k = kernel_size or (producer.kernel_size[0] if isinstance(producer, nn.Conv1d | nn.Conv2d) else 3)
+    uses_bn = saw_bn or (
+        producer is None and any(isinstance(m, PER_CHANNEL) for m in model.modules())
+    )
+    k = kernel_size or (
+        producer.kernel_size[0] if isinstance(producer, nn.Conv1d | nn.Conv2d) else 3
+    )
     if k % 2 == 0:
         k += 1  # an identity kernel needs a centre tap
     nonneg = is_nonnegative(gm, node)
@@ -166,7 +174,9 @@ def deepen(
         torch.manual_seed(seed)
         if block == "layer":
             new: nn.Module = (
-                LinearBlock(c, c, batch_norm=uses_bn) if dims == 0 else ConvBlock(dims, c, c, k, batch_norm=uses_bn)
+                LinearBlock(c, c, batch_norm=uses_bn)
+                if dims == 0
+                else ConvBlock(dims, c, c, k, batch_norm=uses_bn)
             )
         else:
             new = ResidualBlock(dims, c, k, uses_bn)

@@ -27,7 +27,9 @@ def expand_to_block(mapping: torch.Tensor, block: int) -> torch.Tensor:
     return (mapping[:, None] * block + torch.arange(block)).reshape(-1)
 
 
-def remap_range(t: torch.Tensor, mapping: torch.Tensor, dim: int, offset: int, n: int) -> torch.Tensor:
+def remap_range(
+    t: torch.Tensor, mapping: torch.Tensor, dim: int, offset: int, n: int
+) -> torch.Tensor:
     """Replace ``t[offset:offset+n]`` along ``dim`` by ``t[offset + mapping]`` (keeps the rest)."""
     before = t.narrow(dim, 0, offset)
     middle = t.narrow(dim, offset, n).index_select(dim, mapping.to(t.device))

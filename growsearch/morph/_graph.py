@@ -35,7 +35,16 @@ PASS_FUNCTIONS = {
     torch.relu, torch.tanh, torch.sigmoid, F.sigmoid, F.tanh,
 }  # fmt: skip
 PASS_METHODS = {"relu", "relu_", "tanh", "sigmoid", "contiguous", "clone"}
-BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, torch.add, torch.mul, torch.sub}
+BINARY = {
+    operator.add,
+    operator.iadd,
+    operator.mul,
+    operator.imul,
+    operator.sub,
+    torch.add,
+    torch.mul,
+    torch.sub,
+}
 BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_"}
 NONNEG_MODULES = (nn.ReLU, nn.ReLU6)
 NONNEG_FUNCTIONS = {F.relu, F.relu6, torch.relu}
@@ -176,7 +185,9 @@ def is_spatial(gm: fx.GraphModule, node: fx.Node) -> bool:
 def is_nonnegative(gm: fx.GraphModule, node: fx.Node) -> bool:
     """True if the value is ≥ 0 by construction (a ReLU output, maybe pooled/dropped out)."""
     m = module_of(gm, node)
-    if isinstance(m, NONNEG_MODULES) or (node.op == "call_function" and node.target in NONNEG_FUNCTIONS):
+    if isinstance(m, NONNEG_MODULES) or (
+        node.op == "call_function" and node.target in NONNEG_FUNCTIONS
+    ):
         return True
     if node.op == "call_method" and node.target in ("relu", "relu_"):
         return True
@@ -249,7 +260,7 @@ def analyse_widen(gm: fx.GraphModule, name: str) -> WidenPlan:
         k = kind(gm, node)
         # backward: what must already carry the same channels for this node to carry them
         if k == "producer":
-            if view.offset != 0 or view.flat_total is not None:
+            if view.offset != 0 or view.flat_total is not None or channels(gm, node) != n:
                 raise MorphError(
                     f"widen {name}: {describe(node)} is coupled to the widened channels only in "
                     "part (through a concat or flatten); it cannot be widened exactly"
@@ -270,7 +281,9 @@ def analyse_widen(gm: fx.GraphModule, name: str) -> WidenPlan:
         elif k in ("flatten", "cat"):
             pass  # checked below: they must have been reached forward, from an input
         else:
-            raise MorphError(f"widen {name}: cannot propagate the widening through {describe(node)}")
+            raise MorphError(
+                f"widen {name}: cannot propagate the widening through {describe(node)}"
+            )
         # forward: who reads this value
         for user in node.users:
             ku = kind(gm, user)
@@ -281,15 +294,15 @@ def analyse_widen(gm: fx.GraphModule, name: str) -> WidenPlan:
             elif ku in ("pass", "per_channel", "binary"):
                 visit(user, view, f"user of {describe(node)}")
             elif ku == "flatten":
-                if view.flat_total is not None:
-                    visit(user, view, "flatten")
-                elif not view.spatial:
+                if view.flat_total is not None or not view.spatial:
                     visit(user, view, "flatten")
                 else:
                     visit(user, View(view.offset, channels(gm, node), False), "flatten")
             elif ku == "cat":
                 if view.flat_total is not None:
-                    raise MorphError(f"widen {name}: concat of flattened features at {describe(user)}")
+                    raise MorphError(
+                        f"widen {name}: concat of flattened features at {describe(user)}"
+                    )
                 offset = 0
                 for a in tensor_args(user):
                     if a is node:
@@ -303,7 +316,9 @@ def analyse_widen(gm: fx.GraphModule, name: str) -> WidenPlan:
                     f"widen {name}: the widened channels reach the model's output, so its shape would change"
                 )
             else:
-                raise MorphError(f"widen {name}: cannot propagate the widening through {describe(user)}")
+                raise MorphError(
+                    f"widen {name}: cannot propagate the widening through {describe(user)}"
+                )
 
     for node in views:
         if kind(gm, node) in ("flatten", "cat") and not any(a in views for a in tensor_args(node)):
@@ -318,10 +333,14 @@ def analyse_widen(gm: fx.GraphModule, name: str) -> WidenPlan:
                 f"widen {name}: Linear '{user.target}' reads a feature map without a flatten; "
                 "its input channels are not its last dimension"
             )
-        if isinstance(m, nn.Conv1d | nn.Conv2d) and (not view.spatial or view.flat_total is not None):
+        if isinstance(m, nn.Conv1d | nn.Conv2d) and (
+            not view.spatial or view.flat_total is not None
+        ):
             raise MorphError(f"widen {name}: Conv '{user.target}' reads flattened features")
         plan.consumers.append((str(user.target), view))
-    for target in set(plan.producers) | {t for t, _ in plan.per_channel} | {t for t, _ in plan.consumers}:
+    for target in (
+        set(plan.producers) | {t for t, _ in plan.per_channel} | {t for t, _ in plan.consumers}
+    ):
         if len(calls.get(target, [])) != 1:
             raise MorphError(
                 f"widen {name}: module '{target}' is called {len(calls.get(target, []))} times; "

@@ -38,9 +38,16 @@ def apply_op(
     if init == "scratch":
         return build(child_spec, seed=seed).train(model.training), child_spec
     if isinstance(op, Widen):
-        morphed = widen(model, module_name(spec, op.target), op.width, init=init, seed=seed, split_std=split_std)
+        morphed = widen(
+            model, module_name(spec, op.target), op.width, init=init, seed=seed, split_std=split_std
+        )
     elif isinstance(op, Deepen) and spec.family == "resnet":
-        morphed = insert_after(model, output_name(spec, op.after), _identity_block(spec, op, init, seed), f"layers.{op.name}")
+        morphed = insert_after(
+            model,
+            output_name(spec, op.after),
+            _identity_block(spec, op, init, seed),
+            f"layers.{op.name}",
+        )
     elif isinstance(op, Deepen):
         morphed = deepen(
             model, output_name(spec, op.after), init=init, calibration=calibration, seed=seed,
@@ -54,7 +61,9 @@ def apply_op(
     try:
         child.load_state_dict(morphed.state_dict(), strict=True)
     except RuntimeError as e:  # a bug, not user input: the engine and the builder disagree
-        raise AssertionError(f"morph of {spec.summary()} by {op} disagrees with build(child spec): {e}") from e
+        raise AssertionError(
+            f"morph of {spec.summary()} by {op} disagrees with build(child spec): {e}"
+        ) from e
     return child.train(model.training), child_spec
 
 
@@ -76,7 +85,13 @@ def apply_ops(
         return build(child_spec, seed=seed).train(model.training), child_spec
     for i, op in enumerate(ops):
         model, spec = apply_op(
-            model, spec, op, init=init, calibration=calibration, seed=seed * 1000 + i, split_std=split_std
+            model,
+            spec,
+            op,
+            init=init,
+            calibration=calibration,
+            seed=seed * 1000 + i,
+            split_std=split_std,
         )
     return model, spec
 
@@ -95,5 +110,7 @@ def _identity_block(spec: ArchSpec, op: Deepen, init: str, seed: int) -> nn.Modu
             block.bn2.weight.zero_()
             block.bn2.bias.zero_()
             if init == "net2net-noise":
-                block.bn2.weight.add_(torch.randn(width, generator=torch.Generator().manual_seed(seed)) * 1e-3)
+                block.bn2.weight.add_(
+                    torch.randn(width, generator=torch.Generator().manual_seed(seed)) * 1e-3
+                )
     return block

@@ -119,7 +119,12 @@ def _out(m: nn.Module) -> int:
 
 
 def _resized(
-    m: nn.Module, *, out: int | None = None, inp: int | None = None, seed: int = 0, init: bool = True
+    m: nn.Module,
+    *,
+    out: int | None = None,
+    inp: int | None = None,
+    seed: int = 0,
+    init: bool = True,
 ) -> nn.Module:
     """A module like ``m`` (same class and options) with new in/out sizes; default-initialised
     (seeded) if ``init``, else left uninitialised for the caller to fill."""
@@ -151,7 +156,13 @@ def _assign(m: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> No
 
 
 def _widen_batchnorm(
-    child: nn.Module, target: str, old: nn.Module, mapping: torch.Tensor, n: int, view: View, fresh: bool
+    child: nn.Module,
+    target: str,
+    old: nn.Module,
+    mapping: torch.Tensor,
+    n: int,
+    view: View,
+    fresh: bool,
 ) -> None:
     """Per-channel layers follow the mapping: replicas copy γ, β, running mean and var."""
     assert isinstance(old, nn.BatchNorm1d | nn.BatchNorm2d)

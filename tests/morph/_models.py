@@ -85,7 +85,23 @@ def family_cases() -> list[tuple[str, nn.Module, tuple[int, ...], list[str], lis
         widen_names = [module_name(spec, t) for t in spec.widen_targets()]
         deepen_names = [output_name(spec, layer.name) for layer in spec.layers]
         cases.append((f"spec-{key}", model, spec.input_shape, widen_names, deepen_names))
-    cases.append(("sequential-cnn1d", randomise_bn(sequential_cnn1d()), (1, 40), ["0", "4", "9"], ["2", "3", "6", "10"]))
-    cases.append(("functional-net", randomise_bn(FunctionalNet()), (3, 8, 8), ["c1", "c2", "c3", "c4"], ["c4", "b2"]))
+    cases.append(
+        (
+            "sequential-cnn1d",
+            randomise_bn(sequential_cnn1d()),
+            (1, 40),
+            ["0", "4", "9"],
+            ["2", "3", "6", "10"],
+        )
+    )
+    cases.append(
+        (
+            "functional-net",
+            randomise_bn(FunctionalNet()),
+            (3, 8, 8),
+            ["c1", "c2", "c3", "c4"],
+            ["c4", "b2"],
+        )
+    )
     cases.append(("tanh-mlp", TanhMLP(), (12,), ["fc1", "fc2"], ["fc1", "fc2"]))
     return cases

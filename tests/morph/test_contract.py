@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from growsearch.morph import EXACT_INITS, INITS, deepen, widen
-
 from tests.morph._models import family_cases
 
 CASES = family_cases()
@@ -112,8 +111,19 @@ def test_random_split_breaks_symmetry_but_equal_split_does_not() -> None:
     w_eq = equal.get_submodule("layers.s0l1.linear").weight
     w_sp = split.get_submodule("layers.s0l1.linear").weight
     # a source unit and its replica: equal split gives identical columns, random split does not
-    src = next(j for j in range(24) if any(torch.equal(equal.get_submodule(name).weight[j], equal.get_submodule(name).weight[k]) for k in range(24, 48)))
-    rep = next(k for k in range(24, 48) if torch.equal(equal.get_submodule(name).weight[src], equal.get_submodule(name).weight[k]))
+    src = next(
+        j
+        for j in range(24)
+        if any(
+            torch.equal(equal.get_submodule(name).weight[j], equal.get_submodule(name).weight[k])
+            for k in range(24, 48)
+        )
+    )
+    rep = next(
+        k
+        for k in range(24, 48)
+        if torch.equal(equal.get_submodule(name).weight[src], equal.get_submodule(name).weight[k])
+    )
     assert torch.allclose(w_eq[:, src], w_eq[:, rep])
     assert not torch.allclose(w_sp[:, src], w_sp[:, rep])
 
