@@ -10,6 +10,9 @@ from growsearch.exceptions import (
     TrainingError,
 )
 
+from growsearch.checkpoint import load_model
+from growsearch.runner._results import load_results
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -21,4 +24,6 @@ __all__ = [
     "SpecError",
     "TrainingError",
     "__version__",
+    "load_model",
+    "load_results",
 ]

@@ -1,0 +1,154 @@
+"""The ``growsearch`` command line: run, show.
+
+Errors caused by user input (any GrowsearchError) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from growsearch.exceptions import ConfigError, GrowsearchError
+
+EXIT_USER_ERROR = 2
+
+
+def _id(v: Any) -> str:
+    return v if isinstance(v, str) and v else "-"
+
+
+def _leaderboard(df: Any, n: int = 10, title: str = "leaderboard") -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in (
+        "rank",
+        "trial",
+        "parent",
+        "arch",
+        "params",
+        "val acc",
+        "test acc",
+        "epochs",
+        "status",
+    ):
+        numeric = col in ("rank", "params", "val acc", "test acc", "epochs")
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "status")
+    ok = df[df["status"] != "failed"].copy()
+    ok = ok.sort_values("val_acc", ascending=False).head(n)
+    for rank, (_, r) in enumerate(ok.iterrows(), 1):
+        table.add_row(
+            str(rank), str(r["trial_id"]), _id(r["parent_id"]), str(r["arch_summary"]),
+            f"{int(r['params']):,}", f"{r['val_acc']:.4f}", f"{r['test_acc']:.4f}", str(r["epochs"]),
+            str(r["status"]),
+        )  # fmt: skip
+    failed = df[df["status"] == "failed"]
+    for _, r in failed.iterrows():
+        table.add_row(
+            "-",
+            str(r["trial_id"]),
+            _id(r["parent_id"]),
+            str(r["arch_summary"]),
+            "",
+            "",
+            "",
+            "",
+            f"failed: {r['error']}",
+        )
+    return table
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from growsearch.space import load_space
+
+    overrides: dict[str, Any] = {}
+    if args.trials is not None:
+        overrides["budget.trials"] = args.trials
+    if args.time_budget is not None:
+        overrides["budget.time_minutes"] = args.time_budget
+    if args.concurrency is not None:
+        overrides["resources.concurrency"] = args.concurrency
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.no_warm_start:
+        overrides["warm_start"] = False
+    space = load_space(args.space, overrides)
+    name = args.name or space.name
+    run_dir = Path(args.results_dir) / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"{run_dir}: a run named {name!r} already exists; choose another --name (nothing was changed)"
+        )
+    from growsearch.runner._run import run_search
+
+    console = Console(width=max(120, Console().width))
+    console.print(f"growsearch: searching {space.path.name} → {run_dir}")
+    df = run_search(space, run_dir, address=args.address, storage=args.storage, console=console)
+    if df.empty:
+        console.print("no trial finished")
+        return 1
+    console.print(_leaderboard(df, title=f"{name}: leaderboard"))
+    console.print(f"best model: {run_dir / 'best'}  (growsearch.load_model)")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from growsearch.runner import load_results
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    df = load_results(run_dir)
+    Console(width=max(120, Console().width)).print(
+        _leaderboard(df, n=args.top, title=f"{run_dir.name}: leaderboard")
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="growsearch",
+        description="Grow neural networks by Net2Net morphs, searched on Ray Tune.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a search")
+    r.add_argument("space", help="search space YAML (see search_spaces/)")
+    r.add_argument("--name", help="run name (default: the space's name)")
+    r.add_argument("--results-dir", default="results/runs", help="parent folder of run folders")
+    r.add_argument("--trials", type=int, help="budget: number of trials")
+    r.add_argument("--time-budget", type=float, help="budget: wall-clock minutes")
+    r.add_argument("--concurrency", type=int, help="trials running at once")
+    r.add_argument("--address", help="an existing Ray cluster (default: a local Ray on 127.0.0.1)")
+    r.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run folder)")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--no-warm-start", action="store_true", help="train every child from scratch")
+    r.set_defaults(fn=_cmd_run)
+    s = sub.add_parser("show", help="print a run's leaderboard")
+    s.add_argument("run_dir")
+    s.add_argument("--top", type=int, default=20)
+    s.set_defaults(fn=_cmd_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except GrowsearchError as e:
+        print(f"growsearch: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("growsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

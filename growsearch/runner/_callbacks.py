@@ -1,0 +1,164 @@
+"""Driver-side Tune callbacks: record finished trials, and show live progress."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from growsearch.runner._results import ResultsStore
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of a failed trial's traceback (the exception itself)."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        lines = [
+            line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()
+        ]
+        for line in reversed(lines):
+            if "Error" in line or "Exception" in line:
+                return line.strip()[:500]
+        if lines:
+            return lines[-1].strip()[:500]
+    return "trial failed"
+
+
+class RecordCallback(Callback):
+    """Keeps each trial's learning curve and writes every finished trial to the results store."""
+
+    def __init__(self, store: ResultsStore, progress: Progress | None = None):
+        self.store = store
+        self.progress = progress
+        self.curves: dict[str, list[float]] = {}
+        self.running: set[str] = set()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.add(trial.trial_id)
+        self._update(trials)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        curve = self.curves.setdefault(trial.trial_id, [])
+        epoch = int(result.get("epoch", len(curve) + 1))
+        del curve[epoch - 1 :]  # a restarted trial re-reports epochs
+        curve.append(float(result["val_acc"]))
+        self._update(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, None)
+        self._update(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, _error_line(trial))
+        self._update(trials)
+
+    def _record(self, trial: Any, error: str | None) -> None:
+        self.running.discard(trial.trial_id)
+        proposal = trial.config["proposal"]
+        r = trial.last_result or {}
+        has_metrics = "val_acc" in r
+        status = "failed" if error or not has_metrics else "completed"
+        if status == "completed" and r.get("epoch", 0) < r.get("epochs_planned", 0):
+            status = "stopped"
+        warm = r.get("warm_start")
+        self.store.record(
+            {
+                "trial_id": trial.trial_id,
+                "parent_id": proposal.get("parent_id"),
+                "ops": json.dumps(proposal.get("ops", [])),
+                "arch": json.dumps(proposal["arch"], sort_keys=True),
+                "arch_summary": _summary(proposal["arch"]),
+                "params": r.get("params"),
+                "flops": r.get("flops"),
+                "val_acc": r.get("val_acc") if status != "failed" else None,
+                "test_acc": r.get("test_acc") if status != "failed" else None,
+                "epochs": r.get("epoch", 0),
+                "train_seconds": r.get("train_seconds"),
+                "status": status,
+                "error": error,
+                "warm_start": bool(warm) if warm is not None else None,
+                "parent_acc": r.get("parent_acc"),
+                "acc_before": r.get("acc_before"),
+                "preserve_err": r.get("preserve_err"),
+                "curve": json.dumps(self.curves.get(trial.trial_id, [])),
+            }
+        )
+
+    def _update(self, trials: list) -> None:
+        if self.progress is not None:
+            self.progress.update(self.store, len(self.running))
+
+
+def _summary(arch: dict[str, Any]) -> str:
+    from growsearch.arch import ArchSpec
+
+    return ArchSpec.from_dict(arch).summary()
+
+
+class Progress:
+    """A one-line live status: done / running / failed, best so far, elapsed, remaining budget."""
+
+    def __init__(
+        self, console: Any, *, trials: int | None, time_s: float | None, enabled: bool = True
+    ):
+        self.console = console
+        self.trials = trials
+        self.time_s = time_s
+        self.start = time.monotonic()
+        self.enabled = enabled
+        self.live: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled with Tune's experiment state: the console and live display stay behind
+        return {**self.__dict__, "console": None, "live": None}
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.live import Live
+
+            self.live = Live(
+                self._render(0, 0, 0, None),
+                console=self.console,
+                refresh_per_second=2,
+                transient=False,
+            )
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def update(self, store: ResultsStore, running: int) -> None:
+        df = store.df
+        done = int((df["status"] != "failed").sum()) if len(df) else 0
+        failed = int((df["status"] == "failed").sum()) if len(df) else 0
+        best = None
+        if done:
+            ok = df[df["status"] != "failed"]
+            i = ok["val_acc"].astype(float).idxmax()
+            best = (ok.loc[i, "val_acc"], ok.loc[i, "test_acc"], ok.loc[i, "arch_summary"])
+        if self.live is not None:
+            self.live.update(self._render(done, running, failed, best))
+
+    def _render(self, done: int, running: int, failed: int, best: Any) -> str:
+        elapsed = time.monotonic() - self.start
+        parts = [f"[bold]trials[/] done {done}  running {running}  failed {failed}"]
+        if self.trials:
+            parts[0] += f"  (of {self.trials})"
+        if best is not None:
+            parts.append(f"best val {best[0]:.4f} test {best[1]:.4f} {best[2]}")
+        parts.append(f"elapsed {_fmt(elapsed)}")
+        if self.time_s:
+            parts.append(f"remaining {_fmt(max(0.0, self.time_s - elapsed))}")
+        return " │ ".join(parts)
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"

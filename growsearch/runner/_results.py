@@ -1,0 +1,157 @@
+"""The results store: ``trials.parquet`` (one row per trial) and an Optuna study mirroring it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from growsearch.exceptions import ConfigError
+
+COLUMNS = [
+    "trial_id", "parent_id", "ops", "arch", "arch_summary", "params", "flops", "val_acc",
+    "test_acc", "epochs", "train_seconds", "status", "error", "warm_start", "parent_acc",
+    "acc_before", "preserve_err", "curve",
+]  # fmt: skip
+OBJECTIVE_DIRECTIONS = {
+    "val_acc": "maximize",
+    "val_loss": "minimize",
+    "params": "minimize",
+    "flops": "minimize",
+}
+
+
+def trials_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "trials.parquet"
+
+
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """The run's trials as a DataFrame (one row per trial; ``ops`` and ``arch`` are JSON)."""
+    path = trials_path(run_dir)
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a growsearch run (no trials.parquet)")
+    return pd.read_parquet(path)
+
+
+def default_storage(run_dir: str | Path) -> str:
+    return f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
+
+
+class ResultsStore:
+    """Appends finished trials to the parquet file and the Optuna study; idempotent by trial id."""
+
+    def __init__(
+        self, run_dir: str | Path, storage: str | None, study_name: str, objectives: list[str]
+    ):
+        import optuna
+
+        self.run_dir = Path(run_dir)
+        self.objectives = list(objectives)
+        path = trials_path(self.run_dir)
+        self.df = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            self.study = optuna.create_study(
+                storage=storage or default_storage(self.run_dir),
+                study_name=study_name,
+                directions=[OBJECTIVE_DIRECTIONS[o] for o in self.objectives],
+                load_if_exists=True,
+            )
+        except Exception as e:  # SQLAlchemy/optuna raise many kinds for a bad URL
+            raise ConfigError(
+                f"--storage: cannot open Optuna storage {storage!r}: {e}".splitlines()[0]
+            ) from None
+        self._in_study = {
+            t.user_attrs.get("trial_id") for t in self.study.get_trials(deepcopy=False)
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its callbacks with the experiment state; the study holds a DB engine
+        state = dict(self.__dict__)
+        state["study"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def known(self) -> set[str]:
+        return set(self.df["trial_id"]) if len(self.df) else set()
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Add one finished trial (no-op if it is already recorded)."""
+        row = {c: row.get(c) for c in COLUMNS}
+        if row["trial_id"] not in self.known():
+            new = pd.DataFrame([row], columns=COLUMNS)
+            self.df = new if self.df.empty else pd.concat([self.df, new], ignore_index=True)
+            self._write()
+        if row["trial_id"] not in self._in_study:
+            self._add_to_study(row)
+            self._in_study.add(row["trial_id"])
+
+    def _write(self) -> None:
+        path = trials_path(self.run_dir)
+        tmp = path.with_suffix(".parquet.tmp")
+        df = self.df.copy()
+        for col in ("params", "flops", "epochs"):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+        for col in (
+            "trial_id",
+            "parent_id",
+            "ops",
+            "arch",
+            "arch_summary",
+            "status",
+            "error",
+            "curve",
+        ):
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+        df["warm_start"] = df["warm_start"].astype("boolean")
+        for col in (
+            "val_acc",
+            "test_acc",
+            "train_seconds",
+            "parent_acc",
+            "acc_before",
+            "preserve_err",
+        ):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+
+    def _add_to_study(self, row: dict[str, Any]) -> None:
+        import optuna
+        from optuna.distributions import FloatDistribution, IntDistribution
+        from optuna.trial import TrialState
+
+        arch = json.loads(row["arch"])
+        params: dict[str, Any] = {"depth": sum(len(s["layers"]) for s in arch["stages"])}
+        dists: dict[str, Any] = {"depth": IntDistribution(1, 1024)}
+        for i, s in enumerate(arch["stages"]):
+            params[f"stage{i}_width"] = max(w for _, w in s["layers"])
+            dists[f"stage{i}_width"] = IntDistribution(1, 1 << 20)
+        if row["params"]:
+            params["log10_params"] = math.log10(max(1, int(row["params"])))
+            dists["log10_params"] = FloatDistribution(0.0, 12.0)
+        ok = row["status"] in ("completed", "stopped") and row["val_acc"] is not None
+        values = None
+        if ok:
+            values = [float(row[o]) for o in self.objectives]
+        curve = json.loads(row["curve"] or "[]")
+        attrs = {
+            "trial_id": row["trial_id"], "parent_id": row["parent_id"], "ops": row["ops"],
+            "arch": row["arch_summary"], "status": row["status"], "test_acc": row["test_acc"],
+            "flops": row["flops"], "params": row["params"], "error": row["error"],
+        }  # fmt: skip
+        trial = optuna.trial.create_trial(
+            params=params,
+            distributions=dists,
+            values=values,
+            state=TrialState.COMPLETE if ok else TrialState.FAIL,
+            intermediate_values={i + 1: float(v) for i, v in enumerate(curve)},
+            user_attrs={k: v for k, v in attrs.items() if v is not None},
+        )
+        self.study.add_trial(trial)

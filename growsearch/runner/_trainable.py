@@ -1,0 +1,149 @@
+"""The Ray Tune trainable: one trial = (morph the parent's weights | fresh init) → train → report.
+
+Runs in a Ray worker process. Everything it needs arrives in the trial config: the proposal
+(child spec, parent id, ops) and the run's settings (plain JSON: dataset, training, paths).
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from growsearch.arch import build, count_flops, count_params
+from growsearch.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from growsearch.controllers import Proposal
+from growsearch.data import Dataset, load_dataset
+from growsearch.exceptions import GrowsearchError
+from growsearch.morph import apply_ops
+from growsearch.train import TrainConfig, evaluate, pick_device, train
+
+PROBE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, root: str | None, flat: bool) -> Dataset:
+    # cached per worker process: with reuse_actors, later trials skip the data preparation
+    return load_dataset(name, root=root, flat=flat)
+
+
+def models_dir(run_dir: str | Path) -> Path:
+    """Where every trial's latest weights live, read by its children (shared storage on a cluster)."""
+    return Path(run_dir) / "models"
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """The function trainable registered with Ray Tune."""
+    from ray import tune  # imported here: the rest of the module is usable without Ray
+
+    settings = config["settings"]
+    proposal = Proposal.from_dict(config["proposal"])
+    threads = max(1, int(settings["resources"]["cpus_per_trial"]))
+    torch.set_num_threads(threads)
+    ds = settings["dataset"]
+    data = _dataset(ds["name"], ds.get("root"), proposal.arch.family == "mlp")
+    training = settings["training"]
+    device = pick_device(training.get("device", "auto"))
+    seed = int(settings["seed"]) * 100_003 + int(config.get("index", 0))
+    spec = proposal.arch
+    warm = bool(settings["warm_start"]) and proposal.parent_id is not None
+    info: dict[str, Any] = {
+        "warm_start": warm,
+        "parent_acc": None,
+        "acc_before": None,
+        "preserve_err": None,
+    }
+
+    resumed = tune.get_checkpoint()
+    start_epoch, optimizer_state = 0, None
+    if resumed is not None:  # a restarted trial (worker died, or the search was resumed)
+        with resumed.as_directory() as d:
+            ck = load_checkpoint(d)
+        model = ck.model(device).train()
+        optimizer_state = ck.optimizer_state
+        start_epoch = int(ck.meta.get("epoch", 0))
+        info.update(ck.meta.get("info", {}))
+    elif warm:
+        parent = load_checkpoint(models_dir(settings["run_dir"]) / str(proposal.parent_id))
+        parent_model = parent.model(device)
+        probe = data.val.x[:PROBE_SIZE].to(device)
+        model, child_spec = apply_ops(
+            parent_model, parent.spec, proposal.ops, init=training.get("init", "net2net"),
+            calibration=data.train.x[:PROBE_SIZE].to(device), seed=seed,
+        )  # fmt: skip
+        if child_spec != spec:
+            raise GrowsearchError(
+                f"trial {proposal.trial_id}: ops {[str(o) for o in proposal.ops]} on "
+                f"{parent.spec.summary()} give {child_spec.summary()}, not {spec.summary()}"
+            )
+        model.eval()
+        parent_model.eval()
+        with torch.no_grad():
+            a, b = parent_model(probe), model(probe)
+        info["preserve_err"] = float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
+        info["parent_acc"] = float(parent.meta.get("metrics", {}).get("val_acc", float("nan")))
+        info["acc_before"] = evaluate(model, data.val, device=device)[1]
+    else:
+        model = build(spec, seed=seed).to(device)
+
+    epochs = int(training["epochs"] if proposal.parent_id is not None else training["seed_epochs"])
+    lr = float(training["lr"]) * (float(training.get("student_lr_factor", 1.0)) if warm else 1.0)
+    steps_per_epoch = max(1, len(data.train) // int(training["batch_size"]))
+    warmup = int(float(training.get("student_warmup_epochs", 0.0)) * steps_per_epoch) if warm else 0
+    cfg = TrainConfig(
+        epochs=epochs - start_epoch, batch_size=int(training["batch_size"]), lr=lr,
+        optimizer=training.get("optimizer", "adam"), weight_decay=float(training.get("weight_decay", 0.0)),
+        warmup_steps=warmup, label_smoothing=float(training.get("label_smoothing", 0.0)),
+        schedule=training.get("schedule", "cosine"), grad_clip=training.get("grad_clip"),
+        device=str(device), seed=seed + start_epoch,
+    )  # fmt: skip
+    params, flops = count_params(model), count_flops(model, spec.input_shape)
+    lineage = {
+        "trial_id": proposal.trial_id,
+        "parent_id": proposal.parent_id,
+        "ops": [op.to_dict() for op in proposal.ops],
+    }
+    t0 = time.perf_counter()
+    spent = float(info.get("train_seconds", 0.0))
+
+    def on_epoch(res, model, optimizer) -> None:  # type: ignore[no-untyped-def]
+        epoch = start_epoch + res.epoch
+        test_loss, test_acc = evaluate(model, data.test, device=device)
+        seconds = spent + time.perf_counter() - t0
+        metrics = {
+            "epoch": epoch, "epochs_planned": epochs, "val_acc": res.val_acc, "val_loss": res.val_loss,
+            "train_loss": res.train_loss, "test_acc": test_acc, "test_loss": test_loss,
+            "params": params, "flops": flops, "train_seconds": seconds,
+            **{k: v for k, v in info.items() if v is not None and k != "train_seconds"},
+        }  # fmt: skip
+        meta = {
+            **lineage,
+            "epoch": epoch,
+            "metrics": metrics,
+            "info": {**info, "train_seconds": seconds},
+        }
+        save_checkpoint(
+            models_dir(settings["run_dir"]) / proposal.trial_id, spec, model,
+            optimizer_state=optimizer.state_dict(), meta=meta, overwrite=True,
+        )  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_checkpoint(
+                Path(tmp) / "ck", spec, model, optimizer_state=optimizer.state_dict(), meta=meta
+            )
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(path)))
+
+    if cfg.epochs <= 0:
+        return
+    train(model, data, cfg, optimizer_state=optimizer_state, on_epoch=on_epoch)
+
+
+def read_parent(run_dir: str | Path, trial_id: str) -> Checkpoint:
+    """The latest checkpoint of a trial in a run (for tools and tests)."""
+    return load_checkpoint(models_dir(run_dir) / trial_id)
+
+
+__all__ = ["models_dir", "read_parent", "train_trial"]

@@ -1,0 +1,150 @@
+"""End-to-end: a real search on a real (local, loopback) Ray with real training on digits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+import growsearch
+from growsearch.data import load_dataset
+from growsearch.exceptions import ConfigError
+from growsearch.runner import COLUMNS
+from growsearch.space import load_space
+from growsearch.train import evaluate
+
+pytestmark = pytest.mark.slow
+
+SPACE = """
+name: tiny
+seed: 0
+dataset: {name: digits}
+seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}
+mutations:
+  widen: {factors: [1.5, 2.0], max_width: 64}
+  deepen: {max_layers_per_stage: 3}
+controller: {name: evolution, population: 4, sample: 2}
+training: {epochs: 2, seed_epochs: 3, batch_size: 64, lr: 0.003}
+budget: {trials: 5}
+resources: {cpus_per_trial: 1, concurrency: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def warm_run(space_file, tmp_path_factory) -> Path:
+    from growsearch.runner import run_search
+
+    run_dir = tmp_path_factory.mktemp("runs") / "warm"
+    run_search(load_space(space_file), run_dir, progress=False)
+    return run_dir
+
+
+def test_trials_table(warm_run: Path) -> None:
+    df = growsearch.load_results(warm_run)
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 5 and df["trial_id"].is_unique
+    assert (df["status"] == "completed").all(), df[["status", "error"]]
+    seed = df[df["parent_id"].isna()]
+    assert len(seed) == 1 and seed["epochs"].iloc[0] == 3
+    children = df[df["parent_id"].notna()]
+    assert (children["epochs"] == 2).all()
+    assert set(children["parent_id"]) <= set(df["trial_id"])
+    for _, row in df.iterrows():
+        arch = growsearch.arch.ArchSpec.from_dict(json.loads(row["arch"]))
+        assert row["params"] == growsearch.arch.count_params(arch)
+        assert 0.0 < row["val_acc"] <= 1.0 and 0.0 < row["test_acc"] <= 1.0
+        assert len(json.loads(row["curve"])) == row["epochs"]
+
+
+def test_warm_start_is_real(warm_run: Path) -> None:
+    """A child's accuracy before its first step equals its parent's final accuracy."""
+    df = growsearch.load_results(warm_run).set_index("trial_id")
+    children = df[df["parent_id"].notna()]
+    assert len(children) == 4 and children["warm_start"].all()
+    for _, child in children.iterrows():
+        parent = df.loc[child["parent_id"]]
+        assert child["preserve_err"] <= 1e-5
+        assert child["parent_acc"] == pytest.approx(parent["val_acc"], abs=1e-9)
+        assert child["acc_before"] == pytest.approx(parent["val_acc"], abs=1e-9)
+        # and each child's spec really is its parent's spec with the ops applied
+        spec = growsearch.arch.ArchSpec.from_dict(json.loads(parent["arch"]))
+        for op in json.loads(child["ops"]):
+            spec = spec.apply(growsearch.arch.op_from_dict(op))
+        assert spec.to_dict() == json.loads(child["arch"])
+
+
+def test_optuna_study_mirrors_trials(warm_run: Path) -> None:
+    df = growsearch.load_results(warm_run).set_index("trial_id")
+    study = optuna.load_study(study_name="warm", storage=f"sqlite:///{warm_run / 'study.db'}")
+    trials = study.get_trials()
+    assert len(trials) == len(df)
+    for t in trials:
+        row = df.loc[t.user_attrs["trial_id"]]
+        assert t.value == pytest.approx(row["val_acc"])
+        assert t.user_attrs.get("parent_id") == (
+            row["parent_id"] if isinstance(row["parent_id"], str) else None
+        )
+        assert list(t.intermediate_values.values()) == pytest.approx(json.loads(row["curve"]))
+    assert study.best_value == pytest.approx(df["val_acc"].max())
+
+
+def test_best_model_exported_and_loads(warm_run: Path) -> None:
+    df = growsearch.load_results(warm_run)
+    best = df.loc[df["val_acc"].idxmax()]
+    model = growsearch.load_model(warm_run / "best")
+    assert isinstance(model, torch.nn.Module) and not model.training
+    data = load_dataset("digits")
+    _, test_acc = evaluate(model, data.test)
+    assert test_acc == pytest.approx(best["test_acc"], abs=1e-9)
+
+
+def test_existing_run_is_refused(warm_run: Path, space_file: Path) -> None:
+    from growsearch.runner import run_search
+
+    before = (warm_run / "trials.parquet").read_bytes()
+    with pytest.raises(ConfigError, match="already exists"):
+        run_search(load_space(space_file), warm_run, progress=False)
+    assert (warm_run / "trials.parquet").read_bytes() == before
+
+
+def test_cli_show_and_refusal(warm_run: Path, space_file: Path) -> None:
+    cli = [sys.executable, "-m", "growsearch.cli"]
+    shown = subprocess.run(
+        [*cli, "show", str(warm_run)], capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "leaderboard" in shown.stdout and "cnn[" in shown.stdout
+    again = subprocess.run(
+        [*cli, "run", str(space_file), "--results-dir", str(warm_run.parent), "--name", warm_run.name],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 2
+    assert again.stderr.strip().count("\n") == 0 and "already exists" in again.stderr
+
+
+def test_no_warm_start_trains_the_same_proposals_from_scratch(
+    space_file: Path, tmp_path: Path
+) -> None:
+    from growsearch.runner import run_search
+
+    df = run_search(
+        load_space(space_file, {"warm_start": False, "budget.trials": 3}),
+        tmp_path / "cold",
+        progress=False,
+    )
+    assert len(df) == 3 and (df["status"] == "completed").all()
+    children = df[df["parent_id"].notna()]
+    assert len(children) == 2
+    assert not children["warm_start"].any() and children["acc_before"].isna().all()
