@@ -77,6 +77,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["seed"] = args.seed
     if args.no_warm_start:
         overrides["warm_start"] = False
+    if args.retries < 0:
+        raise ConfigError(f"--retries: expected an integer >= 0, got {args.retries}")
     space = load_space(args.space, overrides)
     name = args.name or space.name
     run_dir = Path(args.results_dir) / name
@@ -88,23 +90,47 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     console = Console(width=max(120, Console().width))
     console.print(f"growsearch: searching {space.path.name} → {run_dir}")
-    df = run_search(space, run_dir, address=args.address, storage=args.storage, console=console)
+    return _finish(console, run_dir, lambda: run_search(
+        space, run_dir, address=args.address, storage=args.storage, console=console, max_failures=args.retries
+    ))  # fmt: skip
+
+
+def _finish(console: Any, run_dir: Path, search: Any) -> int:
+    from growsearch.runner._run import SearchInterrupted
+
+    try:
+        df = search()
+    except SearchInterrupted as e:
+        if not e.df.empty:
+            console.print(_leaderboard(e.df, title=f"{run_dir.name}: leaderboard so far"))
+        print(f"growsearch: {e}", file=sys.stderr)
+        return 130
     if df.empty:
         console.print("no trial finished")
         return 1
-    console.print(_leaderboard(df, title=f"{name}: leaderboard"))
+    console.print(_leaderboard(df, title=f"{run_dir.name}: leaderboard"))
     console.print(f"best model: {run_dir / 'best'}  (growsearch.load_model)")
     return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from growsearch.runner._run import check_run_dir, resume_search
+
+    run_dir = check_run_dir(args.run_dir)
+    console = Console(width=max(120, Console().width))
+    console.print(f"growsearch: resuming {run_dir}")
+    return _finish(console, run_dir, lambda: resume_search(run_dir, address=args.address, console=console))
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from growsearch.runner import load_results
+    from growsearch.runner._run import check_run_dir
 
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
+    run_dir = check_run_dir(args.run_dir)
     df = load_results(run_dir)
     Console(width=max(120, Console().width)).print(
         _leaderboard(df, n=args.top, title=f"{run_dir.name}: leaderboard")
@@ -129,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run folder)")
     r.add_argument("--seed", type=int)
     r.add_argument("--no-warm-start", action="store_true", help="train every child from scratch")
+    r.add_argument("--retries", type=int, default=1, help="retries of a failed trial (default 1)")
     r.set_defaults(fn=_cmd_run)
+    re_ = sub.add_parser("resume", help="continue a stopped or crashed search")
+    re_.add_argument("run_dir")
+    re_.add_argument("--address", help="an existing Ray cluster (default: a local Ray on 127.0.0.1)")
+    re_.set_defaults(fn=_cmd_resume)
     s = sub.add_parser("show", help="print a run's leaderboard")
     s.add_argument("run_dir")
     s.add_argument("--top", type=int, default=20)

@@ -2,12 +2,12 @@
 
 from growsearch.runner._results import COLUMNS, ResultsStore, load_results
 
-__all__ = ["COLUMNS", "ResultsStore", "load_results", "run_search"]
+__all__ = ["COLUMNS", "ResultsStore", "SearchInterrupted", "load_results", "resume_search", "run_search"]
 
 
-def __getattr__(name: str):  # run_search imports Ray: only when asked for
-    if name == "run_search":
-        from growsearch.runner._run import run_search
+def __getattr__(name: str):  # these import Ray: only when asked for
+    if name in ("run_search", "resume_search", "SearchInterrupted"):
+        from growsearch.runner import _run
 
-        return run_search
+        return getattr(_run, name)
     raise AttributeError(name)

@@ -37,13 +37,13 @@ class RecordCallback(Callback):
         self.running: set[str] = set()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.running.add(trial.trial_id)
+        self.running.add(_ours(trial))
         self._update(trials)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        curve = self.curves.setdefault(trial.trial_id, [])
+        curve = self.curves.setdefault(_ours(trial), [])
         epoch = int(result.get("epoch", len(curve) + 1))
         del curve[epoch - 1 :]  # a restarted trial re-reports epochs
         curve.append(float(result["val_acc"]))
@@ -58,7 +58,7 @@ class RecordCallback(Callback):
         self._update(trials)
 
     def _record(self, trial: Any, error: str | None) -> None:
-        self.running.discard(trial.trial_id)
+        self.running.discard(_ours(trial))
         proposal = trial.config["proposal"]
         r = trial.last_result or {}
         has_metrics = "val_acc" in r
@@ -68,7 +68,7 @@ class RecordCallback(Callback):
         warm = r.get("warm_start")
         self.store.record(
             {
-                "trial_id": trial.trial_id,
+                "trial_id": _ours(trial),
                 "parent_id": proposal.get("parent_id"),
                 "ops": json.dumps(proposal.get("ops", [])),
                 "arch": json.dumps(proposal["arch"], sort_keys=True),
@@ -85,13 +85,18 @@ class RecordCallback(Callback):
                 "parent_acc": r.get("parent_acc"),
                 "acc_before": r.get("acc_before"),
                 "preserve_err": r.get("preserve_err"),
-                "curve": json.dumps(self.curves.get(trial.trial_id, [])),
+                "curve": json.dumps(self.curves.get(_ours(trial), [])),
             }
         )
 
     def _update(self, trials: list) -> None:
         if self.progress is not None:
             self.progress.update(self.store, len(self.running))
+
+
+def _ours(trial: Any) -> str:
+    """growsearch's trial id (``t0003``), not Ray's."""
+    return str(trial.config["proposal"]["trial_id"])
 
 
 def _summary(arch: dict[str, Any]) -> str:

@@ -1,14 +1,24 @@
-"""``run_search``: a search space → a Ray Tune experiment → ``results/<run>/``."""
+"""``run_search`` and ``resume_search``: a search space → Ray Tune → ``results/<run>/``.
+
+A run folder holds ``space.json`` (the validated space), ``run.json`` (how it was started),
+``search_state.json`` (the searcher and controller state), ``trials.parquet``, ``study.db``,
+``models/<trial>/`` (each trial's latest checkpoint), ``best/`` and ``ray/`` (Tune's own
+experiments, one per session: ``search-1``, ``search-2`` after a resume, ...).
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import signal
+import socket
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -22,33 +32,161 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # growsearch checkpoints every epoch on purpose (resume); Tune's warning about it is noise here
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
+RUN_FILES = ("run.json", "space.json")
 
-def _start_ray(address: str | None, space: Any) -> bool:
-    """Connect to ``address`` (or RAY_ADDRESS), else start a local loopback-only Ray.
-    Returns True if this process started it (and so must shut it down)."""
+
+class SearchInterrupted(Exception):
+    """The search stopped before its budget was spent (Ctrl-C); it can be resumed."""
+
+    def __init__(self, run_dir: Path, df: pd.DataFrame):
+        super().__init__(f"search interrupted; continue it with: growsearch resume {run_dir}")
+        self.run_dir = run_dir
+        self.df = df
+
+
+# ---- validation before anything is written ---------------------------------------------------
+def check_address(address: str | None) -> str | None:
+    """``host:port`` of a Ray cluster must answer; returns the address to use (None = local)."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or address == "auto":
+        return address
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except (OSError, ValueError):
+        raise ConfigError(f"--address: no Ray cluster answers at {address!r}") from None
+    return address
+
+
+def check_storage(storage: str | None) -> None:
+    """An Optuna storage URL must parse, and a server URL must be reachable."""
+    if storage is None:
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    try:
+        url = make_url(storage)
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"--storage: not a database URL: {storage!r}") from None
+    if url.get_backend_name() == "sqlite":
+        db = url.database
+        if db and db != ":memory:" and not Path(db).resolve().parent.is_dir():
+            raise ConfigError(f"--storage: folder of SQLite file {db!r} does not exist")
+        return
+    try:
+        with create_engine(url).connect():
+            pass
+    except (NoSuchModuleError, ImportError):
+        raise ConfigError(f"--storage: no driver for {url.drivername!r}") from None
+    except SQLAlchemyError as e:
+        raise ConfigError(f"--storage: cannot connect to {storage!r} ({type(e).__name__})") from None
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """A folder that holds a growsearch run, else ConfigError."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise ConfigError(f"{run_dir}: not a growsearch run (missing {', '.join(missing)})")
+    return run_dir.resolve()
+
+
+# ---- run-folder lock and Ray processes -------------------------------------------------------
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder; a second search on it is refused."""
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            raise ConfigError(f"{run_dir}: in use by a running search (pid {owner}); refusing to start a second one") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock (so does the process dying, even by kill -9)
+
+
+def _ray_session(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "ray_session.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def cleanup_stale_ray(run_dir: Path) -> list[int]:
+    """End the Ray processes a crashed session of this run left behind — only this run's,
+    found by the session folder in their command line, and the PIDs it recorded."""
+    info = _ray_session(run_dir)
+    session = info.get("session_dir")
+    if not session:
+        return []
+    pids = set(int(p) for p in info.get("pids", []))
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _uses_session(proc, session):
+            pids.add(int(proc.name))
+    killed = []
+    for pid in sorted(pids):
+        if pid == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue  # already gone
+        if b"ray" not in cmd:
+            continue  # a recycled PID that is not Ray's: leave it alone
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
+
+
+def _uses_session(proc: Path, session: str) -> bool:
+    """Whether a process belongs to a Ray session: the session folder is in its command line or
+    it holds files open there (Ray's agents rename themselves, but keep their session logs open)."""
+    try:
+        if session.encode() in (proc / "cmdline").read_bytes():
+            return True
+        for fd in (proc / "fd").iterdir():
+            try:
+                if os.readlink(fd).startswith(session):
+                    return True
+            except OSError:
+                continue
+    except OSError:
+        return False
+    return False
+
+
+def _start_ray(address: str | None, run_dir: Path) -> bool:
+    """Connect to ``address``, else start a local loopback-only Ray (and record its processes).
+    Returns True if this process started or connected it (and so must shut it down)."""
     import ray
 
     if ray.is_initialized():
         return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "log_to_driver": False,
-        "configure_logging": False,
-    }
-    if address is None:
-        kwargs["num_gpus"] = None
-        ray.init(**kwargs)
-        return True
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
         ray.init(address=address, **kwargs)
     except Exception as e:  # ConnectionError, TimeoutError, ValueError...
-        raise ConfigError(
-            f"--address: cannot connect to a Ray cluster at {address!r} ({type(e).__name__})"
-        ) from None
+        raise ConfigError(f"--address: cannot connect to a Ray cluster at {address!r} ({type(e).__name__})") from None
+    node = ray._private.worker._global_node
+    info = {"address": address, "driver_pid": os.getpid()}
+    if address is None and node is not None:
+        info["session_dir"] = node.get_session_dir_path()
+        info["pids"] = [p.process.pid for procs in node.all_processes.values() for p in procs if p.process]
+    (run_dir / "ray_session.json").write_text(json.dumps(info))
     return True
 
 
+# ---- the search ------------------------------------------------------------------------------
 def run_search(
     space: Any,
     run_dir: str | Path,
@@ -57,7 +195,7 @@ def run_search(
     storage: str | None = None,
     console: Any = None,
     progress: bool = True,
-    max_failures: int = 0,
+    max_failures: int = 1,
 ) -> pd.DataFrame:
     """Run the search ``space`` describes; write everything under ``run_dir`` and return the trials.
 
@@ -68,8 +206,55 @@ def run_search(
         storage: an Optuna RDB URL (default: SQLite ``run_dir/study.db``).
         console: a rich Console for the live display (default: stdout).
         progress: show the live progress line.
-        max_failures: how often Ray retries a failed trial.
+        max_failures: how often a failed trial is retried (from its last checkpoint).
+
+    Raises:
+        ConfigError: bad input (checked before anything is written).
+        SearchInterrupted: stopped by Ctrl-C before the budget was spent; resume it.
     """
+    if space.seed_arch is None:
+        raise ConfigError(f"{space.path}: seed_model: searches over a factory model are not supported yet")
+    run_dir = Path(run_dir).resolve()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir}: a run already exists there; choose another --name (nothing was changed)")
+    address = check_address(address)
+    check_storage(storage)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        (run_dir / "space.json").write_text(json.dumps(space.to_dict(), indent=2, sort_keys=True))
+        run_info = {
+            "name": run_dir.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "storage": storage or default_storage(run_dir),
+            "address": address,
+            "max_failures": max_failures,
+            "command": " ".join(sys.argv),
+            "sessions": 0,
+        }
+        (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+        return _execute(space, run_dir, None, address=address, console=console, progress=progress)
+
+
+def resume_search(
+    run_dir: str | Path, *, address: str | None = None, console: Any = None, progress: bool = True
+) -> pd.DataFrame:
+    """Continue a stopped or crashed search: finished trials are kept, running ones continue
+    from their last checkpoint, the controller's state is restored, the budget is kept exactly."""
+    from growsearch.space import SearchSpace
+
+    run_dir = check_run_dir(run_dir)
+    address = check_address(address)
+    with run_lock(run_dir):
+        cleanup_stale_ray(run_dir)
+        space = SearchSpace.from_dict(json.loads((run_dir / "space.json").read_text()), path=run_dir / "space.json")
+        from growsearch.runner._searcher import load_state
+
+        return _execute(space, run_dir, load_state(run_dir), address=address, console=console, progress=progress)
+
+
+def _execute(
+    space: Any, run_dir: Path, state: dict[str, Any] | None, *, address: str | None, console: Any, progress: bool
+) -> pd.DataFrame:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -78,37 +263,18 @@ def run_search(
     from growsearch.runner._searcher import ControllerSearcher
     from growsearch.runner._trainable import train_trial
 
-    if space.seed_arch is None:
-        raise ConfigError(
-            f"{space.path}: seed_model: searches over a factory model are not supported yet"
-        )
-    run_dir = Path(run_dir).resolve()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"{run_dir}: a run already exists there; choose another --name (nothing was changed)"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_info = json.loads((run_dir / "run.json").read_text())
+    run_info["sessions"] = int(run_info.get("sessions", 0)) + 1
+    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     settings = {**space.to_dict(), "run_dir": str(run_dir)}
-    (run_dir / "space.json").write_text(json.dumps(settings, indent=2, sort_keys=True))
-    (run_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "name": run_dir.name,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "storage": storage or default_storage(run_dir),
-                "address": address,
-                "command": " ".join(sys.argv),
-            },
-            indent=2,
-        )
-    )
-    store = ResultsStore(
-        run_dir, storage, study_name=run_dir.name, objectives=list(space.objectives)
-    )
+    store = ResultsStore(run_dir, run_info.get("storage"), study_name=run_dir.name, objectives=list(space.objectives))
     controller = make_controller(space.controller.name, space, seed=space.seed)
     searcher = ControllerSearcher(
-        controller, settings, max_trials=space.budget.trials, max_epochs=space.budget.epochs
+        controller, settings, max_trials=space.budget.trials, max_epochs=space.budget.epochs, state_dir=run_dir
     )
+    if state is not None:
+        searcher.set_state(state)
+        _reconcile(searcher, store, run_dir)
     scheduler = None
     if space.scheduler is not None:
         scheduler = ASHAScheduler(
@@ -121,22 +287,24 @@ def run_search(
         from rich.console import Console
 
         console = Console()
-    owns_ray = _start_ray(address, space)
+    time_s = space.budget.time_minutes * 60 - searcher.elapsed_s if space.budget.time_minutes else None
+    if searcher.complete() or (time_s is not None and time_s <= 0):
+        df = load_results(run_dir)
+        export_best(run_dir, df)
+        return df
+    owns_ray = _start_ray(address, run_dir)
+    started = time.monotonic()
     try:
-        time_s = space.budget.time_minutes * 60 if space.budget.time_minutes else None
         with Progress(console, trials=space.budget.trials, time_s=time_s, enabled=progress) as bar:
             record = RecordCallback(store, bar)
-            resources = {
-                "cpu": space.resources.cpus_per_trial,
-                "gpu": space.resources.gpus_per_trial,
-            }
+            resources = {"cpu": space.resources.cpus_per_trial, "gpu": space.resources.gpus_per_trial}
             tuner = tune.Tuner(
                 tune.with_resources(train_trial, resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
                     metric="val_acc",
                     mode="max",
-                    num_samples=space.budget.trials or -1,
+                    num_samples=-1,  # the searcher enforces the budget (FINISHED)
                     max_concurrent_trials=space.resources.concurrency,
                     time_budget_s=time_s,
                     reuse_actors=True,
@@ -144,23 +312,73 @@ def run_search(
                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
                 ),
                 run_config=tune.RunConfig(
-                    name="search",
+                    name=f"search-{run_info['sessions']}",
                     storage_path=str(run_dir / "ray"),
                     callbacks=[record],
                     verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=max_failures),
+                    failure_config=tune.FailureConfig(max_failures=int(run_info.get("max_failures", 1))),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 ),
             )
             tuner.fit()
     finally:
+        searcher.elapsed_s += time.monotonic() - started
+        searcher._persist()
         if owns_ray:
             import ray
 
             ray.shutdown()
     df = load_results(run_dir) if (run_dir / "trials.parquet").exists() else pd.DataFrame()
     export_best(run_dir, df)
+    out_of_time = time_s is not None and time.monotonic() - started >= time_s - 1
+    if not searcher.complete() and not out_of_time:
+        raise SearchInterrupted(run_dir, df)
     return df
+
+
+def _reconcile(searcher: Any, store: ResultsStore, run_dir: Path) -> None:
+    """After a crash, the searcher state and the results store may each miss the other's last
+    event: a trial recorded in the parquet is finished for the controller too, and a finished
+    trial missing from the parquet is recorded from its checkpoint's metrics."""
+    from growsearch.checkpoint import load_checkpoint
+    from growsearch.exceptions import CheckpointError
+
+    known = store.known()
+    df = store.df.set_index("trial_id") if len(store.df) else None
+    for ours in list(searcher.issued):
+        if ours in known and ours not in searcher.finished:
+            row = df.loc[ours]
+            status = str(row["status"])
+            result = None if status == "failed" else {"val_acc": row["val_acc"], "params": row["params"], "flops": row["flops"], "epoch": row["epochs"]}
+            searcher.observe(ours, status, result)
+        if ours in known:
+            if ours in searcher.pending:
+                searcher.pending.remove(ours)
+        elif ours in searcher.finished:
+            try:
+                ck = load_checkpoint(run_dir / "models" / ours)
+                m = ck.meta.get("metrics", {})
+                status = "completed" if m.get("epoch", 0) >= m.get("epochs_planned", 0) else "stopped"
+            except CheckpointError:
+                ck, m, status = None, {}, "failed"
+            p = searcher.issued[ours]
+            store.record(
+                {
+                    "trial_id": ours, "parent_id": p.get("parent_id"), "ops": json.dumps(p.get("ops", [])),
+                    "arch": json.dumps(p["arch"], sort_keys=True), "arch_summary": _summary(p["arch"]),
+                    "params": m.get("params"), "flops": m.get("flops"), "val_acc": m.get("val_acc"),
+                    "test_acc": m.get("test_acc"), "epochs": m.get("epoch", 0), "train_seconds": m.get("train_seconds"),
+                    "status": status, "error": None if ck else "lost before it was recorded",
+                    "warm_start": m.get("warm_start"), "parent_acc": m.get("parent_acc"),
+                    "acc_before": m.get("acc_before"), "preserve_err": m.get("preserve_err"), "curve": "[]",
+                }
+            )  # fmt: skip
+
+
+def _summary(arch: dict[str, Any]) -> str:
+    from growsearch.arch import ArchSpec
+
+    return ArchSpec.from_dict(arch).summary()
 
 
 def export_best(run_dir: str | Path, df: pd.DataFrame) -> Path | None:
@@ -175,9 +393,12 @@ def export_best(run_dir: str | Path, df: pd.DataFrame) -> Path | None:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
     (tmp / "trial.json").write_text(json.dumps({k: _plain(v) for k, v in best.items()}, indent=2))
+    old = Path(run_dir) / ".best.old"
     if dst.exists():
-        shutil.rmtree(dst)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
     os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
     return dst
 
 

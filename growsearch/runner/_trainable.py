@@ -59,10 +59,15 @@ def train_trial(config: dict[str, Any]) -> None:
     }
 
     resumed = tune.get_checkpoint()
+    own = models_dir(settings["run_dir"]) / proposal.trial_id
     start_epoch, optimizer_state = 0, None
-    if resumed is not None:  # a restarted trial (worker died, or the search was resumed)
+    ck = None
+    if resumed is not None:  # Tune restarted this trial (e.g. its worker or node died)
         with resumed.as_directory() as d:
             ck = load_checkpoint(d)
+    elif own.is_dir():  # the search was resumed: continue from this trial's last epoch
+        ck = load_checkpoint(own)
+    if ck is not None:
         model = ck.model(device).train()
         optimizer_state = ck.optimizer_state
         start_epoch = int(ck.meta.get("epoch", 0))
@@ -91,6 +96,9 @@ def train_trial(config: dict[str, Any]) -> None:
         model = build(spec, seed=seed).to(device)
 
     epochs = int(training["epochs"] if proposal.parent_id is not None else training["seed_epochs"])
+    if ck is not None and start_epoch >= epochs:  # it had finished before the search stopped
+        tune.report(dict(ck.meta["metrics"]))
+        return
     lr = float(training["lr"]) * (float(training.get("student_lr_factor", 1.0)) if warm else 1.0)
     steps_per_epoch = max(1, len(data.train) // int(training["batch_size"]))
     warmup = int(float(training.get("student_warmup_epochs", 0.0)) * steps_per_epoch) if warm else 0
@@ -136,8 +144,6 @@ def train_trial(config: dict[str, Any]) -> None:
             )
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(path)))
 
-    if cfg.epochs <= 0:
-        return
     train(model, data, cfg, optimizer_state=optimizer_state, on_epoch=on_epoch)
 
 
