@@ -1,5 +1,6 @@
 """growsearch: neural architecture search that grows trained networks (Net2Net) on Ray Tune."""
 
+from growsearch.checkpoint import load_model
 from growsearch.exceptions import (
     CheckpointError,
     ConfigError,
@@ -9,8 +10,6 @@ from growsearch.exceptions import (
     SpecError,
     TrainingError,
 )
-
-from growsearch.checkpoint import load_model
 from growsearch.runner._results import load_results
 
 __version__ = "0.1.0"

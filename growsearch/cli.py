@@ -121,7 +121,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     run_dir = check_run_dir(args.run_dir)
     console = Console(width=max(120, Console().width))
     console.print(f"growsearch: resuming {run_dir}")
-    return _finish(console, run_dir, lambda: resume_search(run_dir, address=args.address, console=console))
+    return _finish(
+        console, run_dir, lambda: resume_search(run_dir, address=args.address, console=console)
+    )
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -159,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=_cmd_run)
     re_ = sub.add_parser("resume", help="continue a stopped or crashed search")
     re_.add_argument("run_dir")
-    re_.add_argument("--address", help="an existing Ray cluster (default: a local Ray on 127.0.0.1)")
+    re_.add_argument(
+        "--address", help="an existing Ray cluster (default: a local Ray on 127.0.0.1)"
+    )
     re_.set_defaults(fn=_cmd_resume)
     s = sub.add_parser("show", help="print a run's leaderboard")
     s.add_argument("run_dir")

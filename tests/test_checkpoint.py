@@ -22,7 +22,13 @@ def saved(tmp_path: Path) -> Path:
     opt = torch.optim.Adam(model.parameters())
     model(torch.randn(4, 1, 40)).sum().backward()
     opt.step()
-    return save_checkpoint(tmp_path / "ck", SPEC, model, optimizer_state=opt.state_dict(), meta={"trial_id": "t1", "epoch": 3})
+    return save_checkpoint(
+        tmp_path / "ck",
+        SPEC,
+        model,
+        optimizer_state=opt.state_dict(),
+        meta={"trial_id": "t1", "epoch": 3},
+    )
 
 
 def test_round_trip(saved: Path) -> None:
@@ -103,7 +109,9 @@ def test_pickle_payload_with_forged_hash_executes_nothing(saved: Path) -> None:
     marker.unlink(missing_ok=True)
     _pickle_payload(saved)
     meta = json.loads((saved / "meta.json").read_text())
-    meta["sha256"]["model.safetensors"] = hashlib.sha256((saved / "model.safetensors").read_bytes()).hexdigest()
+    meta["sha256"]["model.safetensors"] = hashlib.sha256(
+        (saved / "model.safetensors").read_bytes()
+    ).hexdigest()
     (saved / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="unreadable"):
         load_checkpoint(saved)

@@ -2,7 +2,14 @@
 
 from growsearch.runner._results import COLUMNS, ResultsStore, load_results
 
-__all__ = ["COLUMNS", "ResultsStore", "SearchInterrupted", "load_results", "resume_search", "run_search"]
+__all__ = [
+    "COLUMNS",
+    "ResultsStore",
+    "SearchInterrupted",
+    "load_results",
+    "resume_search",
+    "run_search",
+]
 
 
 def __getattr__(name: str):  # these import Ray: only when asked for

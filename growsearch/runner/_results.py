@@ -25,6 +25,13 @@ OBJECTIVE_DIRECTIONS = {
 }
 
 
+def _missing(v: Any) -> bool:
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
 def trials_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "trials.parquet"
 
@@ -68,6 +75,13 @@ class ResultsStore:
         self._in_study = {
             t.user_attrs.get("trial_id") for t in self.study.get_trials(deepcopy=False)
         }
+        # a crash between the parquet write and the study write leaves the study behind: catch up
+        for row in self.df.to_dict("records"):
+            if row["trial_id"] not in self._in_study:
+                self._add_to_study(
+                    {c: (None if _missing(row.get(c)) else row.get(c)) for c in COLUMNS}
+                )
+                self._in_study.add(row["trial_id"])
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles its callbacks with the experiment state; the study holds a DB engine

@@ -16,9 +16,10 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -82,7 +83,9 @@ def check_storage(storage: str | None) -> None:
     except (NoSuchModuleError, ImportError):
         raise ConfigError(f"--storage: no driver for {url.drivername!r}") from None
     except SQLAlchemyError as e:
-        raise ConfigError(f"--storage: cannot connect to {storage!r} ({type(e).__name__})") from None
+        raise ConfigError(
+            f"--storage: cannot connect to {storage!r} ({type(e).__name__})"
+        ) from None
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
@@ -106,7 +109,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise ConfigError(f"{run_dir}: in use by a running search (pid {owner}); refusing to start a second one") from None
+            raise ConfigError(
+                f"{run_dir}: in use by a running search (pid {owner}); refusing to start a second one"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -172,16 +177,24 @@ def _start_ray(address: str | None, run_dir: Path) -> bool:
 
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
     try:
         ray.init(address=address, **kwargs)
     except Exception as e:  # ConnectionError, TimeoutError, ValueError...
-        raise ConfigError(f"--address: cannot connect to a Ray cluster at {address!r} ({type(e).__name__})") from None
+        raise ConfigError(
+            f"--address: cannot connect to a Ray cluster at {address!r} ({type(e).__name__})"
+        ) from None
     node = ray._private.worker._global_node
     info = {"address": address, "driver_pid": os.getpid()}
     if address is None and node is not None:
         info["session_dir"] = node.get_session_dir_path()
-        info["pids"] = [p.process.pid for procs in node.all_processes.values() for p in procs if p.process]
+        info["pids"] = [
+            p.process.pid for procs in node.all_processes.values() for p in procs if p.process
+        ]
     (run_dir / "ray_session.json").write_text(json.dumps(info))
     return True
 
@@ -213,10 +226,14 @@ def run_search(
         SearchInterrupted: stopped by Ctrl-C before the budget was spent; resume it.
     """
     if space.seed_arch is None:
-        raise ConfigError(f"{space.path}: seed_model: searches over a factory model are not supported yet")
+        raise ConfigError(
+            f"{space.path}: seed_model: searches over a factory model are not supported yet"
+        )
     run_dir = Path(run_dir).resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir}: a run already exists there; choose another --name (nothing was changed)")
+        raise ConfigError(
+            f"{run_dir}: a run already exists there; choose another --name (nothing was changed)"
+        )
     address = check_address(address)
     check_storage(storage)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -246,14 +263,24 @@ def resume_search(
     address = check_address(address)
     with run_lock(run_dir):
         cleanup_stale_ray(run_dir)
-        space = SearchSpace.from_dict(json.loads((run_dir / "space.json").read_text()), path=run_dir / "space.json")
+        space = SearchSpace.from_dict(
+            json.loads((run_dir / "space.json").read_text()), path=run_dir / "space.json"
+        )
         from growsearch.runner._searcher import load_state
 
-        return _execute(space, run_dir, load_state(run_dir), address=address, console=console, progress=progress)
+        return _execute(
+            space, run_dir, load_state(run_dir), address=address, console=console, progress=progress
+        )
 
 
 def _execute(
-    space: Any, run_dir: Path, state: dict[str, Any] | None, *, address: str | None, console: Any, progress: bool
+    space: Any,
+    run_dir: Path,
+    state: dict[str, Any] | None,
+    *,
+    address: str | None,
+    console: Any,
+    progress: bool,
 ) -> pd.DataFrame:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -267,10 +294,16 @@ def _execute(
     run_info["sessions"] = int(run_info.get("sessions", 0)) + 1
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     settings = {**space.to_dict(), "run_dir": str(run_dir)}
-    store = ResultsStore(run_dir, run_info.get("storage"), study_name=run_dir.name, objectives=list(space.objectives))
+    store = ResultsStore(
+        run_dir, run_info.get("storage"), study_name=run_dir.name, objectives=list(space.objectives)
+    )
     controller = make_controller(space.controller.name, space, seed=space.seed)
     searcher = ControllerSearcher(
-        controller, settings, max_trials=space.budget.trials, max_epochs=space.budget.epochs, state_dir=run_dir
+        controller,
+        settings,
+        max_trials=space.budget.trials,
+        max_epochs=space.budget.epochs,
+        state_dir=run_dir,
     )
     if state is not None:
         searcher.set_state(state)
@@ -287,7 +320,9 @@ def _execute(
         from rich.console import Console
 
         console = Console()
-    time_s = space.budget.time_minutes * 60 - searcher.elapsed_s if space.budget.time_minutes else None
+    time_s = (
+        space.budget.time_minutes * 60 - searcher.elapsed_s if space.budget.time_minutes else None
+    )
     if searcher.complete() or (time_s is not None and time_s <= 0):
         df = load_results(run_dir)
         export_best(run_dir, df)
@@ -297,7 +332,10 @@ def _execute(
     try:
         with Progress(console, trials=space.budget.trials, time_s=time_s, enabled=progress) as bar:
             record = RecordCallback(store, bar)
-            resources = {"cpu": space.resources.cpus_per_trial, "gpu": space.resources.gpus_per_trial}
+            resources = {
+                "cpu": space.resources.cpus_per_trial,
+                "gpu": space.resources.gpus_per_trial,
+            }
             tuner = tune.Tuner(
                 tune.with_resources(train_trial, resources),
                 tune_config=tune.TuneConfig(
@@ -316,7 +354,9 @@ def _execute(
                     storage_path=str(run_dir / "ray"),
                     callbacks=[record],
                     verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=int(run_info.get("max_failures", 1))),
+                    failure_config=tune.FailureConfig(
+                        max_failures=int(run_info.get("max_failures", 1))
+                    ),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 ),
             )
@@ -349,7 +389,16 @@ def _reconcile(searcher: Any, store: ResultsStore, run_dir: Path) -> None:
         if ours in known and ours not in searcher.finished:
             row = df.loc[ours]
             status = str(row["status"])
-            result = None if status == "failed" else {"val_acc": row["val_acc"], "params": row["params"], "flops": row["flops"], "epoch": row["epochs"]}
+            result = (
+                None
+                if status == "failed"
+                else {
+                    "val_acc": row["val_acc"],
+                    "params": row["params"],
+                    "flops": row["flops"],
+                    "epoch": row["epochs"],
+                }
+            )
             searcher.observe(ours, status, result)
         if ours in known:
             if ours in searcher.pending:
@@ -358,7 +407,9 @@ def _reconcile(searcher: Any, store: ResultsStore, run_dir: Path) -> None:
             try:
                 ck = load_checkpoint(run_dir / "models" / ours)
                 m = ck.meta.get("metrics", {})
-                status = "completed" if m.get("epoch", 0) >= m.get("epochs_planned", 0) else "stopped"
+                status = (
+                    "completed" if m.get("epoch", 0) >= m.get("epochs_planned", 0) else "stopped"
+                )
             except CheckpointError:
                 ck, m, status = None, {}, "failed"
             p = searcher.issued[ours]

@@ -55,7 +55,9 @@ class ControllerSearcher(Searcher):
     # ---- budget ----------------------------------------------------------------------------
     def _planned_epochs(self) -> int:
         t = self.settings["training"]
-        return sum(int(t["epochs"] if p["parent_id"] else t["seed_epochs"]) for p in self.issued.values())
+        return sum(
+            int(t["epochs"] if p["parent_id"] else t["seed_epochs"]) for p in self.issued.values()
+        )
 
     def exhausted(self) -> bool:
         if self.max_trials is not None and len(self.issued) >= self.max_trials:
@@ -85,16 +87,24 @@ class ControllerSearcher(Searcher):
         return self._config(ours)
 
     def _config(self, ours: str) -> dict[str, Any]:
-        return {"proposal": self.issued[ours], "settings": self.settings, "index": list(self.issued).index(ours)}
+        return {
+            "proposal": self.issued[ours],
+            "settings": self.settings,
+            "index": list(self.issued).index(ours),
+        }
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         ours = self.ray_ids.get(trial_id)
         if ours is None or ours in self.finished:
             return
         ok = not error and result is not None and "val_acc" in result
         status = "failed"
         if ok:
-            status = "completed" if result["epoch"] >= result.get("epochs_planned", 0) else "stopped"
+            status = (
+                "completed" if result["epoch"] >= result.get("epochs_planned", 0) else "stopped"
+            )
         self.observe(ours, status, result if ok else None)
 
     def observe(self, ours: str, status: str, result: dict[str, Any] | None) -> None:

@@ -1,0 +1,62 @@
+"""Aging (regularized) evolution, asynchronous: Real et al., "Regularized Evolution for Image
+Classifier Architecture Search", AAAI 2019, with widen/deepen ops as the mutations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import field_validator
+from pydantic_core.core_schema import ValidationInfo
+
+from growsearch.controllers._base import Proposal
+from growsearch.controllers._growth import GrowthController, _best, by_accuracy
+from growsearch.controllers._registry import register_controller
+from growsearch.space import Section
+from growsearch.space._fields import integer, invalid
+
+
+class EvolutionOptions(Section):
+    """Options of ``evolution``.
+
+    Attributes:
+        population: The population is the most recent ``population`` successful trials (the
+            oldest leaves as a new one arrives: aging).
+        sample: Members drawn (without replacement) per proposal; the best of them is mutated.
+    """
+
+    population: integer(lo=1) = 8  # type: ignore[valid-type]
+    sample: integer(lo=1) = 3  # type: ignore[valid-type]
+
+    @field_validator("sample")
+    @classmethod
+    def _at_most_population(cls, v: int, info: ValidationInfo) -> int:
+        population = info.data.get("population")
+        if population is not None and v > population:
+            raise invalid(f"an integer <= population ({population})", v)
+        return v
+
+
+@register_controller("evolution")
+class Evolution(GrowthController):
+    """Aging evolution. Once the seed has trained, every proposal mutates a parent; it never
+    waits for running trials.
+
+    Until ``population`` trials have succeeded the parent is the best so far; after that it is
+    the best of ``sample`` members drawn from the population.
+    """
+
+    Options = EvolutionOptions
+
+    def _propose(self, trial_id: str) -> Proposal | None:
+        opts: Any = self.options
+        successes = self.successes()
+        population = successes[-opts.population :]
+        if len(population) < opts.population:
+            parent = _best(successes)
+        else:
+            parent = _best(self.rng.sample(population, min(opts.sample, len(population))))
+        assert parent is not None  # there is a success: GrowthController.propose checked
+        proposal = self._grow(trial_id, parent)
+        if proposal is None:  # the parent is at the limits: grow the best one that is not
+            proposal = self._grow_any(trial_id, by_accuracy(successes))
+        return proposal

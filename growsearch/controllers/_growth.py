@@ -1,0 +1,175 @@
+"""What the controllers share: the seed first, the history of trials, a seeded generator, and a
+JSON state that restores all of it exactly."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from growsearch.controllers._base import Controller, Proposal, TrialResult
+from growsearch.exceptions import ConfigError
+from growsearch.space import NoOptions, SearchSpace, validate_options
+
+DUPLICATE_DRAWS = 8
+"""Random children drawn before a duplicate of an earlier proposal is accepted."""
+
+
+class GrowthController(Controller):
+    """Base of the built-in controllers.
+
+    It proposes the seed architecture first (again if every seed trial failed) and waits until
+    one trial has succeeded; after that :meth:`_propose` decides. Subclasses keep any further
+    state in :meth:`_extra_state` / :meth:`_load_extra_state`, and draw every random number
+    from ``self.rng``.
+    """
+
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int | None = None,
+        options: Mapping[str, Any] | None = None,
+    ):
+        if space.seed_arch is None:
+            raise ConfigError(
+                f"controller {self.name!r}: expected a seed architecture from a model family "
+                "(seed_model.family), got a user model (seed_model.factory)"
+            )
+        if options is None:
+            options = space.controller.options if space.controller.name == self.name else {}
+        self.space = space
+        self.seed = space.seed if seed is None else int(seed)
+        self.options = validate_options(self.Options, options)
+        self.rng = random.Random(self.seed)
+        self.proposed: dict[str, Proposal] = {}
+        self.results: dict[str, TrialResult] = {}
+        self._exhausted = False
+
+    # ---- the history -----------------------------------------------------------------------
+    @property
+    def pending(self) -> list[str]:
+        """Trials proposed and not yet observed, in proposal order."""
+        return [t for t in self.proposed if t not in self.results]
+
+    def successes(self) -> list[TrialResult]:
+        """Trials that ended with a validation accuracy, in completion order."""
+        return [r for r in self.results.values() if r.ok]
+
+    def best(self) -> TrialResult | None:
+        """The successful trial with the highest val_acc (the earliest among ties)."""
+        return _best(self.successes())
+
+    # ---- the interface ---------------------------------------------------------------------
+    def propose(self, trial_id: str) -> Proposal | None:
+        if trial_id in self.proposed:
+            if trial_id in self.results:
+                raise ValueError(f"trial {trial_id!r} has already ended; trial ids must be new")
+            return self.proposed[trial_id]  # asked again (e.g. after a resume): same answer
+        if not self.successes():
+            if self.pending:
+                return None  # the seed is training
+            proposal: Proposal | None = Proposal(trial_id, self.space.seed_arch)  # type: ignore[arg-type]
+        else:
+            proposal = self._propose(trial_id)
+        self._exhausted = proposal is None and not self.pending
+        if proposal is not None:
+            self.proposed[trial_id] = proposal
+        return proposal
+
+    def observe(self, result: TrialResult) -> None:
+        if result.trial_id in self.results:
+            return  # a trial ends once; a repeat (e.g. replayed after a resume) changes nothing
+        self.results[result.trial_id] = result
+        self.proposed.setdefault(result.trial_id, result.proposal)
+        self._exhausted = False
+        self._observed(result)
+
+    def is_exhausted(self) -> bool:
+        return self._exhausted
+
+    def state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "controller": self.name,
+            "seed": self.seed,
+            "rng": [version, list(internal), gauss],
+            "proposed": [p.to_dict() for p in self.proposed.values()],
+            "results": [r.to_dict() for r in self.results.values()],
+            "exhausted": self._exhausted,
+            **self._extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("controller") != self.name:
+            raise ConfigError(
+                f"controller state: expected the state of {self.name!r}, got {state.get('controller')!r}"
+            )
+        self.seed = int(state["seed"])
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.proposed = {d["trial_id"]: Proposal.from_dict(d) for d in state["proposed"]}
+        self.results = {}
+        for d in state["results"]:
+            r = TrialResult.from_dict(d)
+            self.results[r.trial_id] = r
+        self._exhausted = bool(state.get("exhausted", False))
+        self._load_extra_state(state)
+
+    # ---- for subclasses --------------------------------------------------------------------
+    def _propose(self, trial_id: str) -> Proposal | None:
+        """The next proposal once a trial has succeeded, or None (wait, or nothing left)."""
+        raise NotImplementedError
+
+    def _observed(self, result: TrialResult) -> None:
+        """Hook: ``result`` has just been added to ``self.results``."""
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Hook: restore :meth:`_extra_state`."""
+
+    def _grow(self, trial_id: str, parent: TrialResult) -> Proposal | None:
+        """A random child of ``parent`` (``mutations.random_child``), or None if it cannot grow.
+
+        A child whose shape was already proposed is drawn again (a few times) before it is
+        accepted: retraining a duplicate is rarely the best use of a worker.
+        """
+        seen = {p.arch.summary() for p in self.proposed.values()}
+        first = None
+        for _ in range(DUPLICATE_DRAWS):
+            child = self.space.mutations.random_child(parent.arch, self.rng)
+            if child is None:
+                return None
+            first = first or child
+            if child[0].summary() not in seen:
+                break
+        else:
+            child = first
+        arch, ops = child  # type: ignore[misc]
+        return Proposal(trial_id, arch, parent.trial_id, ops)
+
+    def _grow_any(self, trial_id: str, parents: list[TrialResult]) -> Proposal | None:
+        """A child of the first of ``parents`` that can still grow, or None."""
+        for parent in parents:
+            proposal = self._grow(trial_id, parent)
+            if proposal is not None:
+                return proposal
+        return None
+
+
+def _best(results: list[TrialResult]) -> TrialResult | None:
+    best = None
+    for r in results:
+        if best is None or r.val_acc > best.val_acc:  # type: ignore[operator]
+            best = r
+    return best
+
+
+def by_accuracy(results: list[TrialResult]) -> list[TrialResult]:
+    """``results`` best first (stable: earlier first among ties)."""
+    return sorted(results, key=lambda r: -r.val_acc)  # type: ignore[operator]

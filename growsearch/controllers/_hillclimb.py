@@ -1,0 +1,82 @@
+"""Hill climbing by network morphisms: NASH (Elsken, Metzen, Hutter, "Simple and efficient
+architecture search for convolutional neural networks", 2017)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from growsearch.controllers._base import Proposal, TrialResult
+from growsearch.controllers._growth import GrowthController, _best
+from growsearch.controllers._registry import register_controller
+from growsearch.space import Section
+from growsearch.space._fields import integer
+
+
+class HillclimbOptions(Section):
+    """Options of ``hillclimb``.
+
+    Attributes:
+        neighbours: Children per round, each grown from the current best by a short random
+            sequence of ops.
+    """
+
+    neighbours: integer(lo=1) = 4  # type: ignore[valid-type]
+
+
+@register_controller("hillclimb")
+class Hillclimb(GrowthController):
+    """Rounds of ``neighbours`` children of the current architecture; when every child of a
+    round has ended, the best of (current, children) becomes current. It waits (None) while a
+    round's children are all proposed but not all ended."""
+
+    Options = HillclimbOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.current: str | None = None  # trial id of the current architecture
+        self.round: list[str] = []  # children proposed in this round
+        self.round_full = False  # no more children this round (enough, or none can grow)
+        self.rounds = 0
+
+    def _propose(self, trial_id: str) -> Proposal | None:
+        if self.current is None:
+            self.current = self.best().trial_id  # type: ignore[union-attr]
+        if self.round_full:
+            return None
+        proposal = self._grow(trial_id, self.results[self.current])
+        if proposal is None:
+            self.round_full = True
+            self._maybe_close_round()
+            return None
+        self.round.append(trial_id)
+        self.round_full = len(self.round) >= self.options.neighbours  # type: ignore[attr-defined]
+        return proposal
+
+    def _observed(self, result: TrialResult) -> None:
+        if self.current is None and result.ok:
+            self.current = result.trial_id  # the seed
+        self._maybe_close_round()
+
+    def _maybe_close_round(self) -> None:
+        """Move to the best of (current, children) once every child of the round has ended."""
+        if not (self.round_full and self.round and all(t in self.results for t in self.round)):
+            return
+        contenders = [self.results[self.current]] + [self.results[t] for t in self.round]  # type: ignore[index]
+        winner = _best([r for r in contenders if r.ok])
+        self.current = winner.trial_id  # type: ignore[union-attr]
+        self.round, self.round_full = [], False
+        self.rounds += 1
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "current": self.current,
+            "round": list(self.round),
+            "round_full": self.round_full,
+            "rounds": self.rounds,
+        }
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.current = state["current"]
+        self.round = list(state["round"])
+        self.round_full = bool(state["round_full"])
+        self.rounds = int(state["rounds"])

@@ -1,0 +1,51 @@
+"""The registry of controllers: a decorator and a dict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from growsearch.controllers._base import Controller
+from growsearch.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from growsearch.space import SearchSpace
+
+C = TypeVar("C", bound=type[Controller])
+
+CONTROLLERS: dict[str, type[Controller]] = {}
+"""Controller classes by name. Each may define ``Options``, a pydantic model of its options."""
+
+
+def register_controller(name: str) -> Callable[[C], C]:
+    """Register a controller class under ``name`` (a class decorator)."""
+
+    def decorator(cls: C) -> C:
+        cls.name = name
+        CONTROLLERS[name] = cls
+        return cls
+
+    return decorator
+
+
+def make_controller(
+    name: str,
+    space: SearchSpace,
+    seed: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Controller:
+    """A new controller.
+
+    Args:
+        name: A name from :data:`CONTROLLERS`.
+        space: The validated search space.
+        seed: Seed of the controller's randomness (default: ``space.seed``).
+        options: The controller's options (default: ``space.controller.options`` when
+            ``space.controller.name == name``, else the controller's defaults).
+
+    Raises:
+        ConfigError: The name is unknown or an option is invalid.
+    """
+    if name not in CONTROLLERS:
+        raise ConfigError(f"controller.name: expected one of {sorted(CONTROLLERS)}, got {name!r}")
+    return CONTROLLERS[name](space, seed=seed, options=options)  # type: ignore[call-arg]

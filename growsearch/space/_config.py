@@ -1,0 +1,198 @@
+"""The sections of a search-space file as frozen pydantic models (validated once, at load).
+
+Each model forbids unknown keys; cross-field checks that need more than one section (the seed
+architecture against the mutation limits, say) live in :mod:`growsearch.space._load`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field
+
+from growsearch.space._fields import (
+    Section,
+    boolean,
+    integer,
+    non_empty_list,
+    number,
+    one_of,
+    text,
+)
+from growsearch.space._mutations import MutationSpace
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+WARM_INITS = ("net2net", "net2net-noise", "zero", "random-pad")
+SCHEDULERS = ("asha",)
+OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
+"""Every objective a search can optimise, with its direction."""
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+PosInt = integer(lo=1)
+NonNegInt = integer(lo=0)
+Bool = boolean()
+
+
+def _dataset_names() -> tuple[str, ...]:
+    from growsearch.data import DATASETS  # torch and friends: only when a file is loaded
+
+    return DATASETS
+
+
+class DatasetConfig(Section):
+    """``dataset``: which data the search trains on.
+
+    Attributes:
+        name: A name from :data:`growsearch.data.DATASETS`.
+        root: A local folder (``imagefolder`` only), resolved against the search-space file's
+            folder when relative.
+    """
+
+    name: one_of(_dataset_names)  # type: ignore[valid-type]
+    root: text("a folder path") | None = None  # type: ignore[valid-type]
+
+
+class SeedModelConfig(Section):
+    """``seed_model``: the architecture the search starts from.
+
+    Either a model family (``family`` + ``stages``...) or a user's own model (``factory``,
+    optionally ``weights``), never both.
+
+    Attributes:
+        family: ``mlp``, ``cnn`` or ``resnet``.
+        stages: Widths per stage, a list of lists (one width per layer or block).
+        stage_widths: resnet only: the residual width of each stage.
+        kernel_size: Convolution kernel size (odd).
+        batch_norm: BatchNorm after every linear/conv layer.
+        dropout: Dropout before the head.
+        factory: ``package.module:function`` returning an ``nn.Module``.
+        weights: A safetensors file with the factory model's trained weights.
+    """
+
+    family: one_of(("mlp", "cnn", "resnet")) | None = None  # type: ignore[valid-type]
+    stages: non_empty_list(non_empty_list(PosInt)) | None = None  # type: ignore[valid-type]
+    stage_widths: non_empty_list(PosInt) | None = None  # type: ignore[valid-type]
+    kernel_size: integer(lo=1) = 3  # type: ignore[valid-type]
+    batch_norm: Bool = True  # type: ignore[valid-type]
+    dropout: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
+    factory: (
+        text(  # type: ignore[valid-type]
+            "a string 'package.module:function'", lambda s: bool(_FACTORY.match(s))
+        )
+        | None
+    ) = None
+    weights: text("a file path") | None = None  # type: ignore[valid-type]
+
+
+class ControllerConfig(Section):
+    """``controller``: the search strategy.
+
+    Attributes:
+        name: A name from :data:`growsearch.controllers.CONTROLLERS`.
+        options: The controller's own options, validated by its ``Options`` model, with its
+            defaults filled in.
+    """
+
+    name: str = "evolution"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(Section):
+    """``training``: how each trial trains.
+
+    Attributes:
+        epochs: Epochs per child.
+        seed_epochs: Epochs for the seed architecture (and any model trained from scratch
+            as a seed).
+        batch_size: Samples per step.
+        optimizer: ``adam``, ``adamw`` or ``sgd``.
+        lr: Peak learning rate.
+        weight_decay: Weight decay.
+        schedule: ``cosine`` or ``constant`` learning rate.
+        grad_clip: Clip the gradient norm; null = off.
+        student_lr_factor: A warm-started child trains at ``lr * student_lr_factor``.
+        student_warmup_epochs: Linear LR warm-up of a warm-started child, in epochs.
+        init: How a warm-started child's new units are initialised: ``net2net`` (exact),
+            ``net2net-noise``, ``zero`` or ``random-pad``.
+        label_smoothing: Label smoothing of the loss.
+    """
+
+    epochs: PosInt = 10  # type: ignore[valid-type]
+    seed_epochs: PosInt = 30  # type: ignore[valid-type]
+    batch_size: PosInt = 128  # type: ignore[valid-type]
+    optimizer: one_of(OPTIMIZERS) = "adam"  # type: ignore[valid-type]
+    lr: number(gt=0.0) = 0.003  # type: ignore[valid-type]
+    weight_decay: number(ge=0.0) = 0.0  # type: ignore[valid-type]
+    schedule: one_of(SCHEDULES) = "cosine"  # type: ignore[valid-type]
+    grad_clip: number(gt=0.0) | None = None  # type: ignore[valid-type]
+    student_lr_factor: number(gt=0.0) = 1.0  # type: ignore[valid-type]
+    student_warmup_epochs: number(ge=0.0) = 0.0  # type: ignore[valid-type]
+    init: one_of(WARM_INITS) = "net2net"  # type: ignore[valid-type]
+    label_smoothing: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
+
+
+class BudgetConfig(Section):
+    """``budget``: when the search stops (whichever limit is reached first; at least one set).
+
+    Attributes:
+        trials: Number of trials, the seed included.
+        time_minutes: Wall-clock minutes.
+        epochs: Training epochs summed over all trials.
+    """
+
+    trials: PosInt | None = None  # type: ignore[valid-type]
+    time_minutes: number(gt=0.0) | None = None  # type: ignore[valid-type]
+    epochs: PosInt | None = None  # type: ignore[valid-type]
+
+
+class ResourcesConfig(Section):
+    """``resources``: what each trial gets, and how many run at once.
+
+    Attributes:
+        cpus_per_trial: CPUs per trial (may be fractional).
+        gpus_per_trial: GPUs per trial: a fraction in [0, 1] or a whole number.
+        concurrency: Trials running at the same time.
+    """
+
+    cpus_per_trial: number(gt=0.0) = 1.0  # type: ignore[valid-type]
+    gpus_per_trial: number(ge=0.0) = 0.0  # type: ignore[valid-type]
+    concurrency: PosInt = 2  # type: ignore[valid-type]
+
+
+class SchedulerConfig(Section):
+    """``scheduler``: early stopping of weak trials (ASHA).
+
+    Attributes:
+        name: ``asha``.
+        grace_period: Epochs every trial runs before it can be stopped.
+        reduction_factor: ASHA's reduction factor (> 1).
+    """
+
+    name: one_of(SCHEDULERS) = "asha"  # type: ignore[valid-type]
+    grace_period: PosInt = 1  # type: ignore[valid-type]
+    reduction_factor: number(gt=1.0) = 2.0  # type: ignore[valid-type]
+
+
+def _run_name(s: str) -> bool:
+    return bool(_RUN_NAME.match(s))
+
+
+class SpaceModel(Section):
+    """The whole file, before the cross-field checks."""
+
+    name: text("a run name of letters, digits, '_', '.' or '-'", _run_name) | None = None  # type: ignore[valid-type]
+    seed: NonNegInt = 0  # type: ignore[valid-type]
+    dataset: DatasetConfig
+    seed_model: SeedModelConfig
+    mutations: MutationSpace = MutationSpace()
+    controller: dict[str, Any] = Field(default_factory=lambda: {"name": "evolution"})
+    training: TrainingConfig = TrainingConfig()
+    budget: BudgetConfig = BudgetConfig(trials=20)
+    objectives: non_empty_list(one_of(tuple(OBJECTIVES))) = ("val_acc",)  # type: ignore[valid-type]
+    resources: ResourcesConfig = ResourcesConfig()
+    scheduler: SchedulerConfig | None = None
+    warm_start: Bool = True  # type: ignore[valid-type]

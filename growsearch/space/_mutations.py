@@ -1,0 +1,353 @@
+"""The mutations a search may apply, and pure functions that sample or plan them.
+
+Every sampler takes the random generator as an argument (a ``random.Random`` or a numpy
+``Generator``) and returns new specs; nothing here holds randomness of its own, so a controller
+that saves its generator's state reproduces its proposals exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BeforeValidator, PrivateAttr
+
+from growsearch.arch import ArchSpec, Deepen, Op, Widen, count_flops, count_params
+from growsearch.space._fields import (
+    Section,
+    boolean,
+    integer,
+    invalid,
+    names_or_all,
+    non_empty_list,
+    number,
+)
+
+Rng = random.Random | np.random.Generator
+"""A seeded source of randomness passed in by the caller."""
+
+PosInt = integer(lo=1)
+Bool = boolean()
+
+
+def _ops_per_child(v: Any) -> tuple[int, int]:
+    """``n`` or ``[min, max]`` with 1 <= min <= max."""
+    what = "an integer > 0 or a list [min, max] with 1 <= min <= max"
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v, v]
+    if (
+        not isinstance(v, list | tuple)
+        or len(v) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        or not 1 <= v[0] <= v[1]
+    ):
+        raise invalid(what, v)
+    return int(v[0]), int(v[1])
+
+
+class WidenConfig(Section):
+    """``mutations.widen``: Net2WiderNet mutations.
+
+    Attributes:
+        enabled: Whether widen ops are proposed at all.
+        factors: New width = round(old width x factor), each factor > 1.
+        max_width: No layer (or resnet stage) grows beyond this; null = no limit.
+        targets: ``all``, or the names of the layers (``s0l0``...; resnet stages ``s0``...)
+            that may be widened.
+    """
+
+    enabled: Bool = True  # type: ignore[valid-type]
+    factors: non_empty_list(number(gt=1.0)) = (1.5, 2.0)  # type: ignore[valid-type]
+    max_width: PosInt | None = 256  # type: ignore[valid-type]
+    targets: names_or_all() = "all"  # type: ignore[valid-type]
+
+
+class DeepenConfig(Section):
+    """``mutations.deepen``: Net2DeeperNet mutations.
+
+    Attributes:
+        enabled: Whether deepen ops are proposed at all.
+        after: ``all``, or the names of the layers after which a layer may be inserted.
+        max_layers_per_stage: No stage grows beyond this many layers (blocks).
+    """
+
+    enabled: Bool = True  # type: ignore[valid-type]
+    after: names_or_all() = "all"  # type: ignore[valid-type]
+    max_layers_per_stage: PosInt = 4  # type: ignore[valid-type]
+
+
+class MutationSpace(Section):
+    """``mutations``: which widen/deepen ops are allowed, and the limits every child respects.
+
+    Attributes:
+        widen: Widen ops.
+        deepen: Deepen ops.
+        max_params: No child has more trainable parameters; null = no limit.
+        max_flops: No child needs more FLOPs per sample; null = no limit.
+        ops_per_child: ``(min, max)`` ops per proposal of the mutation-based controllers.
+    """
+
+    widen: WidenConfig = WidenConfig()
+    deepen: DeepenConfig = DeepenConfig()
+    max_params: PosInt | None = 2_000_000  # type: ignore[valid-type]
+    max_flops: PosInt | None = None  # type: ignore[valid-type]
+    ops_per_child: Annotated[tuple[int, int], BeforeValidator(_ops_per_child)] = (1, 2)
+
+    # Costs by spec digest: building a model to count is not free (FLOPs: ~0.2 s).
+    _params: dict[str, int] = PrivateAttr(default_factory=dict)
+    _flops: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        # The cost caches are not part of the value.
+        if not isinstance(other, MutationSpace):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    # ---- costs and limits -----------------------------------------------------------------
+    def params(self, spec: ArchSpec) -> int:
+        """Trainable parameters of ``spec`` (cached)."""
+        key = spec.digest()
+        if key not in self._params:
+            self._params[key] = count_params(spec)
+        return self._params[key]
+
+    def flops(self, spec: ArchSpec) -> int:
+        """FLOPs per sample of ``spec`` (cached)."""
+        key = spec.digest()
+        if key not in self._flops:
+            self._flops[key] = count_flops(spec)
+        return self._flops[key]
+
+    def fits(self, spec: ArchSpec) -> bool:
+        """Whether ``spec`` is within every limit: widths, layers per stage, params, FLOPs."""
+        return self.limit_violation(spec) is None
+
+    def limit_violation(self, spec: ArchSpec) -> str | None:
+        """Which limit ``spec`` breaks, as ``"<key>: ..."`` text, or None."""
+        cap = self.widen.max_width
+        if cap is not None:
+            widths = [x.width for x in spec.layers] + [s.width for s in spec.stages if s.width]
+            if max(widths) > cap:
+                return f"widen.max_width: expected every width <= {cap}, got {max(widths)}"
+        depth = max(len(s.layers) for s in spec.stages)
+        if depth > self.deepen.max_layers_per_stage:
+            return (
+                f"deepen.max_layers_per_stage: expected every stage to have <= "
+                f"{self.deepen.max_layers_per_stage} layers, got {depth}"
+            )
+        if self.max_params is not None and self.params(spec) > self.max_params:
+            return f"max_params: expected at most {self.max_params} parameters, got {self.params(spec)}"
+        if self.max_flops is not None and self.flops(spec) > self.max_flops:
+            return f"max_flops: expected at most {self.max_flops} FLOPs, got {self.flops(spec)}"
+        return None
+
+    # ---- candidate ops ----------------------------------------------------------------------
+    def widen_ops(self, spec: ArchSpec) -> list[Widen]:
+        """Every allowed widen of ``spec`` (before the params/FLOPs limits), in a fixed order."""
+        if not self.widen.enabled:
+            return []
+        allowed = self.widen.targets
+        ops: list[Widen] = []
+        for target in spec.widen_targets():
+            if allowed != "all" and target not in allowed:
+                continue
+            old = spec.width_of(target)
+            for width in self._grown(old):
+                op = Widen(target, width)
+                if op not in ops:
+                    ops.append(op)
+        return ops
+
+    def deepen_ops(self, spec: ArchSpec) -> list[Deepen]:
+        """Every allowed deepen of ``spec`` (before the params/FLOPs limits), in a fixed order."""
+        if not self.deepen.enabled:
+            return []
+        allowed = self.deepen.after
+        ops = []
+        for stage in spec.stages:
+            if len(stage.layers) >= self.deepen.max_layers_per_stage:
+                continue
+            for layer in stage.layers:
+                if allowed == "all" or layer.name in allowed:
+                    ops.append(Deepen(layer.name, spec.new_layer_name(layer.name)))
+        return ops
+
+    def _grown(self, old: int) -> list[int]:
+        """The widths one widen op takes ``old`` to: round(old x factor), capped, > old."""
+        out = []
+        for f in self.widen.factors:
+            w = round(old * f)
+            if self.widen.max_width is not None:
+                w = min(w, self.widen.max_width)
+            if w > old and w not in out:
+                out.append(w)
+        return out
+
+    def width_choices(self, base: int, cap: int | None = None) -> tuple[int, ...]:
+        """Every width that widen ops can take ``base`` to (``base`` included), sorted.
+
+        Args:
+            base: The starting width.
+            cap: Upper bound when ``widen.max_width`` is null (default: 8 x base).
+        """
+        if not self.widen.enabled:
+            return (base,)
+        limit = self.widen.max_width if self.widen.max_width is not None else (cap or 8 * base)
+        seen, todo = {base}, [base]
+        while todo:
+            w = todo.pop()
+            for f in self.widen.factors:
+                nxt = min(round(w * f), limit)
+                if nxt > w and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return tuple(sorted(seen))
+
+    # ---- sampling --------------------------------------------------------------------------
+    def random_op(self, spec: ArchSpec, rng: Rng) -> Op | None:
+        """A random allowed op on ``spec`` whose result respects every limit, or None.
+
+        The kind (widen or deepen) is drawn first among the kinds with an allowed op, then the
+        op uniformly within it.
+        """
+        both: tuple[list[Op], list[Op]] = (list(self.widen_ops(spec)), list(self.deepen_ops(spec)))
+        kinds = [k for k in both if k]
+        for ki in _permutation(len(kinds), rng):
+            ops = kinds[ki]
+            for oi in _permutation(len(ops), rng):
+                if self.fits(spec.apply(ops[oi])):
+                    return ops[oi]
+        return None
+
+    def random_child(self, spec: ArchSpec, rng: Rng) -> tuple[ArchSpec, tuple[Op, ...]] | None:
+        """``spec`` grown by ``ops_per_child`` random ops applied in sequence, with the ops.
+
+        Fewer ops are applied when the limits allow no more; None when none is allowed.
+        """
+        lo, hi = self.ops_per_child
+        n = _randint(rng, lo, hi)
+        child, ops = spec, []
+        for _ in range(n):
+            op = self.random_op(child, rng)
+            if op is None:
+                break
+            child = child.apply(op)
+            ops.append(op)
+        return (child, tuple(ops)) if ops else None
+
+
+def plan_growth(
+    ancestor: ArchSpec,
+    target_widths: Sequence[Sequence[int]],
+    stage_widths: Sequence[int] | None = None,
+) -> list[Op] | None:
+    """The ops that grow ``ancestor`` into the architecture with the given widths, or None.
+
+    Deepen ops come first (each new layer starts at the width of the ancestor layer it follows,
+    or at the stage width for resnet), then widen ops. The ancestor's layers keep their order
+    and names; which target position each one takes is the first feasible placement.
+
+    Args:
+        ancestor: The architecture to grow.
+        target_widths: Widths per stage, one per layer (block), as in ``seed_model.stages``.
+        stage_widths: resnet only: the target residual width of each stage (default: the
+            ancestor's).
+
+    Returns:
+        The ops (possibly empty, when the target is the ancestor), or None if some stage has
+        fewer layers or some width is smaller than the ancestor's.
+    """
+    target = [[int(w) for w in ws] for ws in target_widths]
+    if len(target) != len(ancestor.stages) or any(not ws for ws in target):
+        return None
+    resnet = ancestor.family == "resnet"
+    if stage_widths is not None and not resnet:
+        return None
+    if resnet:
+        have_sw = [s.width or 0 for s in ancestor.stages]
+        wanted = have_sw if stage_widths is None else [int(w) for w in stage_widths]
+        if len(wanted) != len(ancestor.stages) or any(w < h for w, h in zip(wanted, have_sw)):
+            return None
+
+    placements = []
+    for stage, want in zip(ancestor.stages, target):
+        have = [x.width for x in stage.layers]
+        new_base = [int(stage.width)] * len(have) if resnet else have  # type: ignore[arg-type]
+        slots = _place(have, new_base, want)
+        if slots is None:
+            return None
+        placements.append(slots)
+
+    ops: list[Op] = []
+    spec = ancestor
+    names_per_stage = []
+    for stage, want, slots in zip(ancestor.stages, target, placements):
+        names: list[str | None] = [None] * len(want)
+        for layer, pos in zip(stage.layers, slots):
+            names[pos] = layer.name
+        for q in range(len(want)):
+            if names[q] is None:
+                after = names[q - 1]
+                assert after is not None  # slot 0 always holds the first ancestor layer
+                op = Deepen(after, spec.new_layer_name(after))
+                spec = spec.apply(op)
+                ops.append(op)
+                names[q] = op.name
+        names_per_stage.append(names)
+    if resnet:
+        for i, w in enumerate(wanted):
+            if w > int(spec.stages[i].width):  # type: ignore[arg-type]
+                ops.append(Widen(f"s{i}", w))
+                spec = spec.apply(ops[-1])
+    for names, want in zip(names_per_stage, target):
+        for name, w in zip(names, want):
+            if w > spec.layer(name).width:  # type: ignore[arg-type]
+                ops.append(Widen(name, w))  # type: ignore[arg-type]
+                spec = spec.apply(ops[-1])
+    return ops
+
+
+def _place(have: list[int], new_base: list[int], want: list[int]) -> tuple[int, ...] | None:
+    """Target positions of the ancestor's layers in one stage, or None if none is feasible.
+
+    Ancestor layer j must land on a position with a width >= ``have[j]``; a new layer inserted
+    after ancestor layer j starts at ``new_base[j]`` and must not need to shrink. Deepen inserts
+    *after* a layer, so the first ancestor layer takes position 0.
+    """
+    n, m = len(have), len(want)
+    if m < n or want[0] < have[0]:
+        return None
+    for rest in itertools.combinations(range(1, m), n - 1):
+        slots = (0, *rest)
+        if any(want[p] < have[j] for j, p in enumerate(slots)):
+            continue
+        owner, ok = 0, True
+        for q in range(m):
+            if owner + 1 < n and slots[owner + 1] == q:
+                owner += 1
+            if q not in slots and want[q] < new_base[owner]:
+                ok = False
+                break
+        if ok:
+            return slots
+    return None
+
+
+def _permutation(n: int, rng: Rng) -> list[int]:
+    """A random order of ``range(n)``."""
+    order = list(range(n))
+    rng.shuffle(order)
+    return order
+
+
+def _randint(rng: Rng, lo: int, hi: int) -> int:
+    """A uniform integer in ``[lo, hi]``."""
+    if isinstance(rng, random.Random):
+        return rng.randint(lo, hi)
+    return int(rng.integers(lo, hi + 1))

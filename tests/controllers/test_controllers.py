@@ -1,0 +1,175 @@
+"""Behaviour specific to each controller, the registry and option validation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from growsearch.controllers import (
+    CONTROLLERS,
+    Controller,
+    Hillclimb,
+    TrialResult,
+    make_controller,
+    register_controller,
+)
+from growsearch.exceptions import ConfigError
+from growsearch.space import SearchSpace, load_space
+from tests.controllers._controller_contract import Cluster, objective
+
+
+def _finish(controller: Controller, space: SearchSpace, proposal, ok: bool = True) -> TrialResult:
+    result = (
+        TrialResult(proposal, "completed", objective(space, proposal.arch))
+        if ok
+        else TrialResult(proposal, "failed", None)
+    )
+    controller.observe(result)
+    return result
+
+
+def test_registry_lists_every_controller() -> None:
+    assert sorted(CONTROLLERS) == ["evolution", "hillclimb", "optuna", "random"]
+
+
+def test_unknown_controller_lists_the_valid_ones(spaces: dict[str, SearchSpace]) -> None:
+    with pytest.raises(ConfigError, match=r"controller\.name: expected one of \['evolution'"):
+        make_controller("evoluton", spaces["cnn"])
+
+
+def test_register_controller_adds_to_the_registry() -> None:
+    @register_controller("_test_dummy")
+    class Dummy(Controller):
+        def propose(self, trial_id):
+            return None
+
+        def observe(self, result):
+            pass
+
+    try:
+        assert CONTROLLERS["_test_dummy"] is Dummy and Dummy.name == "_test_dummy"
+    finally:
+        del CONTROLLERS["_test_dummy"]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "key"),
+    [
+        ("evolution", {"population": 0}, "controller.population"),
+        ("evolution", {"population": 2, "sample": 3}, "controller.sample"),
+        ("hillclimb", {"neighbours": "four"}, "controller.neighbours"),
+        ("optuna", {"sampler": "cmaes"}, "controller.sampler"),
+        ("random", {"population": 3}, "controller: unknown key 'population'"),
+    ],
+)
+def test_bad_options(name: str, options: dict, key: str, spaces: dict[str, SearchSpace]) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_controller(name, spaces["cnn"], options=options)
+    assert key in str(info.value)
+
+
+def test_options_come_from_the_space(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["cnn"].with_overrides(
+        {"controller.name": "hillclimb", "controller.neighbours": 2}
+    )
+    controller = make_controller("hillclimb", space)
+    assert controller.options.neighbours == 2
+    assert make_controller("evolution", space).options.population == 8  # defaults
+
+
+def test_user_model_spaces_are_refused(tmp_path) -> None:
+    path = tmp_path / "user.yaml"
+    path.write_text("dataset: {name: digits}\nseed_model: {factory: 'mypkg.models:make'}\n")
+    space = load_space(path)
+    with pytest.raises(ConfigError, match="seed_model.factory"):
+        make_controller("evolution", space)
+
+
+def test_evolution_never_waits_after_the_seed(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["cnn"]
+    controller = make_controller("evolution", space, options={"population": 4, "sample": 2})
+    seed = controller.propose("t0")
+    _finish(controller, space, seed)
+    running = [controller.propose(f"t{i}") for i in range(1, 20)]
+    assert all(p is not None for p in running)  # nothing has finished, still no waiting
+    assert {p.parent_id for p in running} == {"t0"}
+
+
+def test_evolution_samples_from_the_most_recent(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["cnn"]
+    controller = make_controller("evolution", space, seed=0, options={"population": 3, "sample": 3})
+    cluster = Cluster(space, concurrency=1)
+    cluster.run(controller, 12)
+    # with sample == population, the parent is the best of the 3 most recent successes
+    for p in cluster.proposals[4:]:
+        before = [r for r in cluster.ended if r.ok and r.trial_id in cluster.ok_before[p.trial_id]]
+        recent = before[-3:]
+        best = max(recent, key=lambda r: r.val_acc)
+        stuck = space.mutations.random_op(best.arch, random.Random(0)) is None
+        assert p.parent_id == best.trial_id or stuck
+
+
+def test_hillclimb_rounds(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["cnn"]
+    controller = make_controller("hillclimb", space, seed=0, options={"neighbours": 3})
+    assert isinstance(controller, Hillclimb)
+    seed = controller.propose("t0")
+    _finish(controller, space, seed)
+    round1 = [controller.propose(f"t{i}") for i in (1, 2, 3)]
+    assert all(p is not None and p.parent_id == "t0" for p in round1)
+    assert controller.propose("t4") is None  # the round is in flight
+    results = [
+        _finish(controller, space, round1[1]),
+        _finish(controller, space, round1[0], ok=False),
+    ]
+    assert controller.propose("t4") is None
+    results.append(_finish(controller, space, round1[2]))
+    best = max((r for r in results if r.ok), key=lambda r: r.val_acc)
+    nxt = controller.propose("t4")
+    assert nxt is not None and nxt.parent_id == best.trial_id
+    assert controller.rounds == 1
+
+
+def test_random_grows_from_successful_trials_only(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["cnn"]
+    controller = make_controller("random", space, seed=0)
+    cluster = Cluster(space, concurrency=2)
+    cluster.run(controller, 20)
+    parents = {p.parent_id for p in cluster.proposals[1:]}
+    failed = {r.trial_id for r in cluster.ended if not r.ok}
+    assert parents and not parents & failed
+    assert len(parents) > 2  # not always the same parent
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_optuna_samplers(sampler: str, spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["mlp"]  # two objectives: val_acc and params
+    controller = make_controller(
+        "optuna", space, seed=0, options={"sampler": sampler, "population_size": 4}
+    )
+    cluster = Cluster(space, concurrency=2)
+    cluster.run(controller, 14)
+    study = controller._study
+    assert len(study.directions) == 2
+    told = [t for t in study.trials if t.state.is_finished()]
+    assert len(told) >= 10  # the seed (added) and the children
+    assert {t.state.name for t in told} <= {"COMPLETE", "FAIL", "PRUNED"}
+    grown = [p for p in cluster.proposals[1:] if p.parent_id is not None]
+    assert len(grown) == len(cluster.proposals) - 1  # everything grows from a finished ancestor
+
+
+def test_optuna_prunes_points_beyond_the_limits(tmp_path) -> None:
+    path = tmp_path / "tight.yaml"
+    path.write_text(
+        "dataset: {name: digits}\n"
+        "seed_model: {family: mlp, stages: [[16]]}\n"
+        "mutations: {widen: {max_width: 512}, max_params: 3000}\n"
+        "controller: {name: optuna, sampler: random}\n"
+    )
+    space = load_space(path)
+    controller = make_controller("optuna", space, seed=0)
+    cluster = Cluster(space, concurrency=2)
+    cluster.run(controller, 10)
+    assert all(space.mutations.params(p.arch) <= 3000 for p in cluster.proposals)
+    assert any(t.state.name == "PRUNED" for t in controller._study.trials)

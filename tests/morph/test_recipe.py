@@ -1,0 +1,189 @@
+"""The warm-start recipe: what the search and the replication benchmark apply to a child."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from growsearch.arch import ArchSpec, Deepen, Widen, build
+from growsearch.morph._recipe import (
+    WarmStartRecipe,
+    prepare_student,
+    recalibrate_batchnorm,
+    student_train_overrides,
+)
+from tests.morph._models import randomise_bn
+
+# The accuracy a perturbing (inexact) recipe may cost right after the morph, before training.
+MAX_ACC_DROP = 0.10
+
+
+def _spec() -> ArchSpec:
+    return ArchSpec.create("cnn", (1, 16), 4, [6, 6])
+
+
+def _ops(spec: ArchSpec, kind: str) -> list:
+    if kind == "wider":
+        return [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
+    return [Deepen("s0l0", spec.new_layer_name("s0l0"))]
+
+
+def _rel_err(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor) -> float:
+    a.eval()
+    b.eval()
+    with torch.no_grad():
+        ya, yb = a(x), b(x)
+    return float((ya - yb).abs().max() / ya.abs().max())
+
+
+def _digits_teacher():
+    """A small CNN trained briefly on digits (a second of CPU), and the data."""
+    from growsearch.data import load_dataset
+    from growsearch.train import TrainConfig, evaluate, train
+
+    data = load_dataset("digits")
+    spec = ArchSpec.create("cnn", data.input_shape, data.num_classes, [4, 8])
+    model = build(spec, seed=0)
+    train(model, data, TrainConfig(epochs=1000, max_steps=150, lr=3e-3, device="cpu", seed=0))
+    return model, spec, data, evaluate(model, data.test)[1]
+
+
+@pytest.mark.parametrize("kind", ["wider", "deeper"])
+def test_default_recipe_student_keeps_the_parents_function(kind: str) -> None:
+    recipe = WarmStartRecipe()
+    spec = _spec()
+    parent = randomise_bn(build(spec, seed=0)).eval()
+    x = torch.randn(32, 1, 16, generator=torch.Generator().manual_seed(1))
+    before = {k: v.clone() for k, v in parent.state_dict().items()}
+    child, child_spec = prepare_student(
+        parent, spec, _ops(spec, kind), recipe, calibration=x, seed=3
+    )
+    assert all(torch.equal(before[k], v) for k, v in parent.state_dict().items()), "parent modified"
+    expected = spec
+    for op in _ops(spec, kind):
+        expected = expected.apply(op)
+    assert child_spec == expected
+    if recipe.exact:
+        assert _rel_err(parent, child, x) <= 1e-5
+    else:  # the documented bound for a perturbing recipe is checked on a trained teacher below
+        assert torch.isfinite(child.eval()(x)).all()
+
+
+@pytest.mark.parametrize("kind", ["wider", "deeper"])
+@pytest.mark.parametrize(
+    "recipe",
+    [WarmStartRecipe(), WarmStartRecipe(shrink=0.6, perturb_std=0.1)],
+    ids=["default", "s&p"],
+)
+def test_student_accuracy_right_after_the_morph_is_bounded(
+    kind: str, recipe: WarmStartRecipe
+) -> None:
+    from growsearch.train import evaluate
+
+    teacher, spec, data, acc = _digits_teacher()
+    assert acc > 0.8
+    child, _ = prepare_student(
+        teacher, spec, _ops(spec, kind), recipe, calibration=data.train.x[:512], seed=0
+    )
+    child_acc = evaluate(child, data.test)[1]
+    if recipe.exact:
+        assert abs(child_acc - acc) <= 1 / len(data.test)  # ties in the argmax at float rounding
+    else:
+        assert child_acc >= acc - MAX_ACC_DROP
+
+
+def test_shrink_and_perturb_changes_weights_as_documented() -> None:
+    spec = _spec()
+    parent = build(spec, seed=0)
+    ops = _ops(spec, "wider")
+    x = torch.randn(32, 1, 16)
+    exact, _ = prepare_student(
+        parent, spec, ops, WarmStartRecipe(shrink=1.0, perturb_std=0.0), calibration=x, seed=0
+    )
+    shrunk, _ = prepare_student(
+        parent, spec, ops, WarmStartRecipe(shrink=0.5, perturb_std=0.0), calibration=x, seed=0
+    )
+    for (name, p), (_, q) in zip(exact.named_parameters(), shrunk.named_parameters()):
+        assert torch.allclose(q, 0.5 * p), name
+    perturbed, _ = prepare_student(
+        parent, spec, ops, WarmStartRecipe(shrink=0.5, perturb_std=0.1), calibration=x, seed=0
+    )
+    diff = [(r - q).abs().max() for q, r in zip(shrunk.parameters(), perturbed.parameters())]
+    assert all(d > 0 for d in diff)
+    # the BatchNorm statistics were re-estimated on the calibration batch
+    bn = perturbed.layers["s0l0"].bn
+    assert not torch.equal(bn.running_var, exact.layers["s0l0"].bn.running_var)
+
+
+def test_scratch_recipe_builds_a_fresh_child() -> None:
+    spec = _spec()
+    parent = build(spec, seed=0)
+    ops = _ops(spec, "wider")
+    child, child_spec = prepare_student(
+        parent, spec, ops, WarmStartRecipe(init="scratch"), calibration=None, seed=5
+    )
+    fresh = build(child_spec, seed=5)
+    for a, b in zip(child.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_recalibrate_batchnorm_uses_the_batch_statistics() -> None:
+    spec = _spec()
+    model = randomise_bn(build(spec, seed=0)).eval()
+    x = torch.randn(64, 1, 16)
+    recalibrate_batchnorm(model, x)
+    assert not model.training
+    h = model.layers["s0l0"].conv(x)
+    bn = model.layers["s0l0"].bn
+    assert torch.allclose(bn.running_mean, h.mean(dim=(0, 2)), atol=1e-5)
+    assert torch.allclose(bn.running_var, h.var(dim=(0, 2), unbiased=True), atol=1e-4)
+    assert bn.momentum == 0.1
+
+
+@pytest.mark.parametrize("steps", [1, 7, 100, 2400])
+def test_overrides_are_consistent(steps: int) -> None:
+    recipe = WarmStartRecipe()
+    o = student_train_overrides(recipe, base_lr=3e-3, total_steps=steps)
+    assert set(o) == {"lr", "warmup_steps"}
+    assert o["lr"] == pytest.approx(3e-3 * recipe.student_lr_factor)
+    assert 0 <= o["warmup_steps"] < steps
+    assert o["warmup_steps"] == min(round(recipe.warmup_fraction * steps), steps - 1)
+    s = student_train_overrides(
+        dataclasses.replace(recipe, init="scratch"), base_lr=3e-3, total_steps=steps
+    )
+    assert s == {"lr": 3e-3, "warmup_steps": 0}
+    # the overrides are valid TrainConfig fields
+    from growsearch.train import TrainConfig
+
+    TrainConfig(max_steps=steps, **o)
+
+
+def test_overrides_scale_with_the_recipe() -> None:
+    r = WarmStartRecipe(student_lr_factor=0.1, warmup_fraction=0.25)
+    assert student_train_overrides(r, 1e-2, 400) == {"lr": pytest.approx(1e-3), "warmup_steps": 100}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"init": "copy"},
+        {"split_std": -1.0},
+        {"student_lr_factor": 0.0},
+        {"warmup_fraction": 1.0},
+        {"shrink": 0.0},
+        {"shrink": 1.5},
+        {"perturb_std": -0.1},
+    ],
+)
+def test_invalid_recipes_are_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="WarmStartRecipe"):
+        WarmStartRecipe(**kwargs)
+
+
+def test_recipe_is_frozen_and_hashable() -> None:
+    r = WarmStartRecipe()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.shrink = 0.5  # type: ignore[misc]
+    assert hash(r) == hash(WarmStartRecipe())

@@ -1,0 +1,152 @@
+"""A search never loses work: kill -9 and Ctrl-C of the driver, then resume; the run-folder lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from growsearch.runner._run import _uses_session
+
+pytestmark = pytest.mark.slow
+
+TRIALS = 6
+SPACE = f"""
+name: resumable
+seed: 1
+dataset: {{name: digits}}
+seed_model: {{family: cnn, stages: [[8], [16]], kernel_size: 3}}
+mutations:
+  widen: {{factors: [1.5, 2.0], max_width: 64}}
+  deepen: {{max_layers_per_stage: 3}}
+controller: {{name: evolution, population: 4, sample: 2}}
+training: {{epochs: 3, seed_epochs: 3, batch_size: 64, lr: 0.003}}
+budget: {{trials: {TRIALS}}}
+resources: {{cpus_per_trial: 1, concurrency: 2}}
+"""
+CLI = [sys.executable, "-m", "growsearch.cli"]
+
+
+def _start(space: Path, results: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*CLI, "run", str(space), "--results-dir", str(results)],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def _rows(run_dir: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(run_dir / "trials.parquet")
+    except (OSError, ValueError):
+        return pd.DataFrame()
+
+
+def _wait_rows(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> pd.DataFrame:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        df = _rows(run_dir)
+        if len(df) >= n:
+            return df
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        time.sleep(0.5)
+    raise AssertionError(f"fewer than {n} trials after {timeout}s")
+
+
+def _session_processes(session: str) -> list[int]:
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _uses_session(p, session)
+    ]
+
+
+def _resume(run_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, "resume", str(run_dir)], capture_output=True, text=True, timeout=600
+    )
+
+
+def _check_complete(run_dir: Path, before: pd.DataFrame) -> None:
+    df = _rows(run_dir)
+    assert len(df) == TRIALS and df["trial_id"].is_unique, df[["trial_id", "status"]]
+    assert sorted(df["trial_id"]) == [f"t{i:04d}" for i in range(TRIALS)]
+    assert (df["status"] == "completed").all(), df[["trial_id", "status", "error"]]
+    # trials finished before the interruption are kept as they were, not re-run
+    merged = before.merge(df, on="trial_id", suffixes=("_before", "_after"))
+    assert len(merged) == len(before)
+    assert (merged["val_acc_before"] == merged["val_acc_after"]).all()
+    assert (merged["train_seconds_before"] == merged["train_seconds_after"]).all()
+    study = optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    ids = [t.user_attrs["trial_id"] for t in study.get_trials()]
+    assert sorted(ids) == sorted(df["trial_id"])  # no duplicates, none missing
+    state = json.loads((run_dir / "search_state.json").read_text())
+    assert len(state["issued"]) == TRIALS and sorted(state["finished"]) == sorted(df["trial_id"])
+    assert (run_dir / "best" / "model.safetensors").is_file()
+
+
+@pytest.fixture
+def space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "resumable.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+def test_kill_9_of_the_driver_then_resume(space_file: Path, tmp_path: Path) -> None:
+    results = tmp_path / "runs"
+    run_dir = results / "resumable"
+    proc = _start(space_file, results, tmp_path / "run.log")
+    before = _wait_rows(run_dir, 2, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = _rows(run_dir)  # whatever was recorded when it died
+    assert len(before) < TRIALS
+    crashed = json.loads((run_dir / "ray_session.json").read_text())["session_dir"]
+
+    done = _resume(run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _check_complete(run_dir, before)
+    assert _session_processes(crashed) == []  # the crashed session's Ray processes are gone
+
+
+def test_ctrl_c_says_how_to_resume_then_resume(space_file: Path, tmp_path: Path) -> None:
+    results = tmp_path / "runs"
+    run_dir = results / "resumable"
+    log = tmp_path / "run.log"
+    proc = _start(space_file, results, log)
+    _wait_rows(run_dir, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, log.read_text()[-2000:]
+    assert f"growsearch resume {run_dir}" in log.read_text()
+    before = _rows(run_dir)
+    assert len(before) < TRIALS
+
+    # the lock is free again after the driver stopped; a second resume right after is a no-op
+    done = _resume(run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _check_complete(run_dir, before)
+    again = _resume(run_dir)
+    assert again.returncode == 0 and len(_rows(run_dir)) == TRIALS
+
+
+def test_a_run_folder_in_use_is_refused(space_file: Path, tmp_path: Path) -> None:
+    results = tmp_path / "runs"
+    run_dir = results / "resumable"
+    proc = _start(space_file, results, tmp_path / "run.log")
+    try:
+        _wait_rows(run_dir, 0, proc)
+        while not (run_dir / "run.json").exists():
+            time.sleep(0.2)
+        second = _resume(run_dir)
+        assert second.returncode == 2
+        assert "in use by a running search" in second.stderr and second.stderr.count("\n") == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
