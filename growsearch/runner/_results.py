@@ -41,7 +41,11 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     path = trials_path(run_dir)
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a growsearch run (no trials.parquet)")
-    return pd.read_parquet(path)
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as e:  # pyarrow's errors derive from these
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ConfigError(f"{path}: unreadable ({type(e).__name__}: {msg})") from None
 
 
 def default_storage(run_dir: str | Path) -> str:

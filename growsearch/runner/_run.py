@@ -88,6 +88,22 @@ def check_storage(storage: str | None) -> None:
         ) from None
 
 
+def _check_user_weights(space: Any) -> None:
+    """A user's weights file must be a readable safetensors file (never a pickle)."""
+    weights = space.user_model.weights if space.user_model is not None else None
+    if weights is None:
+        return
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ConfigError(
+            f"{space.path}: seed_model.weights: {weights} is not a readable safetensors file ({e})"
+        ) from None
+
+
 def check_run_dir(run_dir: str | Path) -> Path:
     """A folder that holds a growsearch run, else ConfigError."""
     run_dir = Path(run_dir)
@@ -226,8 +242,10 @@ def run_search(
         SearchInterrupted: stopped by Ctrl-C before the budget was spent; resume it.
     """
     if space.seed_arch is None:
+        _check_user_weights(space)
         raise ConfigError(
-            f"{space.path}: seed_model: searches over a factory model are not supported yet"
+            f"{space.path}: seed_model.factory: searching from your own model class is not "
+            "supported yet; describe it with family/stages instead"
         )
     run_dir = Path(run_dir).resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -263,9 +281,11 @@ def resume_search(
     address = check_address(address)
     with run_lock(run_dir):
         cleanup_stale_ray(run_dir)
-        space = SearchSpace.from_dict(
-            json.loads((run_dir / "space.json").read_text()), path=run_dir / "space.json"
-        )
+        try:
+            data = json.loads((run_dir / "space.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{run_dir / 'space.json'}: corrupt ({e})") from None
+        space = SearchSpace.from_dict(data, path=run_dir / "space.json")
         from growsearch.runner._searcher import load_state
 
         return _execute(
