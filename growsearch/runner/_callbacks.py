@@ -85,6 +85,7 @@ class RecordCallback(Callback):
                 "parent_acc": r.get("parent_acc"),
                 "acc_before": r.get("acc_before"),
                 "preserve_err": r.get("preserve_err"),
+                "restarts": r.get("restarts", 0),
                 "curve": json.dumps(self.curves.get(_ours(trial), [])),
             }
         )

@@ -15,7 +15,7 @@ from growsearch.exceptions import ConfigError
 COLUMNS = [
     "trial_id", "parent_id", "ops", "arch", "arch_summary", "params", "flops", "val_acc",
     "test_acc", "epochs", "train_seconds", "status", "error", "warm_start", "parent_acc",
-    "acc_before", "preserve_err", "curve",
+    "acc_before", "preserve_err", "restarts", "curve",
 ]  # fmt: skip
 OBJECTIVE_DIRECTIONS = {
     "val_acc": "maximize",
@@ -114,7 +114,7 @@ class ResultsStore:
         path = trials_path(self.run_dir)
         tmp = path.with_suffix(".parquet.tmp")
         df = self.df.copy()
-        for col in ("params", "flops", "epochs"):
+        for col in ("params", "flops", "epochs", "restarts"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
         for col in (
             "trial_id",

@@ -7,6 +7,7 @@ Runs in a Ray worker process. Everything it needs arrives in the trial config: t
 from __future__ import annotations
 
 import functools
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -72,6 +73,7 @@ def train_trial(config: dict[str, Any]) -> None:
         optimizer_state = ck.optimizer_state
         start_epoch = int(ck.meta.get("epoch", 0))
         info.update(ck.meta.get("info", {}))
+        info["restarts"] = int(info.get("restarts") or 0) + 1
     elif warm:
         parent = load_checkpoint(models_dir(settings["run_dir"]) / str(proposal.parent_id))
         parent_model = parent.model(device)
@@ -132,6 +134,7 @@ def train_trial(config: dict[str, Any]) -> None:
             **lineage,
             "epoch": epoch,
             "metrics": metrics,
+            "pid": os.getpid(),  # which worker process wrote it (tools, fault-injection tests)
             "info": {**info, "train_seconds": seconds},
         }
         save_checkpoint(

@@ -28,7 +28,9 @@ resources: {{cpus_per_trial: 1, concurrency: 2}}
 CLI = [sys.executable, "-m", "growsearch.cli"]
 
 
-def _run(tmp_path: Path, name: str, factor: float, trials: int, *extra: str) -> subprocess.CompletedProcess:
+def _run(
+    tmp_path: Path, name: str, factor: float, trials: int, *extra: str
+) -> subprocess.CompletedProcess:
     space = tmp_path / f"{name}.yaml"
     space.write_text(SPACE.format(name=name, factor=factor, trials=trials))
     return subprocess.run(
@@ -77,7 +79,9 @@ def test_a_tampered_parent_checkpoint_fails_its_children(tmp_path: Path) -> None
     space = json.loads((run / "space.json").read_text())
     space["budget"]["trials"] = 3
     (run / "space.json").write_text(json.dumps(space))
-    resumed = subprocess.run([*CLI, "resume", str(run)], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*CLI, "resume", str(run)], capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     df = growsearch.load_results(run)
     children = df[df["parent_id"] == "t0000"]
