@@ -140,6 +140,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from growsearch.dashboard import serve_dashboard
+
+    serve_dashboard(args.run_dir, host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from growsearch.report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"growsearch: wrote {path} (figures as PNG in {path.parent / 'figures'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="growsearch",
@@ -169,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--top", type=int, default=20)
     s.set_defaults(fn=_cmd_show)
+    d = sub.add_parser("dashboard", help="serve a live dashboard of a run (optuna-dashboard)")
+    d.add_argument("run_dir")
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    d.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free one)")
+    d.set_defaults(fn=_cmd_dashboard)
+    rp = sub.add_parser("report", help="write RUN_DIR/report.html and RUN_DIR/figures/*.png")
+    rp.add_argument("run_dir")
+    rp.set_defaults(fn=_cmd_report)
     return p
 
 

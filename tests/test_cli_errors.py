@@ -33,13 +33,33 @@ RUN_CASES = [
     ("broken yaml", BASE + "\n  bad: [unclosed\n", [], "line"),
     ("not a mapping", "- just\n- a list\n", [], "mapping"),
     ("unknown top key", BASE + "\nepoch: 3\n", [], "unknown key 'epoch'"),
-    ("unknown nested key", _edit("lr: 0.003", "lr: 0.003, lrr: 1"), [], "training: unknown key 'lrr'"),
+    (
+        "unknown nested key",
+        _edit("lr: 0.003", "lr: 0.003, lrr: 1"),
+        [],
+        "training: unknown key 'lrr'",
+    ),
     ("wrong type", _edit("epochs: 2", "epochs: ten"), [], "training.epochs"),
-    ("factor <= 1", _edit("factors: [1.5, 2.0]", "factors: [1.5, 0.5]"), [], "mutations.widen.factors[1]"),
+    (
+        "factor <= 1",
+        _edit("factors: [1.5, 2.0]", "factors: [1.5, 0.5]"),
+        [],
+        "mutations.widen.factors[1]",
+    ),
     ("unknown controller", _edit("name: evolution", "name: evoluton"), [], "evoluton"),
     ("unknown dataset", _edit("name: digits", "name: cifar"), [], "dataset.name"),
-    ("unknown sampler", _edit("name: evolution, population: 4, sample: 2", "name: optuna, sampler: tpee"), [], "sampler"),
-    ("unknown optimizer", _edit("lr: 0.003", "lr: 0.003, optimizer: adagrad"), [], "training.optimizer"),
+    (
+        "unknown sampler",
+        _edit("name: evolution, population: 4, sample: 2", "name: optuna, sampler: tpee"),
+        [],
+        "sampler",
+    ),
+    (
+        "unknown optimizer",
+        _edit("lr: 0.003", "lr: 0.003, optimizer: adagrad"),
+        [],
+        "training.optimizer",
+    ),
     ("unknown objective", BASE + "\nobjectives: [val_acc, speed]\n", [], "objectives"),
     ("zero trial budget", _edit("trials: 3", "trials: 0"), [], "budget.trials"),
     ("negative lr", _edit("lr: 0.003", "lr: -1"), [], "training.lr"),
@@ -48,24 +68,80 @@ RUN_CASES = [
     ("--concurrency 0", BASE, ["--concurrency", "0"], "resources.concurrency"),
     ("--retries -1", BASE, ["--retries", "-1"], "--retries"),
     ("max_width below seed", _edit("max_width: 64", "max_width: 4"), [], "max_width"),
-    ("max_params below seed", _edit("deepen: {max_layers_per_stage: 3}}", "deepen: {max_layers_per_stage: 3}, max_params: 10}"), [], "max_params"),
+    (
+        "max_params below seed",
+        _edit(
+            "deepen: {max_layers_per_stage: 3}}",
+            "deepen: {max_layers_per_stage: 3}, max_params: 10}",
+        ),
+        [],
+        "max_params",
+    ),
     ("even kernel", _edit("kernel_size: 3", "kernel_size: 4"), [], "kernel_size"),
     ("resnet without stage widths", _edit("family: cnn", "family: resnet"), [], "stage_widths"),
-    ("fractional gpus > 1", _edit("concurrency: 2", "concurrency: 2, gpus_per_trial: 1.5"), [], "gpus_per_trial"),
-    ("bad ops_per_child", _edit("max_layers_per_stage: 3}}", "max_layers_per_stage: 3}, ops_per_child: [3, 1]}"), [], "ops_per_child"),
-    ("asha grace > epochs", BASE + "\nscheduler: {name: asha, grace_period: 9}\n", [], "grace_period"),
-    ("missing weights file", _edit("seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}", "seed_model: {factory: 'mypkg.models:make', weights: nope.safetensors}"), [], "weights"),
-    ("bad factory string", _edit("seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}", "seed_model: {factory: 'no-colon'}"), [], "factory"),
-    ("bad weights file", _edit("seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}", "seed_model: {factory: 'mypkg.models:make', weights: w.safetensors}"), [], "not a readable safetensors file"),
+    (
+        "fractional gpus > 1",
+        _edit("concurrency: 2", "concurrency: 2, gpus_per_trial: 1.5"),
+        [],
+        "gpus_per_trial",
+    ),
+    (
+        "bad ops_per_child",
+        _edit("max_layers_per_stage: 3}}", "max_layers_per_stage: 3}, ops_per_child: [3, 1]}"),
+        [],
+        "ops_per_child",
+    ),
+    (
+        "asha grace > epochs",
+        BASE + "\nscheduler: {name: asha, grace_period: 9}\n",
+        [],
+        "grace_period",
+    ),
+    (
+        "missing weights file",
+        _edit(
+            "seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}",
+            "seed_model: {factory: 'mypkg.models:make', weights: nope.safetensors}",
+        ),
+        [],
+        "weights",
+    ),
+    (
+        "bad factory string",
+        _edit(
+            "seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}",
+            "seed_model: {factory: 'no-colon'}",
+        ),
+        [],
+        "factory",
+    ),
+    (
+        "bad weights file",
+        _edit(
+            "seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}",
+            "seed_model: {factory: 'mypkg.models:make', weights: w.safetensors}",
+        ),
+        [],
+        "not a readable safetensors file",
+    ),
     ("unreachable --address", BASE, ["--address", "127.0.0.1:1"], "no Ray cluster answers"),
     ("bad --storage url", BASE, ["--storage", "not a url"], "--storage"),
     ("unknown storage driver", BASE, ["--storage", "nosuchdb://u@h/db"], "--storage"),
-    ("sqlite in a missing folder", BASE, ["--storage", "sqlite:////nonexistent/dir/x.db"], "does not exist"),
+    (
+        "sqlite in a missing folder",
+        BASE,
+        ["--storage", "sqlite:////nonexistent/dir/x.db"],
+        "does not exist",
+    ),
 ]
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _one_line_exit_2(capsys, argv: list[str], needle: str) -> str:
@@ -79,15 +155,21 @@ def _one_line_exit_2(capsys, argv: list[str], needle: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(("text", "args", "needle"), [pytest.param(t, a, n, id=i) for i, t, a, n in RUN_CASES])
-def test_run_rejects_bad_input(tmp_path: Path, capsys, text: str | None, args: list[str], needle: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "args", "needle"), [pytest.param(t, a, n, id=i) for i, t, a, n in RUN_CASES]
+)
+def test_run_rejects_bad_input(
+    tmp_path: Path, capsys, text: str | None, args: list[str], needle: str
+) -> None:
     space = tmp_path / "space.yaml"
     if text is not None:
         space.write_text(text)
     (tmp_path / "w.safetensors").write_bytes(b"\x80\x04not safetensors")  # a pickle-ish blob
     results = tmp_path / "results"
     results.mkdir()
-    line = _one_line_exit_2(capsys, ["run", str(space), "--results-dir", str(results), *args], needle)
+    line = _one_line_exit_2(
+        capsys, ["run", str(space), "--results-dir", str(results), *args], needle
+    )
     if not args or args[0] in ("--trials", "--time-budget", "--concurrency"):
         assert "space.yaml" in line  # names the file
     assert list(results.iterdir()) == []  # nothing written
@@ -108,7 +190,9 @@ def test_existing_run_name_is_refused_and_untouched(tmp_path: Path, capsys, fake
     space = tmp_path / "space.yaml"
     space.write_text(BASE)
     before = _tree(fake_run)
-    _one_line_exit_2(capsys, ["run", str(space), "--results-dir", str(fake_run.parent)], "already exists")
+    _one_line_exit_2(
+        capsys, ["run", str(space), "--results-dir", str(fake_run.parent)], "already exists"
+    )
     assert _tree(fake_run) == before
 
 
@@ -119,11 +203,17 @@ OTHER_CASES = [
     ("show missing dir", ["show", "{tmp}/nope"], "no such run directory"),
     ("show not a run", ["show", "{tmp}"], "not a growsearch run"),
     ("show corrupt parquet", ["show", "{run}"], "trials.parquet: unreadable"),
+    ("dashboard missing dir", ["dashboard", "{tmp}/nope", "--port", "0"], "no such run directory"),
+    ("dashboard not a run", ["dashboard", "{tmp}", "--port", "0"], "not a growsearch run"),
+    ("report missing dir", ["report", "{tmp}/nope"], "no such run directory"),
+    ("report not a run", ["report", "{tmp}"], "not a growsearch run"),
 ]
 
 
 @pytest.mark.parametrize(("argv", "needle"), [pytest.param(a, n, id=i) for i, a, n in OTHER_CASES])
-def test_other_commands_reject_bad_run_dirs(tmp_path: Path, capsys, fake_run: Path, argv: list[str], needle: str) -> None:
+def test_other_commands_reject_bad_run_dirs(
+    tmp_path: Path, capsys, fake_run: Path, argv: list[str], needle: str
+) -> None:
     (fake_run / "space.json").write_text("{not json")
     before = _tree(tmp_path)
     argv = [a.format(tmp=tmp_path, run=fake_run) for a in argv]

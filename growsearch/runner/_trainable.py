@@ -118,6 +118,7 @@ def train_trial(config: dict[str, Any]) -> None:
         "ops": [op.to_dict() for op in proposal.ops],
     }
     t0 = time.perf_counter()
+    first_step_unix = time.time()  # for the start-up benchmark: launch → first training step
     spent = float(info.get("train_seconds", 0.0))
 
     def on_epoch(res, model, optimizer) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +128,7 @@ def train_trial(config: dict[str, Any]) -> None:
         metrics = {
             "epoch": epoch, "epochs_planned": epochs, "val_acc": res.val_acc, "val_loss": res.val_loss,
             "train_loss": res.train_loss, "test_acc": test_acc, "test_loss": test_loss,
-            "params": params, "flops": flops, "train_seconds": seconds,
+            "params": params, "flops": flops, "train_seconds": seconds, "first_step_unix": first_step_unix,
             **{k: v for k, v in info.items() if v is not None and k != "train_seconds"},
         }  # fmt: skip
         meta = {

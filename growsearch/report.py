@@ -1,0 +1,131 @@
+"""``growsearch report``: one self-contained HTML file per run, plus PNG copies of its figures.
+
+``RUN_DIR/report.html`` embeds plotly.js inline (no CDN: it opens offline, mailed or archived)
+with the leaderboard and every figure of :mod:`growsearch.viz`; ``RUN_DIR/figures/*.png`` are
+matplotlib drawings of the same figures (no browser needed to make them).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from growsearch.viz import all_figures, leaderboard, lineage, save_pngs
+
+FIGURE_CAPTIONS = {
+    "lineage": "Each trial is a node coloured by validation accuracy, placed by generation; "
+    "each edge is labelled with the Net2Net ops that grew the child from its parent.",
+    "pareto_params": "Validation accuracy against parameter count; the orange staircase is the "
+    "Pareto front (no other trial is both smaller and more accurate).",
+    "pareto_flops": "Validation accuracy against FLOPs per example, with its Pareto front.",
+    "best_so_far": "Best validation accuracy after each finished trial, against the training "
+    "compute spent so far (trials in the order they finished, failed ones included).",
+    "curves": "Learning curves along the lineage: a child's curve starts where its parent's "
+    "ended, at the accuracy of the morphed model before it trained.",
+}
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
+table.leaderboard { border-collapse: collapse; font-size: 0.9em; width: 100%; }
+table.leaderboard th, table.leaderboard td { padding: 4px 8px; border-bottom: 1px solid #ddd; }
+table.leaderboard th { background: #f4f4f4; text-align: left; }
+table.leaderboard td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.leaderboard tr.best td { font-weight: bold; }
+figure { margin: 2em 0; } figcaption { color: #555; font-size: 0.9em; }
+"""
+
+_NUMERIC = {"rank", "params", "flops", "val_acc", "test_acc", "epochs", "train_seconds"}
+_HEADERS = {
+    "rank": "rank", "trial_id": "trial", "parent_id": "parent", "ops": "ops",
+    "arch_summary": "arch", "params": "params", "flops": "FLOPs", "val_acc": "val acc",
+    "test_acc": "test acc", "epochs": "epochs", "train_seconds": "train s", "status": "status",
+}  # fmt: skip
+
+
+def _cell(col: str, v: object) -> str:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    if col in ("params", "flops"):
+        return f"{int(v):,}"  # type: ignore[call-overload]
+    if col in ("val_acc", "test_acc"):
+        return f"{float(v):.4f}"  # type: ignore[arg-type]
+    if col == "train_seconds":
+        return f"{float(v):.1f}"  # type: ignore[arg-type]
+    return str(v)
+
+
+def leaderboard_html(df: pd.DataFrame) -> str:
+    """The leaderboard as an HTML table (``<table class="leaderboard">``)."""
+    board = leaderboard(df)
+    head = "".join(f"<th>{_HEADERS[c]}</th>" for c in board.columns)
+    rows = []
+    for _, r in board.iterrows():
+        cls = ' class="best"' if r["rank"] == "1" else ""
+        cells = "".join(
+            f"<td{' class=num' if c in _NUMERIC else ''}>{html.escape(_cell(c, r[c]))}</td>"
+            for c in board.columns
+        )
+        rows.append(f'<tr id="trial-{html.escape(str(r["trial_id"]))}"{cls}>{cells}</tr>')
+    return (
+        f'<table class="leaderboard" id="leaderboard"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def render_report(df: pd.DataFrame, title: str, meta: str = "") -> str:
+    """The report's HTML: a pure function of the trials DataFrame (plotly.js inline, once)."""
+    parts = []
+    leaves = int(lineage(df).nodes["y"].max()) + 1 if len(df) else 1
+    for i, (name, fig) in enumerate(all_figures(df).items()):
+        fig.update_layout(height=max(480, 45 * leaves + 160) if name == "lineage" else 520)
+        div = fig.to_html(
+            full_html=False,
+            include_plotlyjs=i == 0,  # inline, in the first figure only: no network needed
+            div_id=f"fig-{name}",
+            config={"displaylogo": False, "responsive": True},
+        )
+        caption = html.escape(FIGURE_CAPTIONS.get(name, ""))
+        parts.append(f'<figure id="figure-{name}">{div}<figcaption>{caption}</figcaption></figure>')
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class=meta>{html.escape(meta)}</p>"
+        f"<h2>Leaderboard</h2>{leaderboard_html(df)}"
+        f"<h2>Figures</h2>{''.join(parts)}"
+        "</body></html>\n"
+    )
+
+
+def write_report(run_dir: str | Path, pngs: bool = True) -> Path:
+    """Write ``run_dir/report.html`` (and ``run_dir/figures/*.png``); returns the HTML's path.
+
+    Raises:
+        ConfigError: ``run_dir`` is not a growsearch run or has no finished trial yet.
+    """
+    from growsearch.runner import load_results
+    from growsearch.runner._run import check_run_dir
+
+    run_dir = check_run_dir(run_dir)
+    df = load_results(run_dir)
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    meta = (
+        f"{len(df)} trials · started {info.get('created', '?')} · "
+        f"report written {time.strftime('%Y-%m-%d %H:%M:%S')} · {run_dir}"
+    )
+    path = run_dir / "report.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(render_report(df, f"growsearch run {run_dir.name}", meta), encoding="utf-8")
+    tmp.replace(path)
+    if pngs:
+        save_pngs(df, run_dir / "figures")
+    return path

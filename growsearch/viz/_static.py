@@ -1,0 +1,230 @@
+"""Matplotlib (Agg) copies of the figures, for PNG files.
+
+Plotly's own static export needs kaleido and a Chrome; matplotlib draws the same tables with
+no browser, offline, the same way on every machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from growsearch.viz._figures import COST_TITLES, _node_label
+from growsearch.viz._tables import (
+    best_so_far,
+    lineage,
+    lineage_curves,
+    pareto_front,
+    succeeded,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+CMAP = "viridis"
+
+
+def _figure(ncols: int = 1, size: tuple[float, float] = (8.0, 5.0)) -> tuple[Figure, list[Axes]]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=110, layout="constrained")  # no pyplot: no global state
+    axes = fig.subplots(1, ncols, sharey=True, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _empty(fig: Figure, ax: Axes) -> Figure:
+    ax.text(0.5, 0.5, "no finished trials yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return fig
+
+
+def _acc_range(df: pd.DataFrame) -> tuple[float, float]:
+    acc = pd.to_numeric(df["val_acc"], errors="coerce").dropna()
+    if acc.empty:
+        return 0.0, 1.0
+    lo, hi = float(acc.min()), float(acc.max())
+    return (lo, hi) if hi > lo else (lo - 0.01, hi + 0.01)
+
+
+def lineage_png(df: pd.DataFrame) -> Figure:
+    """The lineage tree (see :func:`growsearch.viz.lineage_figure`)."""
+    tree = lineage(df) if not df.empty else None
+    n_gen = 1 if tree is None else int(tree.nodes["generation"].max()) + 1
+    n_leaf = 1 if tree is None else int(tree.nodes["y"].max()) + 1
+    fig, (ax,) = _figure(size=(max(7.0, 2.6 * n_gen + 2), max(3.5, 0.9 * n_leaf + 1.5)))
+    if tree is None:
+        return _empty(fig, ax)
+    nodes = tree.nodes.set_index("trial_id", drop=False)
+    for p, t, label in zip(tree.edges["parent_id"], tree.edges["trial_id"], tree.edges["label"]):
+        x0, y0 = nodes.at[p, "generation"], nodes.at[p, "y"]
+        x1, y1 = nodes.at[t, "generation"], nodes.at[t, "y"]
+        ax.plot([x0, x1], [y0, y1], color="#b0b0b0", lw=1.2, zorder=1)
+        ax.text(
+            (x0 + x1) / 2,
+            (y0 + y1) / 2,
+            label.replace(", ", "\n"),
+            fontsize=7,
+            color="#555",
+            ha="center",
+            va="bottom",
+            zorder=3,
+        )
+    ok = succeeded(tree.nodes)
+    good, bad = tree.nodes[ok], tree.nodes[~ok]
+    lo, hi = _acc_range(good)
+    sc = ax.scatter(
+        good["generation"],
+        good["y"],
+        c=good["val_acc"],
+        cmap=CMAP,
+        vmin=lo,
+        vmax=hi,
+        s=260,
+        edgecolors="#333",
+        zorder=2,
+    )
+    ax.scatter(bad["generation"], bad["y"], marker="x", s=120, color="#d62728", zorder=2)
+    for _, r in tree.nodes.iterrows():
+        ax.annotate(
+            _node_label(r, "\n"),
+            (r["generation"], r["y"]),
+            xytext=(0, -13),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=8,
+        )
+    fig.colorbar(sc, ax=ax, label="val acc")
+    ax.set_xticks(range(n_gen))
+    ax.set_xlim(-0.5, n_gen - 0.5)
+    ax.set_ylim(n_leaf - 0.4, -0.6)
+    ax.set_yticks([])
+    ax.set_xlabel("generation")
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title("Lineage: trials grown from their parents", loc="left")
+    return fig
+
+
+def pareto_png(df: pd.DataFrame, cost: str = "params") -> Figure:
+    """Accuracy against ``cost`` with the Pareto front (see :func:`growsearch.viz.pareto_figure`)."""
+    fig, (ax,) = _figure()
+    ok = succeeded(df) & df[cost].notna() if not df.empty else None
+    if ok is None or not ok.any():
+        return _empty(fig, ax)
+    front = pareto_front(df, cost)
+    rest, best = df[ok & ~front], df[front].sort_values(cost)
+    ax.scatter(
+        rest[cost].astype(float),
+        rest["val_acc"],
+        s=40,
+        color="#9ecae1",
+        edgecolors="#3182bd",
+        label="trial",
+    )
+    ax.step(best[cost].astype(float), best["val_acc"], where="post", color="#e6550d", ls=":")
+    ax.scatter(
+        best[cost].astype(float),
+        best["val_acc"],
+        s=70,
+        color="#e6550d",
+        edgecolors="#333",
+        label="Pareto front",
+        zorder=3,
+    )
+    for _, r in best.iterrows():
+        ax.annotate(
+            r["trial_id"],
+            (float(r[cost]), r["val_acc"]),
+            xytext=(-4, 4),
+            textcoords="offset points",
+            ha="right",
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel(COST_TITLES.get(cost, cost))
+    ax.set_ylabel("validation accuracy")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Accuracy vs {COST_TITLES.get(cost, cost)}: Pareto front", loc="left")
+    return fig
+
+
+def best_so_far_png(df: pd.DataFrame) -> Figure:
+    """Best accuracy so far vs compute (see :func:`growsearch.viz.best_so_far_figure`)."""
+    fig, axes = _figure(ncols=2, size=(10.0, 4.5))
+    if df.empty:
+        return _empty(fig, axes[0])
+    b = best_so_far(df)
+    for ax, x, title in zip(
+        axes,
+        ("compute_seconds", "compute_epochs"),
+        ("cumulative training seconds", "cumulative epochs"),
+    ):
+        ax.scatter(b[x], b["val_acc"], s=25, color="#9ecae1", label="trial")
+        ax.step(b[x], b["best_val_acc"], where="post", color="#e6550d", lw=2.2, label="best so far")
+        ax.set_xlabel(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation accuracy")
+    axes[0].legend(loc="lower right")
+    fig.suptitle("Best accuracy so far vs training compute", x=0.02, ha="left")
+    return fig
+
+
+def curves_png(df: pd.DataFrame) -> Figure:
+    """Learning curves along the lineage (see :func:`growsearch.viz.curves_figure`)."""
+    import matplotlib as mpl
+
+    fig, (ax,) = _figure()
+    curves = lineage_curves(df) if not df.empty else None
+    if curves is None or curves.empty:
+        return _empty(fig, ax)
+    final = dict(zip(df["trial_id"].astype(str), pd.to_numeric(df["val_acc"], errors="coerce")))
+    lo, hi = _acc_range(df)
+    cmap = mpl.colormaps[CMAP]
+    for t, c in curves.groupby("trial_id", sort=False):
+        acc = final.get(t)
+        color = cmap(0.5 if acc is None or np.isnan(acc) else (acc - lo) / (hi - lo))
+        ax.plot(c["epoch"], c["val_acc"], color=color, lw=1.8)
+        trained = c[c["trained"]]
+        ax.scatter(trained["epoch"], trained["val_acc"], color=color, s=12)
+        ax.annotate(
+            t,
+            (c["epoch"].iloc[-1], c["val_acc"].iloc[-1]),
+            xytext=(3, 0),
+            textcoords="offset points",
+            fontsize=7,
+            color=color,
+            va="center",
+        )
+    ax.set_xlabel("epochs along the lineage")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.set_title("Learning curves along the lineage", loc="left")
+    return fig
+
+
+STATIC_FIGURES: dict[str, Callable[[pd.DataFrame], Figure]] = {
+    "lineage": lineage_png,
+    "pareto_params": lambda df: pareto_png(df, "params"),
+    "pareto_flops": lambda df: pareto_png(df, "flops"),
+    "best_so_far": best_so_far_png,
+    "curves": curves_png,
+}
+
+
+def save_pngs(df: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """Write every figure as ``folder/<name>.png``; returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, make in STATIC_FIGURES.items():
+        path = folder / f"{name}.png"
+        make(df).savefig(path)
+        paths.append(path)
+    return paths
