@@ -8,6 +8,12 @@ child = deepen(model, "features.4", init="net2net", calibration=x_batch, seed=0)
 from growsearch.exceptions import MorphError
 from growsearch.morph._deepen import ResidualBlock, deepen, insert_after
 from growsearch.morph._inits import EXACT_INITS, INITS, WidenDefaults
+from growsearch.morph._recipe import (
+    WarmStartRecipe,
+    prepare_student,
+    recalibrate_batchnorm,
+    student_train_overrides,
+)
 from growsearch.morph._spec_ops import apply_op, apply_ops
 from growsearch.morph._widen import widen
 
@@ -16,10 +22,14 @@ __all__ = [
     "INITS",
     "MorphError",
     "ResidualBlock",
+    "WarmStartRecipe",
     "WidenDefaults",
     "apply_op",
     "apply_ops",
     "deepen",
     "insert_after",
+    "prepare_student",
+    "recalibrate_batchnorm",
+    "student_train_overrides",
     "widen",
 ]

@@ -33,7 +33,19 @@ class WarmStartRecipe:
     """How a warm-started child is made and how its training differs from a fresh network's.
 
     The defaults are the recipe measured in ``results/net2net_replication.md`` (that file has
-    the table and the ablation behind every value; the numbers below are from it).
+    the table and the ablation behind every value). Measured there (MNIST-1D 1-D CNN, teacher
+    8 channels at 92.4%, wider student 16 channels, Adam 3e-3 cosine, 2,400 student steps,
+    3 seeds): exact morph + random split 0.5 + shrink 0.3 reaches scratch's final test accuracy
+    (95.9%) at step 600 (1/4) and ends at 96.8%; the deeper student reaches scratch's 94.4% at
+    step 400 and ends at 96.3%. Without the shrink the same split ends at 94.5% (below
+    scratch), exact copies at 92.3%, the paper's student lr of 1/10 at 92.9%. On the
+    saturated digits wider student (scratch 99.0%) the recipe ends at 98.3% (not met; see
+    the file).
+
+    Why the shrink works: it multiplies every parameter by λ. Under BatchNorm the conv weights'
+    scale does not change the function, so the child keeps its ranking of classes (91.7% right
+    after the morph vs the teacher's 92.4%) but its logits shrink ~λ², which re-raises the
+    loss of a converged teacher, and smaller weights take relatively larger Adam steps.
 
     Attributes:
         init: The morph's init (``net2net``, ``net2net-noise``, ``zero``, ``random-pad`` or
@@ -55,7 +67,7 @@ class WarmStartRecipe:
     split_std: float | None = 0.5
     student_lr_factor: float = 1.0
     warmup_fraction: float = 0.0
-    shrink: float = 1.0
+    shrink: float = 0.3
     perturb_std: float = 0.0
     recalibrate_bn: bool = True
 

@@ -110,8 +110,10 @@ def test_shrink_and_perturb_changes_weights_as_documented() -> None:
     perturbed, _ = prepare_student(
         parent, spec, ops, WarmStartRecipe(shrink=0.5, perturb_std=0.1), calibration=x, seed=0
     )
-    diff = [(r - q).abs().max() for q, r in zip(shrunk.parameters(), perturbed.parameters())]
-    assert all(d > 0 for d in diff)
+    # θ_fresh of a fresh build is non-zero for every weight (BatchNorm β starts at 0: unchanged)
+    for (name, q), r in zip(shrunk.named_parameters(), perturbed.parameters()):
+        if name.endswith("weight"):
+            assert (r - q).abs().max() > 0, name
     # the BatchNorm statistics were re-estimated on the calibration batch
     bn = perturbed.layers["s0l0"].bn
     assert not torch.equal(bn.running_var, exact.layers["s0l0"].bn.running_var)

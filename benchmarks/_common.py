@@ -1,0 +1,201 @@
+"""Shared machinery of the Net2Net replication benchmark: settings, teachers, students, summaries.
+
+Kept apart from the script so that worker processes (spawned, one thread each) import it by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from growsearch.arch import ArchSpec, Deepen, Op, Widen, build
+from growsearch.data import Dataset, load_dataset
+from growsearch.morph._recipe import WarmStartRecipe, prepare_student, student_train_overrides
+from growsearch.train import TrainConfig, evaluate, train
+
+ARMS = ("net2net", "net2net-noise", "zero", "random-pad", "scratch")
+EXPERIMENTS = ("wider", "deeper")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One dataset of the benchmark: the teacher's architecture and the shared training setup.
+
+    Teachers are chosen clearly below what the doubled width reaches, so there is something for
+    a student to gain (MNIST-1D CNN widths 8→16: ~93.5% → ~96%; digits 2-D CNN 4,8 → 8,16:
+    ~96% → ~98.5%, measured with the settings below).
+    """
+
+    dataset: str
+    teacher_widths: tuple[int, ...]
+    lr: float = 3e-3
+    batch_size: int = 128
+    teacher_steps: int = 3000
+    calibration_size: int = 512
+
+    def teacher_spec(self, data: Dataset) -> ArchSpec:
+        return ArchSpec.create("cnn", data.input_shape, data.num_classes, list(self.teacher_widths))
+
+    def config(self, steps: int, seed: int, **overrides: Any) -> TrainConfig:
+        """The training configuration every arm shares (Adam, cosine, same batches per seed)."""
+        base = TrainConfig(
+            epochs=10**6,
+            max_steps=steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer="adam",
+            schedule="cosine",
+            device="cpu",
+            amp=False,
+            seed=seed,
+        )
+        return dataclasses.replace(base, **overrides)
+
+
+SETTINGS = {
+    "mnist1d": Setting("mnist1d", (8, 8, 8)),
+    "digits": Setting("digits", (4, 8)),
+}
+
+
+def student_ops(spec: ArchSpec, experiment: str) -> list[Op]:
+    """``wider``: every conv layer ×2; ``deeper``: one identity layer inserted in every stage."""
+    if experiment == "wider":
+        return [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
+    if experiment == "deeper":
+        ops: list[Op] = []
+        cur = spec
+        for stage in spec.stages:
+            last = stage.layers[-1].name
+            op = Deepen(last, cur.new_layer_name(last))
+            ops.append(op)
+            cur = cur.apply(op)
+        return ops
+    raise ValueError(f"experiment: expected one of {list(EXPERIMENTS)}, got {experiment!r}")
+
+
+@functools.lru_cache(maxsize=4)
+def dataset(name: str) -> Dataset:
+    return load_dataset(name)
+
+
+def init_worker() -> None:
+    """One intra-op thread per process: the machine's cores are shared."""
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
+def train_teacher(name: str, seed: int, steps: int | None = None) -> dict[str, Any]:
+    """Train the dataset's teacher to convergence; returns its weights and accuracies."""
+    setting = SETTINGS[name]
+    data = dataset(name)
+    spec = setting.teacher_spec(data)
+    model = build(spec, seed=seed)
+    start = time.perf_counter()
+    train(model, data, setting.config(steps or setting.teacher_steps, seed))
+    return {
+        "dataset": name,
+        "seed": seed,
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "val_acc": evaluate(model, data.val)[1],
+        "test_acc": evaluate(model, data.test)[1],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def run_student(
+    name: str,
+    experiment: str,
+    arm: str,
+    seed: int,
+    teacher_state: dict[str, torch.Tensor],
+    recipe: WarmStartRecipe,
+    steps: int,
+    eval_every: int,
+    variant: str = "",
+) -> list[dict[str, Any]]:
+    """Grow the teacher by ``experiment`` with ``recipe`` (its init replaced by ``arm``), train
+    the student for ``steps`` steps, and return one row per evaluation (val and test accuracy).
+
+    Every arm of a seed trains on the same batches in the same order (TrainConfig.seed) for the
+    same number of steps; warm-started arms use the recipe's learning rate and warm-up, scratch
+    the base ones, exactly as :func:`student_train_overrides` says.
+    """
+    setting = SETTINGS[name]
+    data = dataset(name)
+    spec = setting.teacher_spec(data)
+    teacher = build(spec)
+    teacher.load_state_dict(teacher_state)
+    teacher.eval()
+    ops = student_ops(spec, experiment)
+    arm_recipe = dataclasses.replace(recipe, init=arm)
+    calibration = data.train.x[: setting.calibration_size]
+    student, _ = prepare_student(teacher, spec, ops, arm_recipe, calibration=calibration, seed=seed)
+    overrides = student_train_overrides(arm_recipe, base_lr=setting.lr, total_steps=steps)
+    cfg = setting.config(steps, seed, **overrides)
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+
+    def on_eval(step: int, val_loss: float, val_acc: float) -> None:
+        test_loss, test_acc = evaluate(student, data.test)
+        rows.append(
+            {
+                "dataset": name,
+                "experiment": experiment,
+                "arm": arm,
+                "variant": variant,
+                "seed": seed,
+                "step": step,
+                "val_acc": val_acc,
+                "test_acc": test_acc,
+                "test_loss": test_loss,
+            }
+        )
+
+    train(student, data, cfg, eval_every_steps=eval_every, on_eval=on_eval)
+    seconds = time.perf_counter() - start
+    for r in rows:
+        r["seconds"] = seconds
+    return rows
+
+
+# ---- summaries ---------------------------------------------------------------------------------
+
+
+def mean_curve(rows: Iterable[dict[str, Any]], metric: str = "test_acc") -> dict[int, float]:
+    """Step → mean of ``metric`` over seeds."""
+    acc: dict[int, list[float]] = {}
+    for r in rows:
+        acc.setdefault(int(r["step"]), []).append(float(r[metric]))
+    return {s: sum(v) / len(v) for s, v in sorted(acc.items())}
+
+
+def steps_to_reach(curve: dict[int, float], target: float) -> int | None:
+    """The first evaluated step whose mean accuracy reaches ``target`` (None: never)."""
+    for step, value in curve.items():
+        if value >= target - 1e-9:
+            return step
+    return None
+
+
+def final_stats(rows: list[dict[str, Any]], metric: str = "test_acc") -> tuple[float, float]:
+    """Mean and standard deviation over seeds of ``metric`` at the last evaluated step."""
+    last = max(int(r["step"]) for r in rows)
+    vals = [float(r[metric]) for r in rows if int(r["step"]) == last]
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return mean, std
+
+
+def env_threads() -> None:
+    """Keep BLAS/OpenMP in spawned workers at one thread as well."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
