@@ -10,6 +10,7 @@ from growsearch.morph._deepen import ResidualBlock, deepen, insert_after
 from growsearch.morph._inits import EXACT_INITS, INITS, WidenDefaults
 from growsearch.morph._recipe import (
     WarmStartRecipe,
+    perturb_student,
     prepare_student,
     recalibrate_batchnorm,
     student_train_overrides,
@@ -28,6 +29,7 @@ __all__ = [
     "apply_ops",
     "deepen",
     "insert_after",
+    "perturb_student",
     "prepare_student",
     "recalibrate_batchnorm",
     "student_train_overrides",

@@ -140,8 +140,27 @@ def prepare_student(
         seed=seed,
         split_std=recipe.split_std,
     )
+    return perturb_student(
+        child, child_spec, recipe, calibration=calibration, seed=seed
+    ), child_spec
+
+
+def perturb_student(
+    child: nn.Module,
+    child_spec: ArchSpec,
+    recipe: WarmStartRecipe,
+    *,
+    calibration: torch.Tensor | None,
+    seed: int,
+) -> nn.Module:
+    """The recipe's step after the morph: shrink-and-perturb, then a BatchNorm re-estimate.
+
+    Modifies ``child`` in place and returns it. A no-op for ``scratch`` children and for
+    ``shrink == 1, perturb_std == 0``. Split from :func:`prepare_student` so a caller can check
+    the morph's function preservation before the (deliberately non-exact) perturbation.
+    """
     if recipe.init == "scratch" or (recipe.shrink == 1.0 and recipe.perturb_std == 0.0):
-        return child, child_spec
+        return child
     fresh = build(child_spec, seed=10_007 * (seed + 1)).to(next(child.parameters()).device)
     fresh_params = dict(fresh.named_parameters())
     with torch.no_grad():
@@ -155,7 +174,7 @@ def prepare_student(
                 "prepare_student: shrink/perturb changes what BatchNorm sees; pass calibration=<input batch>"
             )
         recalibrate_batchnorm(child, calibration)
-    return child, child_spec
+    return child
 
 
 @torch.no_grad()
@@ -202,4 +221,10 @@ def student_train_overrides(recipe: WarmStartRecipe, base_lr: float, total_steps
     }
 
 
-__all__ = ["WarmStartRecipe", "prepare_student", "recalibrate_batchnorm", "student_train_overrides"]
+__all__ = [
+    "WarmStartRecipe",
+    "perturb_student",
+    "prepare_student",
+    "recalibrate_batchnorm",
+    "student_train_overrides",
+]

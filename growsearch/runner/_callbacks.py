@@ -84,6 +84,7 @@ class RecordCallback(Callback):
                 "warm_start": bool(warm) if warm is not None else None,
                 "parent_acc": r.get("parent_acc"),
                 "acc_before": r.get("acc_before"),
+                "acc_start": r.get("acc_start"),
                 "preserve_err": r.get("preserve_err"),
                 "restarts": r.get("restarts", 0),
                 "curve": json.dumps(self.curves.get(_ours(trial), [])),

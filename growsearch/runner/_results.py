@@ -15,7 +15,7 @@ from growsearch.exceptions import ConfigError
 COLUMNS = [
     "trial_id", "parent_id", "ops", "arch", "arch_summary", "params", "flops", "val_acc",
     "test_acc", "epochs", "train_seconds", "status", "error", "warm_start", "parent_acc",
-    "acc_before", "preserve_err", "restarts", "curve",
+    "acc_before", "acc_start", "preserve_err", "restarts", "curve",
 ]  # fmt: skip
 OBJECTIVE_DIRECTIONS = {
     "val_acc": "maximize",
@@ -134,6 +134,7 @@ class ResultsStore:
             "train_seconds",
             "parent_acc",
             "acc_before",
+            "acc_start",
             "preserve_err",
         ):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")

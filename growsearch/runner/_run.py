@@ -441,7 +441,7 @@ def _reconcile(searcher: Any, store: ResultsStore, run_dir: Path) -> None:
                     "test_acc": m.get("test_acc"), "epochs": m.get("epoch", 0), "train_seconds": m.get("train_seconds"),
                     "status": status, "error": None if ck else "lost before it was recorded",
                     "warm_start": m.get("warm_start"), "parent_acc": m.get("parent_acc"),
-                    "acc_before": m.get("acc_before"), "preserve_err": m.get("preserve_err"), "restarts": m.get("restarts", 0), "curve": "[]",
+                    "acc_before": m.get("acc_before"), "acc_start": m.get("acc_start"), "preserve_err": m.get("preserve_err"), "restarts": m.get("restarts", 0), "curve": "[]",
                 }
             )  # fmt: skip
 

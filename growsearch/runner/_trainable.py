@@ -20,7 +20,8 @@ from growsearch.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from growsearch.controllers import Proposal
 from growsearch.data import Dataset, load_dataset
 from growsearch.exceptions import GrowsearchError
-from growsearch.morph import apply_ops
+from growsearch.morph import apply_ops, perturb_student, student_train_overrides
+from growsearch.space import TrainingConfig as TrainingConfig_
 from growsearch.train import TrainConfig, evaluate, pick_device, train
 
 PROBE_SIZE = 256
@@ -52,6 +53,7 @@ def train_trial(config: dict[str, Any]) -> None:
     seed = int(settings["seed"]) * 100_003 + int(config.get("index", 0))
     spec = proposal.arch
     warm = bool(settings["warm_start"]) and proposal.parent_id is not None
+    recipe = TrainingConfig_(**training).recipe()
     info: dict[str, Any] = {
         "warm_start": warm,
         "parent_acc": None,
@@ -78,9 +80,10 @@ def train_trial(config: dict[str, Any]) -> None:
         parent = load_checkpoint(models_dir(settings["run_dir"]) / str(proposal.parent_id))
         parent_model = parent.model(device)
         probe = data.val.x[:PROBE_SIZE].to(device)
+        calibration = data.train.x[:PROBE_SIZE].to(device)
         model, child_spec = apply_ops(
-            parent_model, parent.spec, proposal.ops, init=training.get("init", "net2net"),
-            calibration=data.train.x[:PROBE_SIZE].to(device), seed=seed,
+            parent_model, parent.spec, proposal.ops, init=recipe.init, calibration=calibration,
+            seed=seed, split_std=recipe.split_std,
         )  # fmt: skip
         if child_spec != spec:
             raise GrowsearchError(
@@ -94,6 +97,9 @@ def train_trial(config: dict[str, Any]) -> None:
         info["preserve_err"] = float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
         info["parent_acc"] = float(parent.meta.get("metrics", {}).get("val_acc", float("nan")))
         info["acc_before"] = evaluate(model, data.val, device=device)[1]
+        # then the recipe's deliberate, non-exact step (shrink-and-perturb); see WarmStartRecipe
+        model = perturb_student(model, child_spec, recipe, calibration=calibration, seed=seed)
+        info["acc_start"] = evaluate(model, data.val, device=device)[1]
     else:
         model = build(spec, seed=seed).to(device)
 
@@ -101,9 +107,11 @@ def train_trial(config: dict[str, Any]) -> None:
     if ck is not None and start_epoch >= epochs:  # it had finished before the search stopped
         tune.report(dict(ck.meta["metrics"]))
         return
-    lr = float(training["lr"]) * (float(training.get("student_lr_factor", 1.0)) if warm else 1.0)
-    steps_per_epoch = max(1, len(data.train) // int(training["batch_size"]))
-    warmup = int(float(training.get("student_warmup_epochs", 0.0)) * steps_per_epoch) if warm else 0
+    lr, warmup = float(training["lr"]), 0
+    if warm:
+        steps = max(1, len(data.train) // int(training["batch_size"])) * epochs
+        overrides = student_train_overrides(recipe, base_lr=lr, total_steps=steps)
+        lr, warmup = overrides["lr"], overrides["warmup_steps"]
     cfg = TrainConfig(
         epochs=epochs - start_epoch, batch_size=int(training["batch_size"]), lr=lr,
         optimizer=training.get("optimizer", "adam"), weight_decay=float(training.get("weight_decay", 0.0)),

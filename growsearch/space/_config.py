@@ -114,11 +114,18 @@ class TrainingConfig(Section):
         weight_decay: Weight decay.
         schedule: ``cosine`` or ``constant`` learning rate.
         grad_clip: Clip the gradient norm; null = off.
-        student_lr_factor: A warm-started child trains at ``lr * student_lr_factor``.
-        student_warmup_epochs: Linear LR warm-up of a warm-started child, in epochs.
+        label_smoothing: Label smoothing of the loss.
+
+    The warm-start recipe (how a warm-started child is made and trained); each null means
+    the measured default of :class:`growsearch.morph.WarmStartRecipe`:
+
         init: How a warm-started child's new units are initialised: ``net2net`` (exact),
             ``net2net-noise``, ``zero`` or ``random-pad``.
-        label_smoothing: Label smoothing of the loss.
+        split_std: Spread of net2net's random split of outgoing weights over replicas.
+        student_lr_factor: A warm-started child trains at ``lr * student_lr_factor``.
+        student_warmup_fraction: Linear LR warm-up over this fraction of the child's steps.
+        shrink: Shrink-and-perturb λ applied to the child's weights after the morph.
+        perturb_std: Shrink-and-perturb σ (scale of a fresh initialisation added).
     """
 
     epochs: PosInt = 10  # type: ignore[valid-type]
@@ -129,10 +136,25 @@ class TrainingConfig(Section):
     weight_decay: number(ge=0.0) = 0.0  # type: ignore[valid-type]
     schedule: one_of(SCHEDULES) = "cosine"  # type: ignore[valid-type]
     grad_clip: number(gt=0.0) | None = None  # type: ignore[valid-type]
-    student_lr_factor: number(gt=0.0) = 1.0  # type: ignore[valid-type]
-    student_warmup_epochs: number(ge=0.0) = 0.0  # type: ignore[valid-type]
-    init: one_of(WARM_INITS) = "net2net"  # type: ignore[valid-type]
     label_smoothing: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
+    init: one_of(WARM_INITS) | None = None  # type: ignore[valid-type]
+    split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
+    student_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
+    student_warmup_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
+    shrink: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
+    perturb_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
+
+    def recipe(self) -> Any:
+        """The :class:`~growsearch.morph.WarmStartRecipe` this section describes."""
+        from growsearch.morph import WarmStartRecipe
+
+        fields = {
+            "init": self.init, "split_std": self.split_std,
+            "student_lr_factor": self.student_lr_factor,
+            "warmup_fraction": self.student_warmup_fraction, "shrink": self.shrink,
+            "perturb_std": self.perturb_std,
+        }  # fmt: skip
+        return WarmStartRecipe(**{k: v for k, v in fields.items() if v is not None})
 
 
 class BudgetConfig(Section):
