@@ -119,13 +119,15 @@ class Progress:
         self.start = time.monotonic()
         self.enabled = enabled
         self.live: Any = None
+        self._last_count = 0
 
     def __getstate__(self) -> dict[str, Any]:
         # pickled with Tune's experiment state: the console and live display stay behind
         return {**self.__dict__, "console": None, "live": None}
 
     def __enter__(self) -> Progress:
-        if self.enabled:
+        self._last_count = 0
+        if self.enabled and self.console is not None and self.console.is_terminal:
             from rich.live import Live
 
             self.live = Live(
@@ -150,8 +152,12 @@ class Progress:
             ok = df[df["status"] != "failed"]
             i = ok["val_acc"].astype(float).idxmax()
             best = (ok.loc[i, "val_acc"], ok.loc[i, "test_acc"], ok.loc[i, "arch_summary"])
+        line = self._render(done, running, failed, best)
         if self.live is not None:
-            self.live.update(self._render(done, running, failed, best))
+            self.live.update(line)
+        elif self.enabled and self.console is not None and (done + failed) != self._last_count:
+            self.console.print(line)  # not a terminal (a log file, CI): one line per finished trial
+        self._last_count = done + failed
 
     def _render(self, done: int, running: int, failed: int, best: Any) -> str:
         elapsed = time.monotonic() - self.start

@@ -32,6 +32,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # growsearch checkpoints every epoch on purpose (resume); Tune's warning about it is noise here
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Tune's newer console output prints its own configuration box whatever `verbose` says
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 RUN_FILES = ("run.json", "space.json")
 
