@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/growsearch run search_spaces/mnist1d_cnn.yaml
+	$(BIN)/growsearch run search_spaces/mnist1d_cnn.yaml --name mnist1d_cnn-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

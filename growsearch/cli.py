@@ -17,11 +17,14 @@ EXIT_USER_ERROR = 2
 
 
 def _id(v: Any) -> str:
+    """A trial id for display ("-" for none)."""
     return v if isinstance(v, str) and v else "-"
 
 
 def _leaderboard(df: Any, n: int = 10, title: str = "leaderboard") -> Any:
     from rich.table import Table
+
+    from growsearch.runner._results import ranked
 
     table = Table(title=title)
     for col in (
@@ -37,8 +40,7 @@ def _leaderboard(df: Any, n: int = 10, title: str = "leaderboard") -> Any:
     ):
         numeric = col in ("rank", "params", "val acc", "test acc", "epochs")
         table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "status")
-    ok = df[df["status"] != "failed"].copy()
-    ok = ok.sort_values("val_acc", ascending=False).head(n)
+    ok = ranked(df).head(n)
     for rank, (_, r) in enumerate(ok.iterrows(), 1):
         table.add_row(
             str(rank), str(r["trial_id"]), _id(r["parent_id"]), str(r["arch_summary"]),

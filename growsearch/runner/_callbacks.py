@@ -9,7 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from growsearch.runner._results import ResultsStore
+from growsearch.runner._results import ResultsStore, ranked
 
 
 def _error_line(trial: Any) -> str:
@@ -149,9 +149,8 @@ class Progress:
         failed = int((df["status"] == "failed").sum()) if len(df) else 0
         best = None
         if done:
-            ok = df[df["status"] != "failed"]
-            i = ok["val_acc"].astype(float).idxmax()
-            best = (ok.loc[i, "val_acc"], ok.loc[i, "test_acc"], ok.loc[i, "arch_summary"])
+            top = ranked(df).iloc[0]
+            best = (top["val_acc"], top["test_acc"], top["arch_summary"])
         line = self._render(done, running, failed, best)
         if self.live is not None:
             self.live.update(line)

@@ -32,6 +32,18 @@ def _missing(v: Any) -> bool:
         return False
 
 
+def ranked(df: pd.DataFrame) -> pd.DataFrame:
+    """Successful trials, best first: highest validation accuracy, ties to the smaller model.
+
+    The one ranking used by the leaderboard, the report and the ``best/`` export.
+    """
+    ok = df[df["status"].isin(["completed", "stopped"]) & df["val_acc"].notna()].copy()
+    ok["_acc"] = ok["val_acc"].astype(float)
+    ok["_params"] = pd.to_numeric(ok["params"], errors="coerce")
+    ok = ok.sort_values(["_acc", "_params", "trial_id"], ascending=[False, True, True], kind="stable")
+    return ok.drop(columns=["_acc", "_params"])
+
+
 def trials_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "trials.parquet"
 

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
-from growsearch.runner._results import ResultsStore, default_storage, load_results
+from growsearch.runner._results import ResultsStore, default_storage, load_results, ranked
 
 # A local Ray must bind to loopback only; set before ray is imported anywhere in this process.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -456,10 +456,10 @@ def _summary(arch: dict[str, Any]) -> str:
 
 def export_best(run_dir: str | Path, df: pd.DataFrame) -> Path | None:
     """Copy the best trial's weights and spec to ``run_dir/best`` (a loadable checkpoint)."""
-    if df.empty or not (df["status"] != "failed").any():
+    ok = ranked(df) if not df.empty else df
+    if ok.empty:
         return None
-    ok = df[df["status"] != "failed"]
-    best = ok.loc[ok["val_acc"].astype(float).idxmax()]
+    best = ok.iloc[0]
     src = Path(run_dir) / "models" / str(best["trial_id"])
     dst = Path(run_dir) / "best"
     tmp = Path(run_dir) / ".best.tmp"

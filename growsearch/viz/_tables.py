@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from growsearch.runner._results import ranked
+
 OK_STATUSES = ("completed", "stopped")
 
 
@@ -187,7 +189,7 @@ LEADERBOARD_COLUMNS = [
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     """Trials best first (validation accuracy), failed ones last with their error as status."""
     ok = succeeded(df)
-    good = df[ok].sort_values("val_acc", ascending=False, kind="stable").copy()
+    good = ranked(df[ok])
     good["rank"] = [str(i) for i in range(1, len(good) + 1)]
     bad = df[~ok].copy()
     bad["rank"] = "-"
