@@ -27,6 +27,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check growsearch tests benchmarks
 	$(BIN)/ruff format --check growsearch tests benchmarks
+	$(BIN)/mypy growsearch
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/net2net_replication.py

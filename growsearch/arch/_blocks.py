@@ -8,12 +8,12 @@ from torch import nn
 
 def conv_nd(
     dims: int, cin: int, cout: int, k: int, stride: int = 1, bias: bool = True
-) -> nn.Module:
+) -> nn.Conv1d | nn.Conv2d:
     cls = nn.Conv1d if dims == 1 else nn.Conv2d
     return cls(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
 
 
-def bn_nd(dims: int, c: int) -> nn.Module:
+def bn_nd(dims: int, c: int) -> nn.BatchNorm1d | nn.BatchNorm2d:
     return nn.BatchNorm1d(c) if dims == 1 else nn.BatchNorm2d(c)
 
 

@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from growsearch.exceptions import SpecError
 
@@ -156,7 +156,7 @@ class ArchSpec:
             widths = [flat] if family == "mlp" else [[w] for w in flat]
         stages = []
         for i, ws in enumerate(widths):
-            layers = tuple(Layer(f"s{i}l{k}", int(w)) for k, w in enumerate(ws))  # type: ignore[union-attr]
+            layers = tuple(Layer(f"s{i}l{k}", int(w)) for k, w in enumerate(cast("list[int]", ws)))
             sw = None if stage_widths is None else int(stage_widths[i])
             stages.append(Stage(layers, sw))
         return cls(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import fx, nn
@@ -32,8 +33,8 @@ class ResidualBlock(nn.Module):
     def __init__(self, dims: int, channels: int, k: int, batch_norm: bool):
         super().__init__()
         if dims == 0:
-            self.layer1: nn.Module = nn.Linear(channels, channels)
-            self.layer2: nn.Module = nn.Linear(channels, channels)
+            self.layer1: nn.Linear | nn.Conv1d | nn.Conv2d = nn.Linear(channels, channels)
+            self.layer2: nn.Linear | nn.Conv1d | nn.Conv2d = nn.Linear(channels, channels)
             self.bn1: nn.Module = nn.BatchNorm1d(channels) if batch_norm else nn.Identity()
         else:
             self.layer1 = conv_nd(dims, channels, channels, k)
@@ -190,7 +191,7 @@ def deepen(
                 raise MorphError(
                     f"deepen {name}: the new layer has a BatchNorm that must be calibrated; pass calibration=<input batch>"
                 )
-            _calibrate(gm, node, new.bn, calibration)
+            _calibrate(gm, node, cast("nn.BatchNorm1d | nn.BatchNorm2d", new.bn), calibration)
     new.train(model.training)
     child = insert_after(model, name, new, new_name)
     if init == "scratch":
@@ -208,7 +209,7 @@ def _fresh_name(gm: nn.Module, base: str) -> str:
 def _init_identity(new: nn.Module, block: str, gen: torch.Generator, noise: bool) -> None:
     with torch.no_grad():
         if block == "layer":
-            layer = new.linear if isinstance(new, LinearBlock) else new.conv
+            layer = new.linear if isinstance(new, LinearBlock) else cast(ConvBlock, new).conv
             w = Fm.identity_weight(layer.weight.shape[0], tuple(layer.weight.shape[2:]))
             if noise:
                 w += torch.randn(w.shape, generator=gen) * 1e-2 * (1.0 / w.shape[1]) ** 0.5
@@ -216,6 +217,7 @@ def _init_identity(new: nn.Module, block: str, gen: torch.Generator, noise: bool
             if layer.bias is not None:
                 layer.bias.zero_()
         else:  # residual: zero the last layer so the branch adds nothing
+            assert isinstance(new, ResidualBlock)  # deepen builds one for block='residual'
             new.layer2.weight.zero_()
             if noise:
                 new.layer2.weight.add_(torch.randn(new.layer2.weight.shape, generator=gen) * 1e-3)
@@ -224,7 +226,9 @@ def _init_identity(new: nn.Module, block: str, gen: torch.Generator, noise: bool
 
 
 @torch.no_grad()
-def _calibrate(gm: fx.GraphModule, node: fx.Node, bn: nn.Module, x: torch.Tensor) -> None:
+def _calibrate(
+    gm: fx.GraphModule, node: fx.Node, bn: nn.BatchNorm1d | nn.BatchNorm2d, x: torch.Tensor
+) -> None:
     """Set the new BatchNorm to undo itself: γ = sqrt(var + eps), β = mean, running stats = batch stats.
 
     The statistics are those of the value at ``node`` on ``x`` in train mode (BatchNorm using batch
@@ -255,5 +259,6 @@ def _calibrate(gm: fx.GraphModule, node: fx.Node, bn: nn.Module, x: torch.Tensor
     var = v.var(dim=dims, unbiased=False)
     bn.weight.copy_(torch.sqrt(var + bn.eps))
     bn.bias.copy_(mean)
+    assert bn.running_mean is not None and bn.running_var is not None  # tracked by default
     bn.running_mean.copy_(mean)
     bn.running_var.copy_(var)

@@ -149,7 +149,7 @@ def _is_batch_flatten_view(node: fx.Node) -> bool:
     shape = node.args[1:]
     if len(shape) == 1 and isinstance(shape[0], list | tuple):
         shape = tuple(shape[0])
-    return len(shape) == 2 and shape[1] == -1
+    return len(shape) == 2 and bool(shape[1] == -1)
 
 
 def channels(gm: fx.GraphModule, node: fx.Node) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -37,4 +39,4 @@ def reinitialise(model: nn.Module, seed: int) -> None:
         torch.manual_seed(seed)
         for m in model.modules():
             if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+                cast("Callable[[], None]", m.reset_parameters)()

@@ -187,16 +187,16 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> None:
         m.reset_running_stats()
         m.momentum = None  # cumulative average: one batch gives exactly its statistics
     model.train()
-    for m in model.modules():  # dropout off: the statistics of the deterministic network
-        if isinstance(m, nn.Dropout | nn.Dropout1d | nn.Dropout2d):
-            m.eval()
+    for mod in model.modules():  # dropout off: the statistics of the deterministic network
+        if isinstance(mod, nn.Dropout | nn.Dropout1d | nn.Dropout2d):
+            mod.eval()
     try:
         model(x.to(next(model.parameters()).device))
     finally:
         for m, momentum in zip(bns, saved):
             m.momentum = momentum
-        for m, training in modes.items():
-            m.training = training
+        for mod, training in modes.items():
+            mod.training = training
 
 
 def student_train_overrides(recipe: WarmStartRecipe, base_lr: float, total_steps: int) -> dict:

@@ -12,6 +12,8 @@ from growsearch.morph import _functional as Fm
 from growsearch.morph._graph import View, analyse_widen, trace
 from growsearch.morph._inits import INITS, WidenDefaults, check_init, reinitialise
 
+_Layer = nn.Linear | nn.Conv1d | nn.Conv2d
+
 
 def widen(
     model: nn.Module,
@@ -62,12 +64,14 @@ def widen(
 
     for target in plan.producers:
         old = child.get_submodule(target)
+        assert isinstance(old, _Layer)  # analyse_widen only returns Linear/Conv producers
         fresh = _resized(old, out=_out(old) + width - n, seed=seed + 1, init=fresh_new_units)
         w = Fm.remap_range(old.weight.detach(), mapping, 0, 0, n)
         b = None if old.bias is None else Fm.remap_range(old.bias.detach(), mapping, 0, 0, n)
         if fresh_new_units:
             w[n:] = fresh.weight.detach()[n:]
             if b is not None:
+                assert fresh.bias is not None  # _resized keeps old's bias
                 b[n:] = fresh.bias.detach()[n:]
         elif init == "net2net-noise":
             noise = torch.randn(w[n:].shape, generator=gen) * noise_std * float(w.std())
@@ -82,6 +86,7 @@ def widen(
     for target, view in plan.consumers:
         # a module can be both producer (already widened above) and consumer
         old = child.get_submodule(target)
+        assert isinstance(old, _Layer)  # consumers are Linear/Conv too
         in_features = old.in_features if isinstance(old, nn.Linear) else old.in_channels
         block = 1
         if view.flat_total is not None:
@@ -125,7 +130,7 @@ def _resized(
     inp: int | None = None,
     seed: int = 0,
     init: bool = True,
-) -> nn.Module:
+) -> _Layer:
     """A module like ``m`` (same class and options) with new in/out sizes; default-initialised
     (seeded) if ``init``, else left uninitialised for the caller to fill."""
     make = nn.utils.skip_init if not init else (lambda cls, *a, **k: cls(*a, **k))
@@ -148,10 +153,11 @@ def _resized(
     return new.to(device=m.weight.device, dtype=m.weight.dtype)
 
 
-def _assign(m: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+def _assign(m: _Layer, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
     with torch.no_grad():
         m.weight.copy_(weight)
         if bias is not None:
+            assert m.bias is not None  # callers pass a bias only for layers that have one
             m.bias.copy_(bias)
 
 

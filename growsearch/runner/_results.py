@@ -6,7 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -17,7 +17,7 @@ COLUMNS = [
     "test_acc", "epochs", "train_seconds", "status", "error", "warm_start", "parent_acc",
     "acc_before", "acc_start", "preserve_err", "restarts", "curve",
 ]  # fmt: skip
-OBJECTIVE_DIRECTIONS = {
+OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "val_acc": "maximize",
     "val_loss": "minimize",
     "params": "minimize",
@@ -40,7 +40,9 @@ def ranked(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"].isin(["completed", "stopped"]) & df["val_acc"].notna()].copy()
     ok["_acc"] = ok["val_acc"].astype(float)
     ok["_params"] = pd.to_numeric(ok["params"], errors="coerce")
-    ok = ok.sort_values(["_acc", "_params", "trial_id"], ascending=[False, True, True], kind="stable")
+    ok = ok.sort_values(
+        ["_acc", "_params", "trial_id"], ascending=[False, True, True], kind="stable"
+    )
     return ok.drop(columns=["_acc", "_params"])
 
 

@@ -409,6 +409,7 @@ def _reconcile(searcher: Any, store: ResultsStore, run_dir: Path) -> None:
     df = store.df.set_index("trial_id") if len(store.df) else None
     for ours in list(searcher.issued):
         if ours in known and ours not in searcher.finished:
+            assert df is not None  # ours in known implies store.df has rows
             row = df.loc[ours]
             status = str(row["status"])
             result = (

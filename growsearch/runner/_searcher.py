@@ -69,7 +69,8 @@ class ControllerSearcher(Searcher):
         return self.exhausted() and not self.pending and self.finished >= set(self.issued)
 
     # ---- Searcher API ----------------------------------------------------------------------
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray annotates ``Optional[Dict]`` but documents and handles ``Searcher.FINISHED`` (a str) too
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if trial_id in self.ray_ids:  # Tune re-asks for a trial it restarts
             return self._config(self.ray_ids[trial_id])
         if self.pending:
@@ -102,6 +103,7 @@ class ControllerSearcher(Searcher):
         ok = not error and result is not None and "val_acc" in result
         status = "failed"
         if ok:
+            assert result is not None  # ok implies a result
             status = (
                 "completed" if result["epoch"] >= result.get("epochs_planned", 0) else "stopped"
             )

@@ -150,3 +150,26 @@ def test_no_warm_start_trains_the_same_proposals_from_scratch(
     children = df[df["parent_id"].notna()]
     assert len(children) == 2
     assert not children["warm_start"].any() and children["acc_before"].isna().all()
+
+
+def test_asha_stops_weak_trials_early(space_file: Path, tmp_path: Path) -> None:
+    from growsearch.runner import run_search
+
+    space = load_space(
+        space_file,
+        {
+            "warm_start": False,  # fresh children start weak: ASHA has something to stop
+            "budget.trials": 8,
+            "controller.name": "random",
+            "training.epochs": 6,
+            "training.seed_epochs": 6,
+            "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3},
+        },
+    )
+    df = run_search(space, tmp_path / "asha", progress=False)
+    assert len(df) == 8 and not (df["status"] == "failed").any()
+    stopped = df[df["status"] == "stopped"]
+    assert len(stopped) >= 1
+    assert (stopped["epochs"] < 6).all() and (df[df["status"] == "completed"]["epochs"] == 6).all()
+    # a stopped trial's curve is as long as it trained
+    assert all(len(json.loads(c)) == e for c, e in zip(stopped["curve"], stopped["epochs"]))
