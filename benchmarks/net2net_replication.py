@@ -76,6 +76,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "S&P 0.3/0.1, warm-up 5%": {"shrink": 0.3, "perturb_std": 0.1, "warmup_fraction": 0.05},
     "shrink 0.5 only": {"shrink": 0.5, "perturb_std": 0.0},
     "shrink 0.2 only": {"shrink": 0.2, "perturb_std": 0.0},
+    "shrink 0.1 only": {"shrink": 0.1, "perturb_std": 0.0},
     "shrink 0.3 only, split 0": {"shrink": 0.3, "perturb_std": 0.0, "split_std": 0.0},
 }
 
