@@ -22,6 +22,9 @@ resources: {cpus_per_trial: 1, concurrency: 2}
 """
 
 
+USER_MODELS = Path(__file__).parent / "fixtures" / "user_models.py"
+
+
 def _edit(old: str, new: str) -> str:
     assert old in BASE, old
     return BASE.replace(old, new)
@@ -119,10 +122,37 @@ RUN_CASES = [
         "bad weights file",
         _edit(
             "seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}",
-            "seed_model: {factory: 'mypkg.models:make', weights: w.safetensors}",
+            f"seed_model: {{factory: '{USER_MODELS}:digits_net', weights: w.safetensors}}",
         ),
         [],
-        "not a readable safetensors file",
+        "do not load into the factory's model",
+    ),
+    (
+        "factory cannot be imported",
+        _edit(
+            "seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}",
+            "seed_model: {factory: 'no_such_pkg.models:make'}",
+        ),
+        [],
+        "cannot import 'no_such_pkg.models'",
+    ),
+    (
+        "factory output is not the classes",
+        _edit(
+            "seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}",
+            f"seed_model: {{factory: '{USER_MODELS}:wrong_outputs'}}",
+        ),
+        [],
+        "expected (10,) class scores",
+    ),
+    (
+        "optuna on a user model",
+        _edit(
+            "seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}",
+            f"seed_model: {{factory: '{USER_MODELS}:digits_net'}}",
+        ).replace("name: evolution, population: 4, sample: 2", "name: optuna"),
+        [],
+        "controller.name",
     ),
     ("unreachable --address", BASE, ["--address", "127.0.0.1:1"], "no Ray cluster answers"),
     ("bad --storage url", BASE, ["--storage", "not a url"], "--storage"),

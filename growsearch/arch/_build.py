@@ -100,13 +100,24 @@ class ResNet(nn.Module):
 _FAMILIES: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "resnet": ResNet}
 
 
+def _make(spec: ArchSpec) -> nn.Module:
+    if spec.custom is not None:
+        from growsearch.arch._custom import build_custom
+
+        return build_custom(spec.custom)
+    return _FAMILIES[spec.family](spec)
+
+
 def build(spec: ArchSpec, seed: int | None = None) -> nn.Module:
-    """Build the network ``spec`` describes (freshly initialised; seeded if ``seed`` is given)."""
+    """Build the network ``spec`` describes (freshly initialised; seeded if ``seed`` is given).
+
+    For a ``custom`` spec: the user's factory, with the spec's recorded ops replayed.
+    """
     if seed is None:
-        return _FAMILIES[spec.family](spec)
+        return _make(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _FAMILIES[spec.family](spec)
+        return _make(spec)
 
 
 def module_name(spec: ArchSpec, target: str) -> str:
@@ -117,6 +128,8 @@ def module_name(spec: ArchSpec, target: str) -> str:
             return "stem.conv"
         return f"layers.{spec.stages[si].layers[0].name}.conv2"
     spec.layer(target)
+    if spec.custom is not None:
+        return spec.custom.path(target)
     if spec.family == "mlp":
         return f"layers.{target}.linear"
     if spec.family == "cnn":
@@ -127,6 +140,8 @@ def module_name(spec: ArchSpec, target: str) -> str:
 def output_name(spec: ArchSpec, layer: str) -> str:
     """The module whose output is layer ``layer``'s output (where a deepen inserts after)."""
     spec.layer(layer)
+    if spec.custom is not None:  # a residual block after the layer itself: exact for any activation
+        return spec.custom.after_path(layer)
     if spec.family == "mlp" and spec.dropout > 0:
         return f"layers.{layer}.drop"
     return f"layers.{layer}.act"

@@ -11,6 +11,9 @@ Families (the dimensionality of convolutions follows ``input_shape``: ``(C, L)``
 - ``mlp``: each layer is Linear → BatchNorm → ReLU; the input is flattened first.
 - ``cnn``: each layer is Conv → BatchNorm → ReLU; max-pooling (2) after each stage, then flatten
   and a linear head.
+- ``custom``: a user's own model (``CustomModel``: a factory, trained weights, and the history
+  of ops applied to it); one stage listing its widenable Linear/Conv layers. A deepen inserts a
+  zero-initialised residual block after the layer.
 - ``resnet``: a stem conv, then per stage basic blocks; ``Stage.width`` is the residual width of
   the stage (shared by every block through the identity shortcuts), ``Layer.width`` the inner
   width of a block. Stages after the first downsample (stride 2, projection shortcut); global
@@ -26,9 +29,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
+from growsearch.arch._custom import CustomModel
 from growsearch.exceptions import SpecError
 
-FAMILIES = ("mlp", "cnn", "resnet")
+FAMILIES = ("mlp", "cnn", "resnet", "custom")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -100,13 +104,16 @@ class ArchSpec:
     kernel_size: int = 3
     batch_norm: bool = True
     dropout: float = 0.0
+    custom: CustomModel | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise SpecError(f"family: must be one of {list(FAMILIES)}, got {self.family!r}")
         if not self.input_shape or any(int(s) < 1 for s in self.input_shape):
             raise SpecError(f"input_shape: expected positive sizes, got {self.input_shape!r}")
-        if self.family != "mlp" and len(self.input_shape) not in (2, 3):
+        if (self.family == "custom") != (self.custom is not None):
+            raise SpecError("custom: a custom spec needs its CustomModel, and only it")
+        if self.family in ("cnn", "resnet") and len(self.input_shape) not in (2, 3):
             raise SpecError(
                 f"input_shape: family {self.family!r} needs (C, L) or (C, H, W), "
                 f"got {tuple(self.input_shape)!r}"
@@ -161,6 +168,19 @@ class ArchSpec:
             stages.append(Stage(layers, sw))
         return cls(
             family, tuple(int(s) for s in input_shape), int(num_classes), tuple(stages), **kwargs
+        )
+
+    @classmethod
+    def from_user_model(
+        cls, factory: str, weights: str | None, input_shape: tuple[int, ...], num_classes: int
+    ) -> ArchSpec:
+        """A ``custom`` spec for a user's model: its widenable layers, found by tracing it."""
+        from growsearch.arch._custom import describe
+
+        d = describe(factory, weights, tuple(input_shape), int(num_classes))
+        layers = tuple(Layer(n, w) for n, w in d["layers"])
+        return cls(
+            "custom", tuple(input_shape), int(num_classes), (Stage(layers),), custom=d["custom"]
         )
 
     # ---- queries ---------------------------------------------------------------------------
@@ -222,6 +242,14 @@ class ArchSpec:
             len(other.stages),
         ):
             return False
+        if self.custom is not None or other.custom is not None:
+            # a user's model grows by its recorded history: the ancestor's is a prefix
+            if self.custom is None or other.custom is None:
+                return False
+            mine_c, theirs_c = self.custom, other.custom
+            return (mine_c.factory, mine_c.weights) == (theirs_c.factory, theirs_c.weights) and (
+                mine_c.history[: len(theirs_c.history)] == theirs_c.history
+            )
         if (self.kernel_size, self.batch_norm, self.dropout) != (
             other.kernel_size,
             other.batch_norm,
@@ -245,6 +273,23 @@ class ArchSpec:
     # ---- mutation (returns new specs) --------------------------------------------------------
     def apply(self, op: Op) -> ArchSpec:
         """The spec after ``op``; raises SpecError if the op does not fit this spec."""
+        child = self._apply(op)
+        if self.custom is None:
+            return child
+        c = self.custom
+        if isinstance(op, Widen):
+            entry: tuple[Any, ...] = ("widen", c.path(op.target), op.width)
+            paths = c.paths
+        else:
+            after = c.after_path(op.after)
+            new_path = f"{after}_{op.name}"
+            entry = ("deepen", after, new_path)
+            paths = (*c.paths, (op.name, f"{new_path}.layer1"))
+        inserted = (*c.inserted, op.name) if isinstance(op, Deepen) else c.inserted
+        custom = dataclasses.replace(c, paths=paths, history=(*c.history, entry), inserted=inserted)
+        return dataclasses.replace(child, custom=custom)
+
+    def _apply(self, op: Op) -> ArchSpec:
         if isinstance(op, Widen):
             old = self.width_of(op.target)
             if op.width <= old:
@@ -285,6 +330,7 @@ class ArchSpec:
             "kernel_size": self.kernel_size,
             "batch_norm": self.batch_norm,
             "dropout": self.dropout,
+            **({"custom": self.custom.to_dict()} if self.custom is not None else {}),
         }
 
     @classmethod
@@ -302,6 +348,7 @@ class ArchSpec:
                 kernel_size=int(d.get("kernel_size", 3)),
                 batch_norm=bool(d.get("batch_norm", True)),
                 dropout=float(d.get("dropout", 0.0)),
+                custom=CustomModel.from_dict(d["custom"]) if d.get("custom") else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise SpecError(f"architecture spec: malformed ({type(e).__name__}: {e})") from None

@@ -36,8 +36,7 @@ class GrowthController(Controller):
     ):
         if space.seed_arch is None:
             raise ConfigError(
-                f"controller {self.name!r}: expected a seed architecture from a model family "
-                "(seed_model.family), got a user model (seed_model.factory)"
+                f"controller {self.name!r}: the search space has no seed architecture"
             )
         if options is None:
             options = space.controller.options if space.controller.name == self.name else {}

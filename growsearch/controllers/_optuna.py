@@ -22,6 +22,7 @@ from growsearch.arch import ArchSpec
 from growsearch.controllers._base import Proposal, TrialResult
 from growsearch.controllers._growth import GrowthController, by_accuracy
 from growsearch.controllers._registry import register_controller
+from growsearch.exceptions import ConfigError
 from growsearch.space import Section, plan_growth
 from growsearch.space._fields import integer, invalid
 
@@ -69,6 +70,11 @@ class OptunaController(GrowthController):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        if self.space.seed_arch is not None and self.space.seed_arch.custom is not None:
+            raise ConfigError(
+                f"{self.space.path}: controller.name: expected evolution, hillclimb or random for a "
+                "user's own model (seed_model.factory), got 'optuna' (it samples a family's widths)"
+            )
         self._distributions = self._make_distributions()
         self._log: list[
             list[Any]

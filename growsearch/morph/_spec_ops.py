@@ -41,6 +41,11 @@ def apply_op(
         morphed = widen(
             model, module_name(spec, op.target), op.width, init=init, seed=seed, split_std=split_std
         )
+    elif isinstance(op, Deepen) and spec.custom is not None:
+        morphed = deepen(
+            model, output_name(spec, op.after), init=init, calibration=calibration, seed=seed,
+            new_name=f"{spec.custom.after_path(op.after)}_{op.name}", block="residual",
+        )  # fmt: skip
     elif isinstance(op, Deepen) and spec.family == "resnet":
         morphed = insert_after(
             model,

@@ -90,22 +90,6 @@ def check_storage(storage: str | None) -> None:
         ) from None
 
 
-def _check_user_weights(space: Any) -> None:
-    """A user's weights file must be a readable safetensors file (never a pickle)."""
-    weights = space.user_model.weights if space.user_model is not None else None
-    if weights is None:
-        return
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            f.keys()
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ConfigError(
-            f"{space.path}: seed_model.weights: {weights} is not a readable safetensors file ({e})"
-        ) from None
-
-
 def check_run_dir(run_dir: str | Path) -> Path:
     """A folder that holds a growsearch run, else ConfigError."""
     run_dir = Path(run_dir)
@@ -243,12 +227,6 @@ def run_search(
         ConfigError: bad input (checked before anything is written).
         SearchInterrupted: stopped by Ctrl-C before the budget was spent; resume it.
     """
-    if space.seed_arch is None:
-        _check_user_weights(space)
-        raise ConfigError(
-            f"{space.path}: seed_model.factory: searching from your own model class is not "
-            "supported yet; describe it with family/stages instead"
-        )
     run_dir = Path(run_dir).resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(
@@ -256,6 +234,9 @@ def run_search(
         )
     address = check_address(address)
     check_storage(storage)
+    from growsearch.controllers import make_controller
+
+    make_controller(space.controller.name, space, seed=space.seed)  # its own checks, before writing
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         (run_dir / "space.json").write_text(json.dumps(space.to_dict(), indent=2, sort_keys=True))

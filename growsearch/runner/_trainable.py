@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from growsearch.arch import build, count_flops, count_params
 from growsearch.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -47,7 +48,7 @@ def train_trial(config: dict[str, Any]) -> None:
     threads = max(1, int(settings["resources"]["cpus_per_trial"]))
     torch.set_num_threads(threads)
     ds = settings["dataset"]
-    data = _dataset(ds["name"], ds.get("root"), proposal.arch.family == "mlp")
+    data = _dataset(ds["name"], ds.get("root"), proposal.arch.family == "mlp")  # custom: as is
     training = settings["training"]
     device = pick_device(training.get("device", "auto"))
     seed = int(settings["seed"]) * 100_003 + int(config.get("index", 0))
@@ -102,6 +103,9 @@ def train_trial(config: dict[str, Any]) -> None:
         info["acc_start"] = evaluate(model, data.val, device=device)[1]
     else:
         model = build(spec, seed=seed).to(device)
+        if spec.custom is not None and spec.custom.weights and proposal.parent_id is None:
+            # the seed of a search over a user's model starts from the user's trained weights
+            model.load_state_dict(load_file(spec.custom.weights, device=str(device)), strict=True)
 
     epochs = int(training["epochs"] if proposal.parent_id is not None else training["seed_epochs"])
     if ck is not None and start_epoch >= epochs:  # it had finished before the search stopped

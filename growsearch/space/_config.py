@@ -30,7 +30,9 @@ OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
 """Every objective a search can optimise, with its direction."""
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+_FACTORY = re.compile(
+    r"^([A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*|[^:]+\.py):[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
+)
 
 PosInt = integer(lo=1)
 NonNegInt = integer(lo=0)
@@ -81,7 +83,8 @@ class SeedModelConfig(Section):
     dropout: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
     factory: (
         text(  # type: ignore[valid-type]
-            "a string 'package.module:function'", lambda s: bool(_FACTORY.match(s))
+            "a string 'package.module:function' or 'file.py:function'",
+            lambda s: bool(_FACTORY.match(s)),
         )
         | None
     ) = None

@@ -305,7 +305,30 @@ def _finish(
                 "seed_model", f"expected a valid architecture, got an error ({e})"
             ) from None
     else:
-        _data_shape(dataset.name, dataset.root, False)  # the dataset must load all the same
+        assert user_model is not None
+        factory = user_model.factory
+        module, _, fn = factory.rpartition(":")
+        if module.endswith(".py"):  # a file next to the YAML: resolve it, so workers find it
+            module_path = _resolve(module, base)
+            if not module_path.is_file():
+                raise _Invalid(
+                    "seed_model.factory", f"expected an existing Python file, got {show(module)}"
+                )
+            factory = f"{module_path}:{fn}"
+            user_model = UserModel(factory, user_model.weights)
+            seed_model = seed_model.model_copy(update={"factory": factory})
+        input_shape, num_classes = _data_shape(dataset.name, dataset.root, False)
+        try:
+            seed_arch = ArchSpec.from_user_model(
+                factory,
+                None if user_model.weights is None else str(user_model.weights),
+                input_shape,
+                num_classes,
+            )
+        except GrowsearchError as e:
+            raise _Invalid(
+                "seed_model.factory", f"expected a model growsearch can morph, got an error ({e})"
+            ) from None
 
     mutations = model.mutations
     _check_mutations(mutations, seed_arch)

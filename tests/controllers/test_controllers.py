@@ -78,12 +78,25 @@ def test_options_come_from_the_space(spaces: dict[str, SearchSpace]) -> None:
     assert make_controller("evolution", space).options.population == 8  # defaults
 
 
-def test_user_model_spaces_are_refused(tmp_path) -> None:
+def test_user_models_grow_with_evolution_but_not_optuna(tmp_path) -> None:
+    from pathlib import Path
+
+    models = Path(__file__).parents[1] / "fixtures" / "user_models.py"
     path = tmp_path / "user.yaml"
-    path.write_text("dataset: {name: digits}\nseed_model: {factory: 'mypkg.models:make'}\n")
+    path.write_text(f"dataset: {{name: digits}}\nseed_model: {{factory: '{models}:digits_net'}}\n")
     space = load_space(path)
-    with pytest.raises(ConfigError, match="seed_model.factory"):
-        make_controller("evolution", space)
+    controller = make_controller("evolution", space, options={"population": 4, "sample": 2})
+    seed = controller.propose("t0")
+    assert seed.arch == space.seed_arch and seed.arch.family == "custom"
+    _finish(controller, space, seed)
+    child = controller.propose("t1")
+    assert child.parent_id == "t0" and child.arch.dominates(seed.arch)
+    spec = seed.arch
+    for op in child.ops:
+        spec = spec.apply(op)
+    assert spec == child.arch
+    with pytest.raises(ConfigError, match="controller.name"):
+        make_controller("optuna", space)
 
 
 def test_evolution_never_waits_after_the_seed(spaces: dict[str, SearchSpace]) -> None:

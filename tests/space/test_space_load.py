@@ -115,16 +115,25 @@ def test_an_error_from_an_override_says_so(tmp_path: Path) -> None:
 
 
 def test_user_model(tmp_path: Path) -> None:
-    (tmp_path / "w.safetensors").write_bytes(b"")
+    from safetensors.torch import save_file
+
+    from tests.fixtures.user_models import digits_net
+
+    models = Path(__file__).parents[1] / "fixtures" / "user_models.py"
+    (tmp_path / "models.py").write_text(models.read_text())  # a file next to the YAML
+    save_file(digits_net().state_dict(), str(tmp_path / "w.safetensors"))
     path = _write(
         tmp_path,
-        "dataset: {name: digits}\nseed_model: {factory: 'pkg.models:make', weights: w.safetensors}\n",
+        "dataset: {name: digits}\nseed_model: {factory: 'models.py:digits_net', weights: w.safetensors}\n",
     )
     space = load_space(path)
-    assert space.seed_arch is None
-    assert space.user_model.factory == "pkg.models:make"
+    assert space.user_model.factory == f"{(tmp_path / 'models.py').resolve()}:digits_net"
     assert space.user_model.weights == (tmp_path / "w.safetensors").resolve()
-    assert SearchSpace.from_dict(space.to_dict(), path).user_model == space.user_model
+    arch = space.seed_arch
+    assert arch.family == "custom" and arch.summary() == "custom[8,16,32]"  # conv1, conv2, fc
+    assert arch.custom.factory == space.user_model.factory
+    again = SearchSpace.from_dict(space.to_dict(), path)
+    assert again.user_model == space.user_model and again.seed_arch == arch
 
 
 def test_a_space_pickles(tmp_path: Path) -> None:
@@ -248,7 +257,7 @@ MALFORMED = [
     ),
     (
         "dataset: {name: digits}\nseed_model: {factory: 'pkg.models.make'}\n",
-        "seed_model.factory: expected a string 'package.module:function', got 'pkg.models.make'",
+        "seed_model.factory: expected a string 'package.module:function' or 'file.py:function', got 'pkg.models.make'",
     ),
     (
         "dataset: {name: digits}\nseed_model: {factory: 'pkg:make', family: cnn}\n",
