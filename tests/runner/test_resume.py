@@ -18,7 +18,7 @@ from growsearch.runner._run import _uses_session
 
 pytestmark = pytest.mark.slow
 
-TRIALS = 6
+TRIALS = 8
 SPACE = f"""
 name: resumable
 seed: 1
