@@ -51,6 +51,7 @@ class ControllerSearcher(Searcher):
         self.pending: list[str] = []  # issued, not finished, to re-run first (after a resume)
         self.ray_ids: dict[str, str] = {}  # Ray's trial id -> our id
         self.elapsed_s = 0.0  # wall time of earlier sessions (time budget across resumes)
+        self.converged = False  # the controller said it will never propose again
 
     # ---- budget ----------------------------------------------------------------------------
     def _planned_epochs(self) -> int:
@@ -60,6 +61,8 @@ class ControllerSearcher(Searcher):
         )
 
     def exhausted(self) -> bool:
+        if self.converged:  # the controller has nothing left to propose within the space
+            return True
         if self.max_trials is not None and len(self.issued) >= self.max_trials:
             return True
         return self.max_epochs is not None and self._planned_epochs() >= self.max_epochs
@@ -81,6 +84,10 @@ class ControllerSearcher(Searcher):
             ours = f"t{len(self.issued):04d}"
             proposal = self.controller.propose(ours)
             if proposal is None:
+                if self.controller.is_exhausted():  # nothing running, nothing left to grow
+                    self.converged = True
+                    self._persist()
+                    return Searcher.FINISHED
                 return None  # the controller waits for running trials; Tune asks again later
             self.issued[ours] = proposal.to_dict()
         self.ray_ids[trial_id] = ours
@@ -132,6 +139,7 @@ class ControllerSearcher(Searcher):
             "issued": self.issued,
             "finished": sorted(self.finished),
             "elapsed_s": self.elapsed_s,
+            "converged": self.converged,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -141,6 +149,7 @@ class ControllerSearcher(Searcher):
         self.pending = [t for t in self.issued if t not in self.finished]
         self.ray_ids = {}
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
+        self.converged = bool(state.get("converged", False))
 
     def _persist(self) -> None:
         if self.state_dir is None:

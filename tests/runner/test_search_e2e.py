@@ -173,3 +173,25 @@ def test_asha_stops_weak_trials_early(space_file: Path, tmp_path: Path) -> None:
     assert (stopped["epochs"] < 6).all() and (df[df["status"] == "completed"]["epochs"] == 6).all()
     # a stopped trial's curve is as long as it trained
     assert all(len(json.loads(c)) == e for c, e in zip(stopped["curve"], stopped["epochs"]))
+
+
+def test_a_search_that_cannot_grow_further_ends_instead_of_waiting(
+    space_file: Path, tmp_path: Path
+) -> None:
+    from growsearch.runner import run_search
+
+    # only s0l0 8 -> 16 is allowed: after that, hillclimb's current best cannot grow at all
+    space = load_space(
+        space_file,
+        {
+            "budget.trials": 10,
+            "controller": {"name": "hillclimb", "neighbours": 2},
+            "mutations.widen.factors": [2.0],
+            "mutations.widen.max_width": 16,
+            "mutations.deepen.enabled": False,
+        },
+    )
+    df = run_search(space, tmp_path / "converged", progress=False)  # returns: no hang, no interrupt
+    assert 2 <= len(df) < 10 and (df["status"] == "completed").all()
+    state = json.loads((tmp_path / "converged" / "search_state.json").read_text())
+    assert state["converged"] is True
