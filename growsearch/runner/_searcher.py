@@ -52,6 +52,7 @@ class ControllerSearcher(Searcher):
         self.ray_ids: dict[str, str] = {}  # Ray's trial id -> our id
         self.elapsed_s = 0.0  # wall time of earlier sessions (time budget across resumes)
         self.converged = False  # the controller said it will never propose again
+        self._costs: dict[str, dict[str, int]] = {}
 
     # ---- budget ----------------------------------------------------------------------------
     def _planned_epochs(self) -> int:
@@ -99,7 +100,22 @@ class ControllerSearcher(Searcher):
             "proposal": self.issued[ours],
             "settings": self.settings,
             "index": list(self.issued).index(ours),
+            "cost": self._cost(ours),
         }
+
+    def _cost(self, ours: str) -> dict[str, int]:
+        """Parameters and FLOPs of a proposal, computed here in the driver: the first use of
+        torch's FLOP counter costs ~1 s in every fresh worker process, later ones ~1 ms."""
+        from growsearch.arch import ArchSpec, build, count_flops, count_params
+
+        if ours not in self._costs:
+            spec = ArchSpec.from_dict(self.issued[ours]["arch"])
+            model = build(spec)
+            self._costs[ours] = {
+                "params": count_params(model),
+                "flops": count_flops(model, spec.input_shape),
+            }
+        return self._costs[ours]
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False

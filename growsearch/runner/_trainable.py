@@ -123,7 +123,9 @@ def train_trial(config: dict[str, Any]) -> None:
         schedule=training.get("schedule", "cosine"), grad_clip=training.get("grad_clip"),
         device=str(device), seed=seed + start_epoch,
     )  # fmt: skip
-    params, flops = count_params(model), count_flops(model, spec.input_shape)
+    cost = config.get("cost") or {}  # computed by the searcher in the driver (see its _cost)
+    params = int(cost.get("params") or count_params(model))
+    flops = int(cost.get("flops") or count_flops(model, spec.input_shape))
     lineage = {
         "trial_id": proposal.trial_id,
         "parent_id": proposal.parent_id,

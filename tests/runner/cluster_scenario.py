@@ -61,12 +61,21 @@ def children(pid: int) -> list[int]:
     return out
 
 
+OUR_NETNS = os.readlink("/proc/self/ns/net")
+
+
 def find(pattern: bytes) -> list[int]:
+    """Processes with ``pattern`` in their command line, in this network namespace only:
+    ``unshare -n`` isolates the network, not the process table, so without this check the
+    clean-up below could end other people's Ray processes on the same machine."""
     found = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                if pattern in (p / "cmdline").read_bytes():
+                if (
+                    pattern in (p / "cmdline").read_bytes()
+                    and os.readlink(p / "ns" / "net") == OUR_NETNS
+                ):
                     found.append(int(p.name))
             except OSError:
                 continue
