@@ -23,16 +23,16 @@ Table: for each arm, the compute at which its mean curve first reaches the final
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import ForeignCPU, wait_idle  # benchmarks/_machine.py (run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "benchmarks" / "search_spaces"
@@ -54,125 +54,6 @@ COLORS = {
 }  # fmt: skip
 
 
-class ForeignCPU:
-    """CPU time used on this machine by processes that are not this benchmark's own, polled
-    from /proc every ``period`` s in a thread. Ours: this process's descendants, and the
-    processes in a network namespace one of them created (``unshare -n``: our Ray cluster)."""
-
-    def __init__(self, period: float = 2.0):
-        self.period, self.host_ns = period, os.readlink("/proc/self/ns/net")
-        self.prev: dict[tuple[int, str], float] = {}
-        self.cpu_s, self.by_name = 0.0, {}
-        self.tick = os.sysconf("SC_CLK_TCK")
-        self.t0, self._stop = time.monotonic(), threading.Event()
-        self._scan(first=True)
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            self._scan()
-
-    def _scan(self, first: bool = False) -> None:
-        procs = {}
-        for p in Path("/proc").iterdir():
-            if not p.name.isdigit():
-                continue
-            try:
-                stat = (p / "stat").read_text()
-                rest = stat.rsplit(")", 1)[1].split()
-                ns = os.readlink(p / "ns/net")
-                name = (
-                    (p / "cmdline").read_bytes()[:70].replace(b"\0", b" ").decode(errors="replace")
-                )
-            except (OSError, IndexError):
-                continue
-            cpu = (int(rest[11]) + int(rest[12])) / self.tick
-            procs[int(p.name)] = (int(rest[1]), ns, cpu, rest[19], name.strip() or stat[:40])
-        mine, frontier = {os.getpid()}, [os.getpid()]
-        kids: dict[int, list[int]] = {}
-        for pid, (ppid, *_) in procs.items():
-            kids.setdefault(ppid, []).append(pid)
-        while frontier:
-            for k in kids.get(frontier.pop(), []):
-                if k not in mine:
-                    mine.add(k)
-                    frontier.append(k)
-        our_ns = {procs[p][1] for p in mine if p in procs} - {self.host_ns}
-        for pid, (_, ns, cpu, start, name) in procs.items():
-            if pid in mine or ns in our_ns:
-                continue
-            key = (pid, start)
-            before = self.prev.get(key, cpu if first else 0.0)
-            self.prev[key] = cpu
-            if cpu > before:
-                self.cpu_s += cpu - before
-                self.by_name[name] = self.by_name.get(name, 0.0) + cpu - before
-
-    def stop(self) -> dict:
-        self._stop.set()
-        self._thread.join()
-        self._scan()
-        wall = time.monotonic() - self.t0
-        top = sorted(self.by_name.items(), key=lambda kv: -kv[1])[:3]
-        return {
-            "foreign_cores": self.cpu_s / max(wall, 1e-9),
-            "foreign_top": "; ".join(f"{n} ({s:.0f} s)" for n, s in top if s >= 1.0),
-        }
-
-
-def wait_idle(tag: str, max_wait_s: float = 900.0, poll_s: float = 30.0) -> dict:
-    """Wait until ``net2net_replication`` is not running (always), then until the other
-    processes on the machine use < 0.25 core over 10 s (at most ``max_wait_s``)."""
-    waited = 0.0
-    while (
-        subprocess.run(["pgrep", "-f", "net2net_replication"], capture_output=True).returncode == 0
-    ):
-        print(f"[{tag}] waiting: net2net_replication is running ({waited:.0f} s)", flush=True)
-        time.sleep(poll_s)
-        waited += poll_s
-    while True:
-        probe = ForeignCPU(period=1.0)
-        time.sleep(10.0)
-        load = probe.stop()
-        waited += 10.0
-        if load["foreign_cores"] < 0.25 or waited >= max_wait_s:
-            break
-        print(f"[{tag}] waiting: other processes use {load['foreign_cores']:.2f} cores "
-              f"({load['foreign_top']}); {waited:.0f} s so far", flush=True)  # fmt: skip
-        time.sleep(poll_s)
-        waited += poll_s
-    return {"waited_s": waited, "idle_cores_at_start": load["foreign_cores"]}
-
-
-def finish_when_stalled() -> None:
-    """Benchmark-side workaround (the package is not changed): when the controller proposes nothing
-    although no trial is running, nothing can change any more, so the searcher reports FINISHED
-    instead of waiting forever (seen with ``hillclimb`` once its current best cannot be grown
-    within the space's limits). The search then ends before spending its budget; it is marked
-    ``stalled`` in the results."""
-    from ray.tune.search import Searcher
-
-    from growsearch.runner._searcher import ControllerSearcher
-
-    if getattr(ControllerSearcher, "_bench_patched", False):
-        return
-    original = ControllerSearcher.suggest
-
-    def suggest(self, trial_id):  # type: ignore[no-untyped-def]
-        out = original(self, trial_id)
-        if out is None and not self.pending and set(self.issued) <= self.finished:
-            STALLED.add(self.state_dir)
-            return Searcher.FINISHED
-        return out
-
-    ControllerSearcher.suggest = suggest
-    ControllerSearcher._bench_patched = True
-
-
-STALLED: set[str | None] = set()
-
-
 def run_one(dataset: str, arm: str, seed: int, budget: int, work: Path, attempt: int = 1):
     """One search; returns (trials DataFrame with the arm's columns, wall seconds)."""
     from growsearch.runner._run import run_search
@@ -184,17 +65,12 @@ def run_one(dataset: str, arm: str, seed: int, budget: int, work: Path, attempt:
         {"controller.name": controller, "warm_start": warm, "seed": seed, "budget.epochs": budget},
     )
     run_dir = work / f"{dataset}-{arm.replace(' ', '_')}-s{seed}-a{attempt}"
-    from growsearch.runner._run import SearchInterrupted
-
-    finish_when_stalled()
     t0 = time.perf_counter()
-    try:
-        df = run_search(space, run_dir, progress=False)
-    except SearchInterrupted as e:  # ended by finish_when_stalled before its budget was spent
-        if str(run_dir.resolve()) not in STALLED:
-            raise
-        df = e.df
-    stalled = str(run_dir.resolve()) in STALLED
+    df = run_search(space, run_dir, progress=False)
+    # a controller that can no longer propose ends its search before the budget is spent
+    # (e.g. hillclimb at a best that cannot grow): the searcher records it as ``converged``
+    state = json.loads((run_dir / "search_state.json").read_text())
+    stalled = bool(state.get("converged", False))
     if stalled:
         print(
             f"[efficiency] {run_dir.name}: the controller stopped proposing (stalled)", flush=True
