@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from growsearch.runner._results import ResultsStore, ranked
+from growsearch.runner._results import ResultsStore, ranked, trial_row, trial_status
 
 
 def _error_line(trial: Any) -> str:
@@ -59,37 +58,10 @@ class RecordCallback(Callback):
 
     def _record(self, trial: Any, error: str | None) -> None:
         self.running.discard(_ours(trial))
-        proposal = trial.config["proposal"]
         r = trial.last_result or {}
-        has_metrics = "val_acc" in r
-        status = "failed" if error or not has_metrics else "completed"
-        if status == "completed" and r.get("epoch", 0) < r.get("epochs_planned", 0):
-            status = "stopped"
-        warm = r.get("warm_start")
-        self.store.record(
-            {
-                "trial_id": _ours(trial),
-                "parent_id": proposal.get("parent_id"),
-                "ops": json.dumps(proposal.get("ops", [])),
-                "arch": json.dumps(proposal["arch"], sort_keys=True),
-                "arch_summary": _summary(proposal["arch"]),
-                "params": r.get("params"),
-                "flops": r.get("flops"),
-                "val_acc": r.get("val_acc") if status != "failed" else None,
-                "test_acc": r.get("test_acc") if status != "failed" else None,
-                "epochs": r.get("epoch", 0),
-                "train_seconds": r.get("train_seconds"),
-                "status": status,
-                "error": error,
-                "warm_start": bool(warm) if warm is not None else None,
-                "parent_acc": r.get("parent_acc"),
-                "acc_before": r.get("acc_before"),
-                "acc_start": r.get("acc_start"),
-                "preserve_err": r.get("preserve_err"),
-                "restarts": r.get("restarts", 0),
-                "curve": json.dumps(self.curves.get(_ours(trial), [])),
-            }
-        )
+        status = "failed" if error else trial_status(r)
+        curve = self.curves.get(_ours(trial), [])
+        self.store.record(trial_row(trial.config["proposal"], r, status, error, curve))
 
     def _update(self, trials: list) -> None:
         if self.progress is not None:
@@ -99,12 +71,6 @@ class RecordCallback(Callback):
 def _ours(trial: Any) -> str:
     """growsearch's trial id (``t0003``), not Ray's."""
     return str(trial.config["proposal"]["trial_id"])
-
-
-def _summary(arch: dict[str, Any]) -> str:
-    from growsearch.arch import ArchSpec
-
-    return ArchSpec.from_dict(arch).summary()
 
 
 class Progress:

@@ -25,6 +25,49 @@ OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
 }
 
 
+def trial_status(metrics: dict[str, Any] | None) -> str:
+    """``completed``, ``stopped`` (fewer epochs than planned: early-stopped) or ``failed``."""
+    if not metrics or "val_acc" not in metrics:
+        return "failed"
+    return "completed" if metrics.get("epoch", 0) >= metrics.get("epochs_planned", 0) else "stopped"
+
+
+def trial_row(
+    proposal: dict[str, Any],
+    metrics: dict[str, Any],
+    status: str,
+    error: str | None,
+    curve: list[float],
+) -> dict[str, Any]:
+    """One ``trials.parquet`` row from a proposal and the trial's last reported metrics."""
+    from growsearch.arch import ArchSpec
+
+    ok = status != "failed"
+    warm = metrics.get("warm_start")
+    return {
+        "trial_id": proposal["trial_id"],
+        "parent_id": proposal.get("parent_id"),
+        "ops": json.dumps(proposal.get("ops", [])),
+        "arch": json.dumps(proposal["arch"], sort_keys=True),
+        "arch_summary": ArchSpec.from_dict(proposal["arch"]).summary(),
+        "params": metrics.get("params"),
+        "flops": metrics.get("flops"),
+        "val_acc": metrics.get("val_acc") if ok else None,
+        "test_acc": metrics.get("test_acc") if ok else None,
+        "epochs": metrics.get("epoch", 0),
+        "train_seconds": metrics.get("train_seconds"),
+        "status": status,
+        "error": error,
+        "warm_start": bool(warm) if warm is not None else None,
+        "parent_acc": metrics.get("parent_acc"),
+        "acc_before": metrics.get("acc_before"),
+        "acc_start": metrics.get("acc_start"),
+        "preserve_err": metrics.get("preserve_err"),
+        "restarts": metrics.get("restarts", 0),
+        "curve": json.dumps(curve),
+    }
+
+
 def _missing(v: Any) -> bool:
     try:
         return v is None or bool(pd.isna(v))

@@ -24,7 +24,14 @@ from typing import Any
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
-from growsearch.runner._results import ResultsStore, default_storage, load_results, ranked
+from growsearch.runner._results import (
+    ResultsStore,
+    default_storage,
+    load_results,
+    ranked,
+    trial_row,
+    trial_status,
+)
 
 # A local Ray must bind to loopback only; set before ray is imported anywhere in this process.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -409,31 +416,11 @@ def _reconcile(searcher: Any, store: ResultsStore, run_dir: Path) -> None:
                 searcher.pending.remove(ours)
         elif ours in searcher.finished:
             try:
-                ck = load_checkpoint(run_dir / "models" / ours)
-                m = ck.meta.get("metrics", {})
-                status = (
-                    "completed" if m.get("epoch", 0) >= m.get("epochs_planned", 0) else "stopped"
-                )
+                m = load_checkpoint(run_dir / "models" / ours).meta.get("metrics", {})
+                error = None
             except CheckpointError:
-                ck, m, status = None, {}, "failed"
-            p = searcher.issued[ours]
-            store.record(
-                {
-                    "trial_id": ours, "parent_id": p.get("parent_id"), "ops": json.dumps(p.get("ops", [])),
-                    "arch": json.dumps(p["arch"], sort_keys=True), "arch_summary": _summary(p["arch"]),
-                    "params": m.get("params"), "flops": m.get("flops"), "val_acc": m.get("val_acc"),
-                    "test_acc": m.get("test_acc"), "epochs": m.get("epoch", 0), "train_seconds": m.get("train_seconds"),
-                    "status": status, "error": None if ck else "lost before it was recorded",
-                    "warm_start": m.get("warm_start"), "parent_acc": m.get("parent_acc"),
-                    "acc_before": m.get("acc_before"), "acc_start": m.get("acc_start"), "preserve_err": m.get("preserve_err"), "restarts": m.get("restarts", 0), "curve": "[]",
-                }
-            )  # fmt: skip
-
-
-def _summary(arch: dict[str, Any]) -> str:
-    from growsearch.arch import ArchSpec
-
-    return ArchSpec.from_dict(arch).summary()
+                m, error = {}, "lost before it was recorded"
+            store.record(trial_row(searcher.issued[ours], m, trial_status(m), error, []))
 
 
 def export_best(run_dir: str | Path, df: pd.DataFrame) -> Path | None:

@@ -17,6 +17,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from growsearch.controllers import Controller, Proposal, TrialResult
+from growsearch.runner._results import trial_status
 
 STATE_FILE = "search_state.json"
 
@@ -123,14 +124,8 @@ class ControllerSearcher(Searcher):
         ours = self.ray_ids.get(trial_id)
         if ours is None or ours in self.finished:
             return
-        ok = not error and result is not None and "val_acc" in result
-        status = "failed"
-        if ok:
-            assert result is not None  # ok implies a result
-            status = (
-                "completed" if result["epoch"] >= result.get("epochs_planned", 0) else "stopped"
-            )
-        self.observe(ours, status, result if ok else None)
+        status = "failed" if error else trial_status(result)
+        self.observe(ours, status, None if status == "failed" else result)
 
     def observe(self, ours: str, status: str, result: dict[str, Any] | None) -> None:
         """Tell the controller that trial ``ours`` ended (also used when reconciling a resume)."""
