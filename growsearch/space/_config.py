@@ -7,14 +7,15 @@ architecture against the mutation limits, say) live in :mod:`growsearch.space._l
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from growsearch.space._fields import (
     Section,
     boolean,
     integer,
+    invalid,
     non_empty_list,
     number,
     one_of,
@@ -25,7 +26,9 @@ from growsearch.space._mutations import MutationSpace
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 WARM_INITS = ("net2net", "net2net-noise", "zero", "random-pad")
+SHRINK_SCOPES = ("all", "scale-invariant")  # growsearch.morph.SHRINK_SCOPES (no torch import here)
 SCHEDULERS = ("asha",)
+AMP_MODES = ("auto", "off", "bf16", "fp16")  # growsearch.train.AMP_MODES (no torch import here)
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
 """Every objective a search can optimise, with its direction."""
 
@@ -37,6 +40,18 @@ _FACTORY = re.compile(
 PosInt = integer(lo=1)
 NonNegInt = integer(lo=0)
 Bool = boolean()
+
+
+def _amp(v: Any) -> str:
+    # YAML reads `off`/`on` as booleans: true is "auto", false is "off"
+    if isinstance(v, bool):
+        return "auto" if v else "off"
+    if not isinstance(v, str) or v not in AMP_MODES:
+        raise invalid(f"one of {list(AMP_MODES)} (or true = 'auto', false = 'off')", v)
+    return v
+
+
+Amp = Annotated[str, BeforeValidator(_amp)]
 
 
 def _dataset_names() -> tuple[str, ...]:
@@ -118,6 +133,8 @@ class TrainingConfig(Section):
         schedule: ``cosine`` or ``constant`` learning rate.
         grad_clip: Clip the gradient norm; null = off.
         label_smoothing: Label smoothing of the loss.
+        amp: Mixed precision: ``auto`` (on CUDA only: bf16 where supported, else fp16 with a
+            gradient scaler), ``off``, or ``bf16``/``fp16`` on any device, CPU included.
 
     The warm-start recipe (how a warm-started child is made and trained); each null means
     the measured default of :class:`growsearch.morph.WarmStartRecipe`:
@@ -129,6 +146,9 @@ class TrainingConfig(Section):
         student_warmup_fraction: Linear LR warm-up over this fraction of the child's steps.
         shrink: Shrink-and-perturb λ applied to the child's weights after the morph.
         perturb_std: Shrink-and-perturb σ (scale of a fresh initialisation added).
+        shrink_scope: ``all`` (every weight × shrink) or ``scale-invariant`` (only the layers
+            a BatchNorm normalises: the child keeps its parent's predictions).
+        logit_scale: Multiplies the logits layer (a temperature; predictions kept).
     """
 
     epochs: PosInt = 10  # type: ignore[valid-type]
@@ -140,12 +160,15 @@ class TrainingConfig(Section):
     schedule: one_of(SCHEDULES) = "cosine"  # type: ignore[valid-type]
     grad_clip: number(gt=0.0) | None = None  # type: ignore[valid-type]
     label_smoothing: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
+    amp: Amp = "auto"
     init: one_of(WARM_INITS) | None = None  # type: ignore[valid-type]
     split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     student_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
     student_warmup_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
     shrink: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
     perturb_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
+    shrink_scope: one_of(SHRINK_SCOPES) | None = None  # type: ignore[valid-type]
+    logit_scale: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
 
     def recipe(self) -> Any:
         """The :class:`~growsearch.morph.WarmStartRecipe` this section describes."""
@@ -155,7 +178,8 @@ class TrainingConfig(Section):
             "init": self.init, "split_std": self.split_std,
             "student_lr_factor": self.student_lr_factor,
             "warmup_fraction": self.student_warmup_fraction, "shrink": self.shrink,
-            "perturb_std": self.perturb_std,
+            "perturb_std": self.perturb_std, "shrink_scope": self.shrink_scope,
+            "logit_scale": self.logit_scale,
         }  # fmt: skip
         return WarmStartRecipe(**{k: v for k, v in fields.items() if v is not None})
 

@@ -1,6 +1,7 @@
 """Training: a plain loop over in-memory tensors, with per-epoch validation and callbacks."""
 
 from growsearch.train._loop import (
+    AMP_MODES,
     EpochCallback,
     EpochResult,
     TrainConfig,
@@ -8,11 +9,14 @@ from growsearch.train._loop import (
     lr_at,
     make_optimizer,
     pick_device,
+    precision_name,
+    precision_plan,
     set_seed,
     train,
 )
 
 __all__ = [
+    "AMP_MODES",
     "EpochCallback",
     "EpochResult",
     "TrainConfig",
@@ -20,6 +24,8 @@ __all__ = [
     "lr_at",
     "make_optimizer",
     "pick_device",
+    "precision_name",
+    "precision_plan",
     "set_seed",
     "train",
 ]

@@ -2,7 +2,8 @@
 
 One call of :func:`train` runs ``cfg.epochs`` epochs (or ``cfg.max_steps`` optimizer steps) with
 seeded shuffling, a cosine (or constant) learning rate with optional linear warm-up, optional
-mixed precision on CUDA, and validation after every epoch.
+mixed precision (by default on CUDA only; explicitly ``"bf16"``/``"fp16"`` on any device, CPU
+included), and validation after every epoch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from growsearch.exceptions import ConfigError, DataError, TrainingError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+"""Values of :attr:`TrainConfig.amp` (``True`` means ``"auto"``, ``False`` means ``"off"``)."""
 
 
 @dataclass
@@ -44,8 +47,10 @@ class TrainConfig:
         label_smoothing: Label smoothing of the cross-entropy loss.
         grad_clip: Clip the global gradient norm to this value.
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        amp: Mixed precision; takes effect only on CUDA (bf16 where supported, else fp16 with
-            a gradient scaler).
+        amp: Mixed precision. ``True``/``"auto"``: on CUDA only, bf16 where the GPU supports it,
+            else fp16 with a gradient scaler (full precision on CPU). ``False``/``"off"``: full
+            precision. ``"bf16"``/``"fp16"``: autocast to that dtype on any device, CPU included
+            (fp16 with a gradient scaler). The weights stay float32 either way.
         seed: Seeds the shuffling and the global RNGs (dropout etc.) at the start of training.
     """
 
@@ -60,7 +65,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float | None = None
     device: str = "auto"
-    amp: bool = True
+    amp: bool | str = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,6 +85,11 @@ class TrainConfig:
         check(self.max_steps is None or self.max_steps >= 1, "max_steps", "None or an integer >= 1")
         check(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
         check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "None or a number > 0")
+        check(
+            isinstance(self.amp, bool) or self.amp in AMP_MODES,
+            "amp",
+            f"True, False or one of {list(AMP_MODES)}",
+        )
 
 
 @dataclass
@@ -356,13 +366,59 @@ def _model_device(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
+def amp_mode(amp: bool | str) -> str:
+    """``TrainConfig.amp`` as one of :data:`AMP_MODES` (``True`` → ``"auto"``, ``False`` → ``"off"``).
+
+    Raises:
+        ConfigError: Not a valid value.
+    """
+    if isinstance(amp, bool):
+        return "auto" if amp else "off"
+    if amp not in AMP_MODES:
+        raise ConfigError(f"amp: expected true, false or one of {list(AMP_MODES)}, got {amp!r}")
+    return amp
+
+
+def precision_plan(
+    amp: bool | str, device_type: str, bf16_supported: bool
+) -> tuple[torch.dtype | None, bool]:
+    """What mixed precision does on a device: ``(autocast dtype or None, gradient scaler on)``.
+
+    A pure function of the setting, the device type (``"cpu"``, ``"cuda"``...) and whether the
+    device computes in bfloat16, so the CUDA choice can be checked without a GPU.
+
+    * ``"off"`` (``False``): full precision everywhere.
+    * ``"auto"`` (``True``): CUDA only: bf16 where supported (fp32's exponent range, so no
+      scaling), else fp16 with a gradient scaler; full precision on any other device.
+    * ``"bf16"``: bf16 on any device; ConfigError on a CUDA device without bf16.
+    * ``"fp16"``: fp16 with a gradient scaler, on any device.
+
+    Raises:
+        ConfigError: An invalid ``amp``, or ``"bf16"`` on a CUDA device without bf16 support.
+    """
+    mode = amp_mode(amp)
+    if mode == "off" or (mode == "auto" and device_type != "cuda"):
+        return None, False
+    if mode == "auto":
+        return (torch.bfloat16, False) if bf16_supported else (torch.float16, True)
+    if mode == "bf16":
+        if device_type == "cuda" and not bf16_supported:
+            raise ConfigError("amp: 'bf16' was asked for but this GPU does not support bfloat16")
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``"bf16"``, ``"fp16"`` or ``"fp32"`` (no autocast): what a trial records."""
+    if dtype is None:
+        return "fp32"
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
 def _mixed_precision(
     cfg: TrainConfig, device: torch.device
 ) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
     """Autocast dtype (None: full precision) and a gradient scaler (a no-op unless fp16)."""
-    if not (cfg.amp and device.type == "cuda"):
-        return None, torch.amp.GradScaler("cuda", enabled=False)
-    if torch.cuda.is_bf16_supported():
-        # bf16 has fp32's exponent range, so gradients need no scaling.
-        return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
-    return torch.float16, torch.amp.GradScaler("cuda")
+    bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else True
+    dtype, scale = precision_plan(cfg.amp, device.type, bf16)
+    return dtype, torch.amp.GradScaler(device.type, enabled=scale)
