@@ -78,6 +78,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "shrink 0.2 only": {"shrink": 0.2, "perturb_std": 0.0},
     "shrink 0.1 only": {"shrink": 0.1, "perturb_std": 0.0},
     "shrink 0.3 only, split 0": {"shrink": 0.3, "perturb_std": 0.0, "split_std": 0.0},
+    # shrink only what BatchNorm normalises (predictions kept), plus a logit temperature
+    "SI 0.3, T 0.09": {"shrink": 0.3, "shrink_scope": "scale-invariant", "logit_scale": 0.09},
+    "SI 0.3, T 0.3": {"shrink": 0.3, "shrink_scope": "scale-invariant", "logit_scale": 0.3},
+    "SI 0.1, T 0.09": {"shrink": 0.1, "shrink_scope": "scale-invariant", "logit_scale": 0.09},
+    "SI 1, T 0.09 (temperature only)": {
+        "shrink": 1.0,
+        "shrink_scope": "scale-invariant",
+        "logit_scale": 0.09,
+    },
+    "SI 0.3, T 1 (no temperature)": {"shrink": 0.3, "shrink_scope": "scale-invariant"},
 }
 
 

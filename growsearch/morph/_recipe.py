@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from growsearch.arch import ArchSpec, Op, build
 from growsearch.exceptions import MorphError
@@ -26,6 +26,8 @@ from growsearch.morph._inits import INITS
 from growsearch.morph._spec_ops import apply_ops
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+_PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+SHRINK_SCOPES = ("all", "scale-invariant")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,15 @@ class WarmStartRecipe:
             (``build(child_spec)``) added to the weights; 0 adds nothing.
         recalibrate_bn: After a shrink/perturb, re-estimate BatchNorm running statistics on the
             calibration batch (the old ones no longer match the changed weights).
+        shrink_scope: Which parameters ``shrink`` multiplies. ``"all"``: every parameter
+            (Ash & Adams' shrink). ``"scale-invariant"``: only the Linear/Conv layers whose
+            output goes straight into a BatchNorm — their scale does not change the function,
+            so the BatchNorm's running statistics are rescaled with them (mean × λ, var × λ²)
+            and the child keeps its parent's predictions — while Adam's steps become larger
+            relative to the smaller weights (a higher effective learning rate).
+        logit_scale: Multiplies the weight and bias of the layer that produces the model's
+            output (a softmax temperature: the predicted class of every input is kept, the
+            loss of a confident teacher rises again); 1 leaves it alone.
     """
 
     init: str = "net2net"
@@ -70,8 +81,18 @@ class WarmStartRecipe:
     shrink: float = 0.3
     perturb_std: float = 0.0
     recalibrate_bn: bool = True
+    shrink_scope: str = "all"
+    logit_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.shrink_scope not in SHRINK_SCOPES:
+            raise ValueError(
+                f"WarmStartRecipe.shrink_scope: must be one of {list(SHRINK_SCOPES)}, got {self.shrink_scope!r}"
+            )
+        if not 0.0 < self.logit_scale <= 1.0:
+            raise ValueError(
+                f"WarmStartRecipe.logit_scale: expected a number in (0, 1], got {self.logit_scale!r}"
+            )
         if self.init not in INITS:
             raise ValueError(
                 f"WarmStartRecipe.init: must be one of {list(INITS)}, got {self.init!r}"
@@ -100,7 +121,21 @@ class WarmStartRecipe:
     @property
     def exact(self) -> bool:
         """True if the child computes its parent's function (up to float rounding)."""
-        return self.init in ("net2net", "zero") and self.shrink == 1.0 and self.perturb_std == 0.0
+        return (
+            self.init in ("net2net", "zero")
+            and self.shrink == 1.0
+            and self.perturb_std == 0.0
+            and self.logit_scale == 1.0
+        )
+
+    @property
+    def keeps_predictions(self) -> bool:
+        """True if the child predicts its parent's class for every input (logits may scale)."""
+        return (
+            self.init in ("net2net", "zero")
+            and self.perturb_std == 0.0
+            and (self.shrink == 1.0 or self.shrink_scope == "scale-invariant")
+        )
 
 
 def prepare_student(
@@ -159,22 +194,98 @@ def perturb_student(
     ``shrink == 1, perturb_std == 0``. Split from :func:`prepare_student` so a caller can check
     the morph's function preservation before the (deliberately non-exact) perturbation.
     """
-    if recipe.init == "scratch" or (recipe.shrink == 1.0 and recipe.perturb_std == 0.0):
+    if recipe.init == "scratch" or (
+        recipe.shrink == 1.0 and recipe.perturb_std == 0.0 and recipe.logit_scale == 1.0
+    ):
         return child
-    fresh = build(child_spec, seed=10_007 * (seed + 1)).to(next(child.parameters()).device)
-    fresh_params = dict(fresh.named_parameters())
     with torch.no_grad():
-        for name, p in child.named_parameters():
-            p.mul_(recipe.shrink)
-            if recipe.perturb_std > 0:
-                p.add_(fresh_params[name].to(p.dtype), alpha=recipe.perturb_std)
-    if recipe.recalibrate_bn and any(isinstance(m, _BN) for m in child.modules()):
+        if recipe.shrink_scope == "all":
+            for p in child.parameters():
+                p.mul_(recipe.shrink)
+        elif recipe.shrink != 1.0:
+            shrink_scale_invariant(child, recipe.shrink)
+        if recipe.logit_scale != 1.0:
+            for p in output_layer(child).parameters():
+                p.mul_(recipe.logit_scale)
+        if recipe.perturb_std > 0:
+            fresh = build(child_spec, seed=10_007 * (seed + 1))
+            fresh_params = dict(fresh.named_parameters())
+            for name, p in child.named_parameters():
+                p.add_(fresh_params[name].to(p.device, p.dtype), alpha=recipe.perturb_std)
+    changed_stats = recipe.perturb_std > 0 or (
+        recipe.shrink_scope == "all" and recipe.shrink != 1.0
+    )
+    if changed_stats and recipe.recalibrate_bn and any(isinstance(m, _BN) for m in child.modules()):
         if calibration is None:
             raise MorphError(
                 "prepare_student: shrink/perturb changes what BatchNorm sees; pass calibration=<input batch>"
             )
         recalibrate_batchnorm(child, calibration)
     return child
+
+
+def _graph(model: nn.Module) -> fx.GraphModule:
+    from growsearch.morph._graph import trace
+
+    return trace(model)
+
+
+@torch.no_grad()
+def shrink_scale_invariant(model: nn.Module, factor: float) -> list[str]:
+    """Multiply by ``factor`` every Linear/Conv whose only reader is a BatchNorm; in place.
+
+    The BatchNorm normalises its input, so the layer's scale does not change the function; its
+    running mean and variance are rescaled (× factor, × factor²) so eval mode agrees too. Only
+    exact up to the BatchNorm's ``eps`` (relative error ~eps / (factor² var)).
+
+    Returns:
+        The names of the shrunk layers.
+    """
+    gm = _graph(model)
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    shrunk: list[str] = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or calls[str(node.target)] != 1:
+            continue
+        layer = model.get_submodule(str(node.target))
+        users = list(node.users)
+        if not isinstance(layer, _PRODUCERS) or len(users) != 1:
+            continue
+        user = users[0]
+        if user.op != "call_module" or calls[str(user.target)] != 1:
+            continue
+        bn = model.get_submodule(str(user.target))
+        if not isinstance(bn, _BN) or user.args[0] is not node:
+            continue
+        for p in layer.parameters():
+            p.mul_(factor)
+        if bn.running_mean is not None and bn.running_var is not None:
+            bn.running_mean.mul_(factor)
+            bn.running_var.mul_(factor * factor)
+        shrunk.append(str(node.target))
+    return shrunk
+
+
+def output_layer(model: nn.Module) -> nn.Module:
+    """The Linear/Conv module whose output is the model's output (the logits layer).
+
+    Raises:
+        MorphError: The output is not produced directly by such a module.
+    """
+    gm = _graph(model)
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    src = out.args[0]
+    if isinstance(src, fx.Node) and src.op == "call_module":
+        layer = model.get_submodule(str(src.target))
+        if isinstance(layer, _PRODUCERS):
+            return layer
+    raise MorphError(
+        f"logit_scale: the output of {type(model).__name__} is not produced by a Linear/Conv "
+        "module, so there is no logits layer to scale; use logit_scale=1"
+    )
 
 
 @torch.no_grad()
@@ -222,9 +333,12 @@ def student_train_overrides(recipe: WarmStartRecipe, base_lr: float, total_steps
 
 
 __all__ = [
+    "SHRINK_SCOPES",
     "WarmStartRecipe",
+    "output_layer",
     "perturb_student",
     "prepare_student",
     "recalibrate_batchnorm",
+    "shrink_scale_invariant",
     "student_train_overrides",
 ]

@@ -189,3 +189,117 @@ def test_recipe_is_frozen_and_hashable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.shrink = 0.5  # type: ignore[misc]
     assert hash(r) == hash(WarmStartRecipe())
+
+
+# ---- shrink_scope="scale-invariant": shrink only what BatchNorm normalises, keep predictions ----
+
+
+def _family_cases():
+    from tests.morph._models import family_cases
+
+    return [(cid, model, shape) for cid, model, shape, _, _ in family_cases()]
+
+
+@pytest.mark.parametrize("train_mode", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize(
+    ("cid", "model", "shape"), _family_cases(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_scale_invariant_shrink_keeps_predictions_and_scales_logits(
+    cid: str, model: torch.nn.Module, shape: tuple[int, ...], train_mode: bool
+) -> None:
+    from growsearch.morph._recipe import output_layer, shrink_scale_invariant
+
+    x = torch.randn(64, *shape, generator=torch.Generator().manual_seed(2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    child = copy_module(model)
+    shrunk = shrink_scale_invariant(child, 0.3)
+    with torch.no_grad():
+        for p in output_layer(child).parameters():
+            p.mul_(0.09)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.train(train_mode)
+    child.train(train_mode)
+    with torch.no_grad():
+        y, yc = model(x), child(x)
+    # exact up to BatchNorm's eps (relative ~eps / (0.09 var)); logits × 0.09; same argmax
+    assert float((yc - 0.09 * y).abs().max()) <= 2e-3 * float((0.09 * y).abs().max()), cid
+    assert torch.equal(yc.argmax(1), y.argmax(1)) or (yc.argmax(1) != y.argmax(1)).sum() <= 1
+    bns = sum(isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) for m in model.modules())
+    # every BatchNorm in these models reads a Linear/Conv directly, except in no-BN families
+    assert len(shrunk) == bns, (cid, shrunk)
+
+
+def copy_module(m: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(m)
+
+
+def test_scale_invariant_recipe_touches_only_bn_fed_layers_and_the_logits() -> None:
+    spec = ArchSpec.create("cnn", (1, 16), 4, [[6], [6]])
+    parent = randomise_bn(build(spec, seed=0)).eval()
+    ops = _ops(spec, "wider")
+    x = torch.randn(32, 1, 16)
+    exact, _ = prepare_student(
+        parent, spec, ops, WarmStartRecipe(shrink=1.0), calibration=x, seed=0
+    )
+    recipe = WarmStartRecipe(shrink=0.3, shrink_scope="scale-invariant", logit_scale=0.5)
+    assert recipe.keeps_predictions and not recipe.exact
+    child, _ = prepare_student(parent, spec, ops, recipe, calibration=x, seed=0)
+    from growsearch.morph._recipe import output_layer
+
+    head = output_layer(child)
+    head_params = {id(p) for p in head.parameters()}
+    mods = dict(child.named_modules())
+    for (name, p), q in zip(child.named_parameters(), exact.parameters()):
+        owner = mods[name.rsplit(".", 1)[0]]
+        if id(p) in head_params:
+            assert torch.allclose(p, 0.5 * q), name
+        elif isinstance(owner, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            assert torch.equal(p, q), name  # γ, β untouched
+        else:  # every conv feeds a BatchNorm here
+            assert torch.allclose(p, 0.3 * q), name
+    for m, e in zip(child.modules(), exact.modules()):
+        if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            assert torch.allclose(m.running_mean, 0.3 * e.running_mean)
+            assert torch.allclose(m.running_var, 0.09 * e.running_var)
+
+
+def test_scale_invariant_recipe_keeps_a_trained_teachers_accuracy() -> None:
+    from growsearch.train import evaluate
+
+    teacher, spec, data, acc = _digits_teacher()
+    for kind in ("wider", "deeper"):
+        child, _ = prepare_student(
+            teacher,
+            spec,
+            _ops(spec, kind),
+            WarmStartRecipe(shrink=0.3, shrink_scope="scale-invariant", logit_scale=0.09),
+            calibration=data.train.x[:512],
+            seed=0,
+        )
+        assert abs(evaluate(child, data.test)[1] - acc) <= 1 / len(data.test), kind
+
+
+def test_logit_scale_needs_a_logits_layer() -> None:
+    from growsearch.exceptions import MorphError
+    from growsearch.morph._recipe import output_layer
+
+    class EndsInSoftmaxFree(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.fc(x))
+
+    with pytest.raises(MorphError, match="logit_scale.*EndsInSoftmaxFree"):
+        output_layer(EndsInSoftmaxFree())
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"shrink_scope": "bn"}, {"logit_scale": 0.0}, {"logit_scale": 2.0}]
+)
+def test_invalid_scale_invariant_fields_are_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="WarmStartRecipe"):
+        WarmStartRecipe(**kwargs)

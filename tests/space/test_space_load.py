@@ -215,6 +215,14 @@ MALFORMED = [
         "training.init: expected one of ['net2net', 'net2net-noise', 'zero', 'random-pad'], got 'identity'",
     ),
     (BASE + "training: {lr: fast}\n", "training.lr: expected a number > 0, got 'fast'"),
+    (
+        BASE + "training: {shrink_scope: bn}\n",
+        "training.shrink_scope: expected one of ['all', 'scale-invariant'], got 'bn'",
+    ),
+    (
+        BASE + "training: {logit_scale: 2}\n",
+        "training.logit_scale: expected a number > 0 and <= 1, got 2",
+    ),
     (BASE + "training: {epochs: 2.5}\n", "training.epochs: expected an integer > 0, got 2.5"),
     (BASE + "training: {epochs: true}\n", "training.epochs: expected an integer > 0, got true"),
     (
