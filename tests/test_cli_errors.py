@@ -58,6 +58,12 @@ RUN_CASES = [
         "sampler",
     ),
     (
+        "unknown amp",
+        _edit("lr: 0.003", "lr: 0.003, amp: fp8"),
+        [],
+        "training.amp: expected one of ['auto', 'off', 'bf16', 'fp16']",
+    ),
+    (
         "unknown optimizer",
         _edit("lr: 0.003", "lr: 0.003, optimizer: adagrad"),
         [],

@@ -34,6 +34,7 @@ class RecordCallback(Callback):
         self.progress = progress
         self.curves: dict[str, list[float]] = {}
         self.running: set[str] = set()
+        self.warned_no_cuda = False
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(_ours(trial))
@@ -46,6 +47,12 @@ class RecordCallback(Callback):
         epoch = int(result.get("epoch", len(curve) + 1))
         del curve[epoch - 1 :]  # a restarted trial re-reports epochs
         curve.append(float(result["val_acc"]))
+        if result.get("gpu_ids") and result.get("device") == "cpu" and not self.warned_no_cuda:
+            self.warned_no_cuda = True  # once per session: every such trial records it anyway
+            self._warn(
+                f"warning: Ray gave trial {_ours(trial)} GPU {result['gpu_ids']} but CUDA is not "
+                "available in its worker; such trials train on the CPU (column 'device')"
+            )
         self._update(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -62,6 +69,15 @@ class RecordCallback(Callback):
         status = "failed" if error else trial_status(r)
         curve = self.curves.get(_ours(trial), [])
         self.store.record(trial_row(trial.config["proposal"], r, status, error, curve))
+
+    def _warn(self, message: str) -> None:
+        console = self.progress.console if self.progress is not None else None
+        if console is not None:
+            console.print(f"growsearch: {message}", style="yellow", markup=False)
+        else:
+            import logging
+
+            logging.getLogger("growsearch").warning(message)
 
     def _update(self, trials: list) -> None:
         if self.progress is not None:

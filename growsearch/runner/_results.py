@@ -15,8 +15,10 @@ from growsearch.exceptions import ConfigError
 COLUMNS = [
     "trial_id", "parent_id", "ops", "arch", "arch_summary", "params", "flops", "val_acc",
     "test_acc", "epochs", "train_seconds", "status", "error", "warm_start", "parent_acc",
-    "acc_before", "acc_start", "preserve_err", "restarts", "curve",
+    "acc_before", "acc_start", "preserve_err", "restarts", "curve", "device", "gpu_ids", "precision",
 ]  # fmt: skip
+"""``device`` (``cpu``, ``cuda``...), ``gpu_ids`` (Ray's GPU ids for the trial, comma-separated,
+empty without) and ``precision`` (``fp32``, ``bf16`` or ``fp16`` autocast): where a trial trained."""
 OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "val_acc": "maximize",
     "val_loss": "minimize",
@@ -65,6 +67,9 @@ def trial_row(
         "preserve_err": metrics.get("preserve_err"),
         "restarts": metrics.get("restarts", 0),
         "curve": json.dumps(curve),
+        "device": metrics.get("device"),
+        "gpu_ids": metrics.get("gpu_ids"),
+        "precision": metrics.get("precision"),
     }
 
 
@@ -121,6 +126,9 @@ class ResultsStore:
         self.objectives = list(objectives)
         path = trials_path(self.run_dir)
         self.df = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+        for col in COLUMNS:  # a run from an older version lacks the newer columns
+            if col not in self.df.columns:
+                self.df[col] = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             self.study = optuna.create_study(
@@ -182,6 +190,9 @@ class ResultsStore:
             "status",
             "error",
             "curve",
+            "device",
+            "gpu_ids",
+            "precision",
         ):
             df[col] = df[col].astype(object).where(df[col].notna(), None)
         df["warm_start"] = df["warm_start"].astype("boolean")

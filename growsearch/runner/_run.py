@@ -54,6 +54,10 @@ class SearchInterrupted(Exception):
         self.df = df
 
 
+class ClusterTooSmall(ConfigError):
+    """No node of the Ray cluster has the CPUs/GPUs one trial asks for: no trial could start."""
+
+
 # ---- validation before anything is written ---------------------------------------------------
 def check_address(address: str | None) -> str | None:
     """``host:port`` of a Ray cluster must answer; returns the address to use (None = local)."""
@@ -208,6 +212,45 @@ def _start_ray(address: str | None, run_dir: Path) -> bool:
     return True
 
 
+def check_cluster_resources(space: Any, address: str | None) -> str | None:
+    """With Ray up: one trial's CPUs and GPUs must fit on one alive node, else Tune would wait
+    forever for resources. Returns a note for the user (GPUs there but unused), or None.
+
+    Raises:
+        ClusterTooSmall: naming the ``resources`` key, what a trial asks and what the cluster has.
+    """
+    import ray
+
+    nodes = [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    where = "the local Ray" if address is None else f"the Ray cluster at {address}"
+    asked = {"CPU": space.resources.cpus_per_trial, "GPU": space.resources.gpus_per_trial}
+    keys = {"CPU": "resources.cpus_per_trial", "GPU": "resources.gpus_per_trial"}
+    hints = {
+        "CPU": "lower it",
+        "GPU": "lower it, or start Ray with GPUs (ray start --head --num-gpus N) and pass --address",
+    }
+    for res, want in asked.items():
+        largest = max((n.get(res, 0.0) for n in nodes), default=0.0)
+        if want > 0 and want > largest + 1e-9:
+            raise ClusterTooSmall(
+                f"{space.path}: {keys[res]}: a trial asks for {want:g} {res}, but {where} has "
+                f"{total.get(res, 0.0):g} {res} (at most {largest:g} on one node), so no trial "
+                f"could ever start; {hints[res]} (nothing was run)"
+            )
+    if not any(all(n.get(r, 0.0) + 1e-9 >= w for r, w in asked.items()) for n in nodes):
+        raise ClusterTooSmall(
+            f"{space.path}: resources: a trial asks for {asked['CPU']:g} CPU and "
+            f"{asked['GPU']:g} GPU, but no node of {where} has both (nothing was run)"
+        )
+    if asked["GPU"] == 0 and total.get("GPU", 0.0) > 0:
+        return (
+            f"note: {where} has {total['GPU']:g} GPU but resources.gpus_per_trial is 0: "
+            "trials train on the CPU"
+        )
+    return None
+
+
 # ---- the search ------------------------------------------------------------------------------
 def run_search(
     space: Any,
@@ -244,20 +287,33 @@ def run_search(
     from growsearch.controllers import make_controller
 
     make_controller(space.controller.name, space, seed=space.seed)  # its own checks, before writing
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
-        (run_dir / "space.json").write_text(json.dumps(space.to_dict(), indent=2, sort_keys=True))
-        run_info = {
-            "name": run_dir.name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "storage": storage or default_storage(run_dir),
-            "address": address,
-            "max_failures": max_failures,
-            "command": " ".join(sys.argv),
-            "sessions": 0,
-        }
-        (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
-        return _execute(space, run_dir, None, address=address, console=console, progress=progress)
+    try:
+        with run_lock(run_dir):
+            (run_dir / "space.json").write_text(
+                json.dumps(space.to_dict(), indent=2, sort_keys=True)
+            )
+            run_info = {
+                "name": run_dir.name,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "storage": storage or default_storage(run_dir),
+                "address": address,
+                "max_failures": max_failures,
+                "command": " ".join(sys.argv),
+                "sessions": 0,
+            }
+            (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+            return _execute(
+                space, run_dir, None, address=address, console=console, progress=progress
+            )
+    except ClusterTooSmall:
+        # found once Ray was up, before any trial: leave no half-made run behind (the folder
+        # was absent or empty before this call)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if not created:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        raise
 
 
 def resume_search(
@@ -301,8 +357,6 @@ def _execute(
     from growsearch.runner._trainable import train_trial
 
     run_info = json.loads((run_dir / "run.json").read_text())
-    run_info["sessions"] = int(run_info.get("sessions", 0)) + 1
-    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     settings = {**space.to_dict(), "run_dir": str(run_dir)}
     store = ResultsStore(
         run_dir, run_info.get("storage"), study_name=run_dir.name, objectives=list(space.objectives)
@@ -338,6 +392,18 @@ def _execute(
         export_best(run_dir, df)
         return df
     owns_ray = _start_ray(address, run_dir)
+    try:
+        note = check_cluster_resources(space, address)
+    except ClusterTooSmall:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+        raise
+    if note is not None:
+        console.print(f"growsearch: {note}", style="yellow", markup=False)
+    run_info["sessions"] = int(run_info.get("sessions", 0)) + 1
+    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     started = time.monotonic()
     try:
         with Progress(console, trials=space.budget.trials, time_s=time_s, enabled=progress) as bar:

@@ -7,6 +7,7 @@ Runs in a Ray worker process. Everything it needs arrives in the trial config: t
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import tempfile
 import time
@@ -23,9 +24,18 @@ from growsearch.data import Dataset, load_dataset
 from growsearch.exceptions import GrowsearchError
 from growsearch.morph import apply_ops, perturb_student, student_train_overrides
 from growsearch.space import TrainingConfig as TrainingConfig_
-from growsearch.train import TrainConfig, evaluate, pick_device, train
+from growsearch.train import (
+    TrainConfig,
+    evaluate,
+    pick_device,
+    precision_name,
+    precision_plan,
+    train,
+)
 
 PROBE_SIZE = 256
+log = logging.getLogger("growsearch")
+_warned_no_cuda = False
 
 
 @functools.lru_cache(maxsize=4)
@@ -39,6 +49,34 @@ def models_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "models"
 
 
+def trial_device(requested: str, gpu_ids: list[Any]) -> tuple[torch.device, str | None]:
+    """The device a trial trains on, and a warning when Ray gave it GPUs it cannot use.
+
+    ``"auto"`` means the GPU Ray assigned to the trial (``resources.gpus_per_trial > 0``), else
+    the CPU: a trial never uses a GPU that Ray did not reserve for it. Ray's GPUs are logical: a
+    cluster may declare GPUs (``ray start --num-gpus``) that this worker's torch cannot reach
+    (a CPU-only build, no driver); then ``"auto"`` trains on the CPU and returns a warning. An
+    explicit device is used as given (``"cuda"`` without CUDA is an error).
+    """
+    if requested != "auto":
+        return pick_device(requested), None
+    if not gpu_ids:
+        return torch.device("cpu"), None
+    if torch.cuda.is_available():
+        return torch.device("cuda"), None  # Ray's CUDA_VISIBLE_DEVICES: the assigned GPU(s)
+    return torch.device("cpu"), (
+        f"Ray gave this trial GPU {','.join(str(g) for g in gpu_ids)} but CUDA is not available "
+        f"in the worker (torch {torch.__version__}); training on the CPU"
+    )
+
+
+def _warn_once(message: str) -> None:
+    global _warned_no_cuda
+    if not _warned_no_cuda:
+        _warned_no_cuda = True
+        log.warning("growsearch: %s", message)
+
+
 def train_trial(config: dict[str, Any]) -> None:
     """The function trainable registered with Ray Tune."""
     from ray import tune  # imported here: the rest of the module is usable without Ray
@@ -50,7 +88,12 @@ def train_trial(config: dict[str, Any]) -> None:
     ds = settings["dataset"]
     data = _dataset(ds["name"], ds.get("root"), proposal.arch.family == "mlp")  # custom: as is
     training = settings["training"]
-    device = pick_device(training.get("device", "auto"))
+    gpu_ids = list(_ray_gpu_ids())
+    device, warning = trial_device(training.get("device", "auto"), gpu_ids)
+    if warning is not None:
+        _warn_once(warning)  # in the worker's log; the driver warns on its console (RecordCallback)
+    amp = training.get("amp", "auto")
+    bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else True
     seed = int(settings["seed"]) * 100_003 + int(config.get("index", 0))
     spec = proposal.arch
     warm = bool(settings["warm_start"]) and proposal.parent_id is not None
@@ -60,6 +103,12 @@ def train_trial(config: dict[str, Any]) -> None:
         "parent_acc": None,
         "acc_before": None,
         "preserve_err": None,
+    }
+    # where it ran (recorded in meta.json and trials.parquet): the device, Ray's GPU ids, precision
+    placement = {
+        "device": str(device),
+        "gpu_ids": ",".join(str(g) for g in gpu_ids),
+        "precision": precision_name(precision_plan(amp, device.type, bf16)[0]),
     }
 
     resumed = tune.get_checkpoint()
@@ -75,7 +124,7 @@ def train_trial(config: dict[str, Any]) -> None:
         model = ck.model(device).train()
         optimizer_state = ck.optimizer_state
         start_epoch = int(ck.meta.get("epoch", 0))
-        info.update(ck.meta.get("info", {}))
+        info.update({k: v for k, v in ck.meta.get("info", {}).items() if k not in placement})
         info["restarts"] = int(info.get("restarts") or 0) + 1
     elif warm:
         parent = load_checkpoint(models_dir(settings["run_dir"]) / str(proposal.parent_id))
@@ -121,7 +170,7 @@ def train_trial(config: dict[str, Any]) -> None:
         optimizer=training.get("optimizer", "adam"), weight_decay=float(training.get("weight_decay", 0.0)),
         warmup_steps=warmup, label_smoothing=float(training.get("label_smoothing", 0.0)),
         schedule=training.get("schedule", "cosine"), grad_clip=training.get("grad_clip"),
-        device=str(device), seed=seed + start_epoch,
+        device=str(device), amp=amp, seed=seed + start_epoch,
     )  # fmt: skip
     cost = config.get("cost") or {}  # computed by the searcher in the driver (see its _cost)
     params = int(cost.get("params") or count_params(model))
@@ -145,6 +194,7 @@ def train_trial(config: dict[str, Any]) -> None:
             "train_loss": res.train_loss,
             "params": params, "flops": flops, "train_seconds": seconds, "first_step_unix": first_step_unix,
             **{k: v for k, v in info.items() if v is not None and k != "train_seconds"},
+            **placement, "ended_unix": time.time(),
         }  # fmt: skip
         # The test set is for reporting, not selection: evaluate it once, at the end — or every
         # epoch when a scheduler may stop the trial at any epoch (~7% of a small trial's time).
@@ -155,7 +205,7 @@ def train_trial(config: dict[str, Any]) -> None:
             "epoch": epoch,
             "metrics": metrics,
             "pid": os.getpid(),  # which worker process wrote it (tools, fault-injection tests)
-            "info": {**info, "train_seconds": seconds},
+            "info": {**info, "train_seconds": seconds, **placement},
         }
         save_checkpoint(
             models_dir(settings["run_dir"]) / proposal.trial_id, spec, model,
@@ -170,9 +220,16 @@ def train_trial(config: dict[str, Any]) -> None:
     train(model, data, cfg, optimizer_state=optimizer_state, on_epoch=on_epoch)
 
 
+def _ray_gpu_ids() -> list[Any]:
+    """The GPU ids Ray assigned to this trial (empty without GPUs or outside Ray)."""
+    import ray
+
+    return list(ray.get_gpu_ids()) if ray.is_initialized() else []
+
+
 def read_parent(run_dir: str | Path, trial_id: str) -> Checkpoint:
     """The latest checkpoint of a trial in a run (for tools and tests)."""
     return load_checkpoint(models_dir(run_dir) / trial_id)
 
 
-__all__ = ["models_dir", "read_parent", "train_trial"]
+__all__ = ["models_dir", "read_parent", "train_trial", "trial_device"]
