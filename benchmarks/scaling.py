@@ -18,6 +18,13 @@ reported apart.
 
     .venv/bin/python benchmarks/scaling.py            # full: 8 trials, 2 repeats per arm
     .venv/bin/python benchmarks/scaling.py --quick    # smoke: 3 trials of 2 epochs, 1 repeat
+
+On a GPU machine: ``--gpus-per-trial 0.5`` (fractional: two trials share a GPU; sets
+``resources.gpus_per_trial``), ``--device cuda`` (fail unless every trial really trained on CUDA,
+as recorded in its ``device`` column), ``--amp bf16|fp16|off|auto`` (``training.amp``) and
+``--ray-gpus N`` (GPUs the local Ray declares; default: what Ray detects). The cluster arm is
+skipped when trials ask for GPUs. A CPU-only smoke test of the GPU path (logical GPUs, trials fall
+back to the CPU): ``--quick --arms local-c2 --ray-gpus 1 --gpus-per-trial 0.5 --device cpu``.
 """
 
 from __future__ import annotations
@@ -77,7 +84,8 @@ def _start_cluster(work: Path, env: dict) -> float:
     return seconds
 
 
-def run_arm(arm: str, trials: int, epochs: int, out_json: Path) -> None:
+def run_arm(arm: str, trials: int, epochs: int, out_json: Path, gpu: dict | None = None) -> None:
+    gpu = gpu or {}
     work = Path(tempfile.mkdtemp(prefix=f"gs-scaling-{arm}-"))
     info: dict = {"arm": arm}
     cluster = arm.startswith("cluster")
@@ -102,20 +110,23 @@ def run_arm(arm: str, trials: int, epochs: int, out_json: Path) -> None:
         from growsearch.space import load_space
 
         concurrency = 1 if arm.endswith("c1") else 2
-        space = load_space(
-            SPACE,
-            {"budget.trials": trials, "training.epochs": epochs, "training.seed_epochs": epochs,
-             "resources.concurrency": concurrency},
-        )  # fmt: skip
+        overrides = {"budget.trials": trials, "training.epochs": epochs,
+                     "training.seed_epochs": epochs, "resources.concurrency": concurrency,
+                     "resources.gpus_per_trial": gpu.get("gpus_per_trial", 0.0)}  # fmt: skip
+        if gpu.get("amp"):
+            overrides["training.amp"] = gpu["amp"]
+        space = load_space(SPACE, overrides)
         kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         t0 = time.perf_counter()
         if cluster:
             ray.init(address=f"127.0.0.1:{PORT}", **kwargs)
         else:
-            ray.init(num_cpus=2, **kwargs)
+            ray_gpus = gpu.get("ray_gpus")
+            ray.init(num_cpus=2, **({} if ray_gpus is None else {"num_gpus": ray_gpus}), **kwargs)
         info["ray_start_s"] = time.perf_counter() - t0
         info["nodes"] = sum(1 for n in ray.nodes() if n["Alive"])
         info["cpus"] = ray.cluster_resources().get("CPU", 0)
+        info["gpus"] = ray.cluster_resources().get("GPU", 0)
         t0 = time.perf_counter()
         df = run_search(space, work / "run", progress=False)
         info["search_s"] = time.perf_counter() - t0
@@ -128,6 +139,12 @@ def run_arm(arm: str, trials: int, epochs: int, out_json: Path) -> None:
         seed = df[df["parent_id"].isna()]
         info["seed_train_seconds"] = float(seed["train_seconds"].sum())
         info["concurrency"] = concurrency
+        info["gpus_per_trial"] = float(space.resources.gpus_per_trial)
+        info["device"] = ",".join(sorted(set(df["device"].dropna().astype(str))))
+        info["precision"] = ",".join(sorted(set(df["precision"].dropna().astype(str))))
+        want = gpu.get("device", "auto")
+        if want != "auto" and info["device"] != want:
+            raise SystemExit(f"--device {want}: the trials trained on {info['device'] or '?'}")
     finally:
         if cluster:
             for pid in _same_netns_pids():  # only our namespace's processes: our cluster
@@ -152,6 +169,18 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--out", default=str(ROOT / "results" / "scaling"))
     ap.add_argument("--no-wait", action="store_true", help="do not wait for net2net_replication")
+    ap.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="resources.gpus_per_trial (0.5: 2 per GPU)",
+    )
+    ap.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto",
+        help="require every trial to have trained on this device (recorded per trial)",
+    )  # fmt: skip
+    ap.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), help="training.amp")
+    ap.add_argument("--ray-gpus", type=float, help="GPUs the local Ray declares (default: detect)")
     ap.add_argument("--_arm", help=argparse.SUPPRESS)
     ap.add_argument("--_json", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -159,8 +188,10 @@ def main() -> None:
         args.trials, args.epochs, args.repeats = 3, 2, 1
         if args.out == str(ROOT / "results" / "scaling"):
             args.out = str(ROOT / "results" / "scaling_quick")
+    gpu = {"gpus_per_trial": args.gpus_per_trial, "device": args.device, "amp": args.amp,
+           "ray_gpus": args.ray_gpus}  # fmt: skip
     if args._arm:
-        run_arm(args._arm, args.trials, args.epochs, Path(args._json))
+        run_arm(args._arm, args.trials, args.epochs, Path(args._json), gpu)
         return
     command = (
         "cd "
@@ -171,6 +202,9 @@ def main() -> None:
     arms = [a for a in args.arms.split(",") if a]
     if "cluster-c2" in arms and (os.geteuid() != 0 or not Path("/usr/bin/unshare").exists()):
         print("[scaling] no root or no unshare: the cluster arm is skipped", flush=True)
+        arms.remove("cluster-c2")
+    if "cluster-c2" in arms and args.gpus_per_trial > 0:
+        print("[scaling] trials ask for GPUs: the loopback cluster arm is skipped", flush=True)
         arms.remove("cluster-c2")
     idle = (
         {"waited_s": 0.0, "idle_cores_at_start": float("nan")}
@@ -189,7 +223,12 @@ def main() -> None:
             print(f"[scaling] repeat {r + 1}/{args.repeats}: {arm}", flush=True)
             out_json = tmp / f"{arm}-{r}.json"
             cmd = [sys.executable, __file__, "--_arm", arm, "--_json", str(out_json),
-                   "--trials", str(args.trials), "--epochs", str(args.epochs)]  # fmt: skip
+                   "--trials", str(args.trials), "--epochs", str(args.epochs),
+                   "--gpus-per-trial", str(args.gpus_per_trial), "--device", args.device]  # fmt: skip
+            if args.amp:
+                cmd += ["--amp", args.amp]
+            if args.ray_gpus is not None:
+                cmd += ["--ray-gpus", str(args.ray_gpus)]
             if arm.startswith("cluster"):
                 cmd = ["unshare", "-n", *cmd]
             env = {**os.environ, "GS_BENCH_PARENT_NETNS": os.readlink("/proc/self/ns/net")}
@@ -227,7 +266,9 @@ def main() -> None:
         "",
         f"Search: `{os.path.relpath(SPACE, ROOT)}` — aging evolution with warm start, {args.trials} "
         f"trials of {args.epochs} epochs each (MNIST-1D, 1-D CNN from [[32],[64]], widths ≤ 96), "
-        f"1 CPU per trial. Machine: {os.cpu_count()} CPU cores. {args.repeats} repeat(s) per arm, "
+        f"1 CPU and {args.gpus_per_trial:g} GPU per trial (trials trained on "
+        f"{', '.join(sorted(set(df['device'].astype(str))))}, precision "
+        f"{', '.join(sorted(set(df['precision'].astype(str))))}). Machine: {os.cpu_count()} CPU cores. {args.repeats} repeat(s) per arm, "
         f"each arm a fresh process, arms in a rotating order; medians. Waited {idle['waited_s']:.0f} s "
         f"for other work to end; other processes used {foreign['foreign_cores']:.2f} cores on "
         f"average during the run ({foreign['foreign_top'] or 'nothing notable'}). `search s` is the wall time of `run_search` with Ray already "
