@@ -22,20 +22,14 @@ import growsearch
 from growsearch.cli import main
 from growsearch.exceptions import ConfigError
 from growsearch.runner._trainable import trial_device
+from tests.fixtures.spaces import tiny_space
 
-SPACE = """
-name: gpu
-seed: 0
-dataset: {name: digits}
-seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}
-mutations:
-  widen: {factors: [1.5, 2.0], max_width: 64}
-  deepen: {max_layers_per_stage: 3}
-controller: {name: evolution, population: 4, sample: 2}
-training: {epochs: 4, seed_epochs: 1, batch_size: 32, lr: 0.003, amp: bf16}
-budget: {trials: 3}
-resources: {cpus_per_trial: 1, gpus_per_trial: 0.5, concurrency: 2}
-"""
+SPACE = tiny_space(
+    trials=3,
+    name="gpu",
+    training="{epochs: 4, seed_epochs: 1, batch_size: 32, lr: 0.003, amp: bf16}",
+    resources="{cpus_per_trial: 1, gpus_per_trial: 0.5, concurrency: 2}",
+)
 
 
 # ---- the device rule (no Ray) ------------------------------------------------------------------

@@ -17,22 +17,11 @@ from growsearch.exceptions import ConfigError
 from growsearch.runner import COLUMNS
 from growsearch.space import load_space
 from growsearch.train import evaluate
+from tests.fixtures.spaces import tiny_space
 
 pytestmark = pytest.mark.slow
 
-SPACE = """
-name: tiny
-seed: 0
-dataset: {name: digits}
-seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}
-mutations:
-  widen: {factors: [1.5, 2.0], max_width: 64}
-  deepen: {max_layers_per_stage: 3}
-controller: {name: evolution, population: 4, sample: 2}
-training: {epochs: 2, seed_epochs: 3, batch_size: 64, lr: 0.003}
-budget: {trials: 5}
-resources: {cpus_per_trial: 1, concurrency: 2}
-"""
+SPACE = tiny_space(trials=5)
 
 
 @pytest.fixture(scope="module")
