@@ -88,6 +88,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "logit_scale": 0.09,
     },
     "SI 0.3, T 1 (no temperature)": {"shrink": 0.3, "shrink_scope": "scale-invariant"},
+    "SI 0.3, T 0.03": {"shrink": 0.3, "shrink_scope": "scale-invariant", "logit_scale": 0.03},
+    "SI 0.1, T 0.03": {"shrink": 0.1, "shrink_scope": "scale-invariant", "logit_scale": 0.03},
     "zero init, SI 0.3, T 0.09": {
         "init": "zero",
         "shrink": 0.3,
