@@ -2,7 +2,7 @@
 less training compute than the same search from scratch?
 
 Same search space, same budget of cumulative training epochs (``budget.epochs``), per dataset
-(MNIST-1D and scikit-learn digits), for every arm and seed:
+(MNIST-1D, scikit-learn digits and MNIST 5k), for every arm and seed:
 
     evolution warm | evolution scratch | hillclimb warm | hillclimb scratch |
     optuna (TPE) warm | optuna (TPE) scratch | random scratch
@@ -46,7 +46,7 @@ ARMS = {  # name: (controller, warm_start)
     "random scratch": ("random", False),
 }
 REFERENCE = "evolution scratch"
-BUDGETS = {"mnist1d": 200, "digits": 200}  # cumulative training epochs per search
+BUDGETS = {"mnist1d": 200, "digits": 200, "mnist5k": 60}  # cumulative training epochs per search
 COLORS = {
     "evolution warm": "#c0392b", "evolution scratch": "#e6a19a",
     "hillclimb warm": "#1f5fa8", "hillclimb scratch": "#93b6de",
@@ -181,7 +181,9 @@ def summarise(
         "",
         f"Command: `{command}`",
         "",
-        "Spaces: `benchmarks/search_spaces/efficiency_{mnist1d,digits}.yaml`; budgets "
+        "Spaces: `benchmarks/search_spaces/efficiency_{"
+        + ",".join(budgets)
+        + "}.yaml`; budgets "
         + ", ".join(f"{k}: {v} cumulative training epochs" for k, v in budgets.items())
         + f"; seeds {seeds}; concurrency 2 on a {os.cpu_count()}-core machine; total wall "
         f"{wall / 60:.1f} min (waited {waited:.0f} s for other benchmarks first). Warm-start recipe: "
@@ -283,11 +285,12 @@ def summarise(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke: digits, 3 arms, 1 seed, 40 epochs")
-    ap.add_argument("--datasets", default="mnist1d,digits")
+    ap.add_argument("--datasets", default="mnist1d,mnist5k", help="of mnist1d, digits, mnist5k")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budget-mnist1d", type=int, default=BUDGETS["mnist1d"])
     ap.add_argument("--budget-digits", type=int, default=BUDGETS["digits"])
+    ap.add_argument("--budget-mnist5k", type=int, default=BUDGETS["mnist5k"])
     ap.add_argument("--out", default=str(ROOT / "results" / "search_efficiency"))
     ap.add_argument("--no-wait", action="store_true", help="do not wait for net2net_replication")
     ap.add_argument("--from-csv", help="only redo the table and figure from a per-trial CSV")
@@ -308,7 +311,11 @@ def main() -> None:
     datasets = [d for d in args.datasets.split(",") if d]
     arms = [a for a in args.arms.split(",") if a]
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    budgets = {"mnist1d": args.budget_mnist1d, "digits": args.budget_digits}
+    budgets = {
+        "mnist1d": args.budget_mnist1d,
+        "digits": args.budget_digits,
+        "mnist5k": args.budget_mnist5k,
+    }
     budgets = {d: budgets[d] for d in datasets}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
