@@ -45,12 +45,23 @@ ARMS = {  # name: (controller, warm_start)
     "optuna scratch": ("optuna", False),
     "random scratch": ("random", False),
 }
+# Diagnostic arms (not in the default set): the same search with the earlier whole-network
+# shrink (every parameter x 0.3) instead of the default scale-invariant shrink + logit temperature.
+OLD_RECIPE = {"training.shrink_scope": "all", "training.logit_scale": 1.0}
+EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
+    "evolution warm (shrink all)": ("evolution", True, OLD_RECIPE),
+    "optuna warm (shrink all)": ("optuna", True, OLD_RECIPE),
+    # new units with fresh incoming / zero outgoing weights instead of net2net's copies
+    "evolution warm (zero init)": ("evolution", True, {"training.init": "zero"}),
+}
 REFERENCE = "evolution scratch"
 BUDGETS = {"mnist1d": 200, "digits": 200, "mnist5k": 60}  # cumulative training epochs per search
 COLORS = {
     "evolution warm": "#c0392b", "evolution scratch": "#e6a19a",
     "hillclimb warm": "#1f5fa8", "hillclimb scratch": "#93b6de",
     "optuna warm": "#2e8b3e", "optuna scratch": "#9fd3a8", "random scratch": "#777777",
+    "evolution warm (shrink all)": "#7d3c98", "optuna warm (shrink all)": "#b9770e",
+    "evolution warm (zero init)": "#17a589",
 }  # fmt: skip
 
 
@@ -59,10 +70,16 @@ def run_one(dataset: str, arm: str, seed: int, budget: int, work: Path, attempt:
     from growsearch.runner._run import run_search
     from growsearch.space import load_space
 
-    controller, warm = ARMS[arm]
+    controller, warm, extra = (*ARMS[arm], {}) if arm in ARMS else EXTRA_ARMS[arm]
     space = load_space(
         SPACES / f"efficiency_{dataset}.yaml",
-        {"controller.name": controller, "warm_start": warm, "seed": seed, "budget.epochs": budget},
+        {
+            "controller.name": controller,
+            "warm_start": warm,
+            "seed": seed,
+            "budget.epochs": budget,
+            **extra,
+        },
     )
     run_dir = work / f"{dataset}-{arm.replace(' ', '_')}-s{seed}-a{attempt}"
     t0 = time.perf_counter()
@@ -310,6 +327,9 @@ def main() -> None:
     )
     datasets = [d for d in args.datasets.split(",") if d]
     arms = [a for a in args.arms.split(",") if a]
+    unknown = [a for a in arms if a not in ARMS and a not in EXTRA_ARMS]
+    if unknown:
+        raise SystemExit(f"--arms: unknown {unknown}; known: {[*ARMS, *EXTRA_ARMS]}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
     budgets = {
         "mnist1d": args.budget_mnist1d,
