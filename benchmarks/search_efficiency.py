@@ -51,6 +51,7 @@ OLD_RECIPE = {"training.shrink_scope": "all", "training.logit_scale": 1.0}
 EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (shrink all)": ("evolution", True, OLD_RECIPE),
     "optuna warm (shrink all)": ("optuna", True, OLD_RECIPE),
+    "hillclimb warm (shrink all)": ("hillclimb", True, OLD_RECIPE),
     # new units with fresh incoming / zero outgoing weights instead of net2net's copies
     "evolution warm (zero init)": ("evolution", True, {"training.init": "zero"}),
 }
@@ -61,7 +62,7 @@ COLORS = {
     "hillclimb warm": "#1f5fa8", "hillclimb scratch": "#93b6de",
     "optuna warm": "#2e8b3e", "optuna scratch": "#9fd3a8", "random scratch": "#777777",
     "evolution warm (shrink all)": "#7d3c98", "optuna warm (shrink all)": "#b9770e",
-    "evolution warm (zero init)": "#17a589",
+    "evolution warm (zero init)": "#17a589", "hillclimb warm (shrink all)": "#5d6d7e",
 }  # fmt: skip
 
 
