@@ -103,7 +103,7 @@ for _name, _fields in VARIANTS.items():
     if _name != "default" and "shrink_scope" not in _fields:
         _fields.setdefault("shrink_scope", "all")
         _fields.setdefault("logit_scale", 1.0)
-VARIANTS["old default (all x 0.3)"] = {"shrink": 0.3, "shrink_scope": "all", "logit_scale": 1.0}
+VARIANTS["whole-network shrink 0.3"] = {"shrink": 0.3, "shrink_scope": "all", "logit_scale": 1.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
