@@ -54,7 +54,7 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "hillclimb warm (shrink all)": ("hillclimb", True, OLD_RECIPE),
     # new units with fresh incoming / zero outgoing weights instead of net2net's copies
     "evolution warm (zero init)": ("evolution", True, {"training.init": "zero"}),
-    "evolution warm (zero init, shrink all)": (
+    "evolution warm (zero init + shrink all)": (
         "evolution",
         True,
         {"training.init": "zero", **OLD_RECIPE},
@@ -68,7 +68,7 @@ COLORS = {
     "optuna warm": "#2e8b3e", "optuna scratch": "#9fd3a8", "random scratch": "#777777",
     "evolution warm (shrink all)": "#7d3c98", "optuna warm (shrink all)": "#b9770e",
     "evolution warm (zero init)": "#17a589", "hillclimb warm (shrink all)": "#5d6d7e",
-    "evolution warm (zero init, shrink all)": "#e67e22",
+    "evolution warm (zero init + shrink all)": "#e67e22",
 }  # fmt: skip
 
 
