@@ -14,6 +14,7 @@ search and the benchmark (``benchmarks/net2net_replication.py``) apply exactly t
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from torch import fx, nn
 
 from growsearch.arch import ArchSpec, Op, build
 from growsearch.exceptions import MorphError
+from growsearch.morph._graph import trace
 from growsearch.morph._inits import INITS
 from growsearch.morph._spec_ops import apply_ops
 
@@ -224,12 +226,6 @@ def perturb_student(
     return child
 
 
-def _graph(model: nn.Module) -> fx.GraphModule:
-    from growsearch.morph._graph import trace
-
-    return trace(model)
-
-
 @torch.no_grad()
 def shrink_scale_invariant(model: nn.Module, factor: float) -> list[str]:
     """Multiply by ``factor`` every Linear/Conv whose only reader is a BatchNorm; in place.
@@ -241,11 +237,8 @@ def shrink_scale_invariant(model: nn.Module, factor: float) -> list[str]:
     Returns:
         The names of the shrunk layers.
     """
-    gm = _graph(model)
-    calls: dict[str, int] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    gm = trace(model)
+    calls = Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_module")
     shrunk: list[str] = []
     for node in gm.graph.nodes:
         if node.op != "call_module" or calls[str(node.target)] != 1:
@@ -275,7 +268,7 @@ def output_layer(model: nn.Module) -> nn.Module:
     Raises:
         MorphError: The output is not produced directly by such a module.
     """
-    gm = _graph(model)
+    gm = trace(model)
     out = next(n for n in gm.graph.nodes if n.op == "output")
     src = out.args[0]
     if isinstance(src, fx.Node) and src.op == "call_module":

@@ -15,23 +15,17 @@ import pandas as pd
 import pytest
 
 from growsearch.runner._run import _uses_session
+from tests.fixtures.spaces import tiny_space
 
 pytestmark = pytest.mark.slow
 
 TRIALS = 8
-SPACE = f"""
-name: resumable
-seed: 1
-dataset: {{name: digits}}
-seed_model: {{family: cnn, stages: [[8], [16]], kernel_size: 3}}
-mutations:
-  widen: {{factors: [1.5, 2.0], max_width: 64}}
-  deepen: {{max_layers_per_stage: 3}}
-controller: {{name: evolution, population: 4, sample: 2}}
-training: {{epochs: 3, seed_epochs: 3, batch_size: 64, lr: 0.003}}
-budget: {{trials: {TRIALS}}}
-resources: {{cpus_per_trial: 1, concurrency: 2}}
-"""
+SPACE = tiny_space(
+    trials=TRIALS,
+    name="resumable",
+    seed=1,
+    training="{epochs: 3, seed_epochs: 3, batch_size: 64, lr: 0.003}",
+)
 CLI = [sys.executable, "-m", "growsearch.cli"]
 
 
