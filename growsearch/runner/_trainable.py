@@ -111,6 +111,7 @@ def train_trial(config: dict[str, Any]) -> None:
         "precision": precision_name(precision_plan(amp, device.type, bf16)[0]),
     }
 
+    node_id = _ray_node_id()
     resumed = tune.get_checkpoint()
     own = models_dir(settings["run_dir"]) / proposal.trial_id
     start_epoch, optimizer_state = 0, None
@@ -205,6 +206,7 @@ def train_trial(config: dict[str, Any]) -> None:
             "epoch": epoch,
             "metrics": metrics,
             "pid": os.getpid(),  # which worker process wrote it (tools, fault-injection tests)
+            "node_id": node_id,  # which Ray node ran it (multi-node clusters)
             "info": {**info, "train_seconds": seconds, **placement},
         }
         save_checkpoint(
@@ -218,6 +220,13 @@ def train_trial(config: dict[str, Any]) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(path)))
 
     train(model, data, cfg, optimizer_state=optimizer_state, on_epoch=on_epoch)
+
+
+def _ray_node_id() -> str | None:
+    """The id of the Ray node this trial runs on (None outside Ray)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else None
 
 
 def _ray_gpu_ids() -> list[Any]:

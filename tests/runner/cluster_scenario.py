@@ -89,13 +89,29 @@ def cmdline(pid: int) -> bytes:
         return b""
 
 
+NODES = """
+import json, ray
+ray.init(address="127.0.0.1:{port}", logging_level="ERROR", log_to_driver=False)
+print(json.dumps([{{"id": n["NodeID"], "alive": n["Alive"], "port": n["NodeManagerPort"]}} for n in ray.nodes()]))
+"""
+
+
+def nodes(env: dict) -> list[dict]:
+    """The cluster's nodes as the GCS sees them (id, alive, node-manager port)."""
+    done = sh([sys.executable, "-c", NODES.format(port=PORT)], env=env)
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return [{"error": done.stderr[-500:]}]
+
+
 def main(work: Path) -> None:
     # Inside this namespace only loopback exists, so a multi-node Ray can only be reached from
     # this machine; RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 would refuse the second node. A token of
     # our own keeps auth on without racing other Rays on this machine over ~/.ray/auth_token.
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-           "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
+           "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "10",
            "RAY_health_check_initial_delay_ms": "1000"}  # fmt: skip
     os.environ.update(env)
     report: dict = {"steps": []}
@@ -117,6 +133,15 @@ def main(work: Path) -> None:
             if b"raylet" in cmdline(p)
         ]
         report["worker_raylet"] = worker_raylet
+        # the worker node must be registered and alive before the search starts
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            report["nodes_before"] = nodes(env)
+            alive = [n for n in report["nodes_before"] if n.get("alive") and n.get("port") == WORKER_NM_PORT]
+            if alive:
+                break
+            time.sleep(1)
+        worker_node = alive[0]["id"] if alive else None
         # 1. kill the worker node in the middle of a trial
         (work / "a.yaml").write_text(SPACE.format(name="cluster_a", trials=4))
         log_a = open(work / "a.log", "w")
@@ -134,7 +159,8 @@ def main(work: Path) -> None:
                 except (OSError, ValueError):
                     continue
                 planned = meta["metrics"]["epochs_planned"]
-                if meta.get("pid") in under and 2 <= meta["epoch"] <= planned - 3:
+                on_worker = meta.get("pid") in under or (worker_node and meta.get("node_id") == worker_node)
+                if on_worker and 2 <= meta["epoch"] <= planned - 3:
                     mid_trial.append(meta["trial_id"])
             if mid_trial:  # a trial on the worker node has checkpointed and has epochs to go
                 victims = [worker_raylet[0], *children(worker_raylet[0])]
@@ -148,6 +174,12 @@ def main(work: Path) -> None:
             time.sleep(0.2)
         report["killed"] = killed_during
         report["search_a_rc"] = search.wait(timeout=600)
+        if killed_during is None:  # say why: where each trial ran, and whether the node was alive
+            report["nodes_after"] = nodes(env)
+            report["trial_nodes"] = {
+                f.parent.name: json.loads(f.read_text()).get("node_id")
+                for f in (work / "runs" / "cluster_a" / "models").glob("t*/meta.json")
+            }
         # 2. kill -9 the driver of a second search, then resume it on the same cluster
         (work / "b.yaml").write_text(SPACE.format(name="cluster_b", trials=4))
         search = subprocess.Popen([*cli, "run", str(work / "b.yaml"), "--results-dir", str(work / "runs"),
