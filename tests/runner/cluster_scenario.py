@@ -137,7 +137,11 @@ def main(work: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             report["nodes_before"] = nodes(env)
-            alive = [n for n in report["nodes_before"] if n.get("alive") and n.get("port") == WORKER_NM_PORT]
+            alive = [
+                n
+                for n in report["nodes_before"]
+                if n.get("alive") and n.get("port") == WORKER_NM_PORT
+            ]
             if alive:
                 break
             time.sleep(1)
@@ -159,7 +163,9 @@ def main(work: Path) -> None:
                 except (OSError, ValueError):
                     continue
                 planned = meta["metrics"]["epochs_planned"]
-                on_worker = meta.get("pid") in under or (worker_node and meta.get("node_id") == worker_node)
+                on_worker = meta.get("pid") in under or (
+                    worker_node and meta.get("node_id") == worker_node
+                )
                 if on_worker and 2 <= meta["epoch"] <= planned - 3:
                     mid_trial.append(meta["trial_id"])
             if mid_trial:  # a trial on the worker node has checkpointed and has epochs to go
