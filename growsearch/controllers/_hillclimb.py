@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from growsearch.controllers._base import Proposal, TrialResult
-from growsearch.controllers._growth import GrowthController, _best
+from growsearch.controllers._growth import GrowthController, _best, by_accuracy
 from growsearch.controllers._registry import register_controller
 from growsearch.space import Section
 from growsearch.space._fields import integer
@@ -27,7 +27,12 @@ class HillclimbOptions(Section):
 class Hillclimb(GrowthController):
     """Rounds of ``neighbours`` children of the current architecture; when every child of a
     round has ended, the best of (current, children) becomes current. It waits (None) while a
-    round's children are all proposed but not all ended."""
+    round's children are all proposed but not all ended.
+
+    When the current architecture cannot grow any more (it is at the space's limits), the climb
+    restarts from the best trial that still can, instead of ending the search with budget left;
+    it ends only when no successful trial can grow.
+    """
 
     Options = HillclimbOptions
 
@@ -37,6 +42,7 @@ class Hillclimb(GrowthController):
         self.round: list[str] = []  # children proposed in this round
         self.round_full = False  # no more children this round (enough, or none can grow)
         self.rounds = 0
+        self.restarts = 0  # climbs restarted from another trial (the current one could not grow)
 
     def _propose(self, trial_id: str) -> Proposal | None:
         if self.current is None:
@@ -44,6 +50,12 @@ class Hillclimb(GrowthController):
         if self.round_full:
             return None
         proposal = self._grow(trial_id, self.results[self.current])
+        if proposal is None and not self.round:
+            # a dead end with no round in flight: climb on from the best trial that can grow
+            proposal = self._grow_any(trial_id, by_accuracy(self.successes()))
+            if proposal is not None:
+                self.current = proposal.parent_id
+                self.restarts += 1
         if proposal is None:
             self.round_full = True
             self._maybe_close_round()
@@ -73,6 +85,7 @@ class Hillclimb(GrowthController):
             "round": list(self.round),
             "round_full": self.round_full,
             "rounds": self.rounds,
+            "restarts": self.restarts,
         }
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
@@ -80,3 +93,4 @@ class Hillclimb(GrowthController):
         self.round = list(state["round"])
         self.round_full = bool(state["round_full"])
         self.rounds = int(state["rounds"])
+        self.restarts = int(state.get("restarts", 0))  # absent in states saved before it existed

@@ -186,3 +186,28 @@ def test_optuna_prunes_points_beyond_the_limits(tmp_path) -> None:
     cluster.run(controller, 10)
     assert all(space.mutations.params(p.arch) <= 3000 for p in cluster.proposals)
     assert any(t.state.name == "PRUNED" for t in controller._study.trials)
+
+
+def test_hillclimb_restarts_from_the_best_trial_that_can_still_grow(
+    spaces: dict[str, SearchSpace],
+) -> None:
+    """At the space's limits the climb goes on from another trial instead of ending the search
+    with budget left (NASH's hill climbing would stop; a search with a budget should not)."""
+    space = spaces["cnn"]  # the objective grows with params: the climb runs into max_params
+    controller = make_controller("hillclimb", space, seed=0, options={"neighbours": 2})
+    assert isinstance(controller, Hillclimb)
+    cluster = Cluster(space, concurrency=2)
+    cluster.run(controller, 80)
+    assert controller.restarts >= 1
+    restarted = [p for p in cluster.proposals[1:] if p.parent_id is not None]
+    assert len({p.parent_id for p in restarted}) > 3
+    if controller.is_exhausted():  # it may end only when no successful trial can grow
+        for r in controller.successes():
+            assert space.mutations.random_child(r.arch, random.Random(0)) is None, r.trial_id
+    else:
+        assert len(cluster.ended) == 80
+    # the restart count survives a resume
+    state = controller.state_dict()
+    again = make_controller("hillclimb", space, seed=0, options={"neighbours": 2})
+    again.load_state_dict(state)
+    assert again.restarts == controller.restarts  # type: ignore[attr-defined]
