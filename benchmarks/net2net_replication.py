@@ -253,6 +253,7 @@ def summary_table(rows: list[dict[str, Any]], teacher_acc: dict, args: argparse.
         "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     verdicts = []
+    default_init = WarmStartRecipe().init
     for d in args.datasets:
         t = [v for (td, _), v in teacher_acc.items() if td == d]
         for e in args.experiments:
@@ -270,10 +271,12 @@ def summary_table(rows: list[dict[str, Any]], teacher_acc: dict, args: argparse.
                     f"| {d} | {e} | {a} | {curve[0]:.3f} | {at_q:.3f} | "
                     f"{_fmt_steps(reach, args.steps) if target is not None else '-'} | {mean:.3f} ± {sd:.3f} |"
                 )
-                if a == "net2net" and target is not None:
+                # the arm (net2net) and the arm the search uses (the recipe's init)
+                if a in ("net2net", default_init) and target is not None:
                     ok = reach is not None and reach <= quarter and mean >= target - 1e-9
+                    who = "the default recipe" if a == default_init else "the net2net arm"
                     verdicts.append(
-                        f"- {d} {e}: net2net reaches scratch's final {target:.3f} at "
+                        f"- {d} {e}: {who} (init {a}) reaches scratch's final {target:.3f} at "
                         f"{_fmt_steps(reach, args.steps)}, ends at {mean:.3f} → target "
                         f"{'MET' if ok else 'NOT met'}"
                     )

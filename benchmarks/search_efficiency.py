@@ -45,8 +45,9 @@ ARMS = {  # name: (controller, warm_start)
     "optuna scratch": ("optuna", False),
     "random scratch": ("random", False),
 }
-# Diagnostic arms (not in the default set): the same search with the earlier whole-network
-# shrink (every parameter x 0.3) instead of the default scale-invariant shrink + logit temperature.
+# Diagnostic arms (not in the default set): the warm search with other warm-start recipes.
+# "shrink all" pins the whole-network shrink (every parameter x 0.3, the default today); the
+# name dates from runs made while the scale-invariant shrink + logit temperature was the default.
 OLD_RECIPE = {"training.shrink_scope": "all", "training.logit_scale": 1.0}
 EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (shrink all)": ("evolution", True, OLD_RECIPE),
@@ -59,6 +60,20 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
         True,
         {"training.init": "zero", **OLD_RECIPE},
     ),
+    "hillclimb warm (zero init + shrink all)": (
+        "hillclimb",
+        True,
+        {"training.init": "zero", **OLD_RECIPE},
+    ),
+    "optuna warm (zero init + shrink all)": (
+        "optuna",
+        True,
+        {"training.init": "zero", **OLD_RECIPE},
+    ),
+    # since init "zero" became the default: the warm arms with the earlier default's init
+    "evolution warm (net2net init)": ("evolution", True, {"training.init": "net2net"}),
+    "hillclimb warm (net2net init)": ("hillclimb", True, {"training.init": "net2net"}),
+    "optuna warm (net2net init)": ("optuna", True, {"training.init": "net2net"}),
 }
 REFERENCE = "evolution scratch"
 BUDGETS = {"mnist1d": 200, "digits": 200, "mnist5k": 60}  # cumulative training epochs per search
@@ -69,6 +84,10 @@ COLORS = {
     "evolution warm (shrink all)": "#7d3c98", "optuna warm (shrink all)": "#b9770e",
     "evolution warm (zero init)": "#17a589", "hillclimb warm (shrink all)": "#5d6d7e",
     "evolution warm (zero init + shrink all)": "#e67e22",
+    "hillclimb warm (zero init + shrink all)": "#f1c40f",
+    "optuna warm (zero init + shrink all)": "#a93226",
+    "evolution warm (net2net init)": "#7d3c98", "hillclimb warm (net2net init)": "#5d6d7e",
+    "optuna warm (net2net init)": "#b9770e",
 }  # fmt: skip
 
 

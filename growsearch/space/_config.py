@@ -139,8 +139,9 @@ class TrainingConfig(Section):
     The warm-start recipe (how a warm-started child is made and trained); each null means
     the measured default of :class:`growsearch.morph.WarmStartRecipe`:
 
-        init: How a warm-started child's new units are initialised: ``net2net`` (exact),
-            ``net2net-noise``, ``zero`` or ``random-pad``.
+        init: How a warm-started child's new units are initialised: ``zero`` (the default:
+            fresh incoming, zero outgoing weights; exact), ``net2net`` (replicas of existing
+            units; exact), ``net2net-noise`` or ``random-pad``.
         split_std: Spread of net2net's random split of outgoing weights over replicas.
         student_lr_factor: A warm-started child trains at ``lr * student_lr_factor``.
         student_warmup_fraction: Linear LR warm-up over this fraction of the child's steps.
