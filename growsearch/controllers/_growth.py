@@ -132,11 +132,12 @@ class GrowthController(Controller):
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         """Hook: restore :meth:`_extra_state`."""
 
-    def _grow(self, trial_id: str, parent: TrialResult) -> Proposal | None:
+    def _grow(self, trial_id: str, parent: TrialResult, new_only: bool = False) -> Proposal | None:
         """A random child of ``parent`` (``mutations.random_child``), or None if it cannot grow.
 
         A child whose shape was already proposed is drawn again (a few times) before it is
-        accepted: retraining a duplicate is rarely the best use of a worker.
+        accepted: retraining a duplicate is rarely the best use of a worker. With ``new_only``
+        it is not accepted at all (None: ``parent`` has nothing new to offer).
         """
         seen = {p.arch.summary() for p in self.proposed.values()}
         first = None
@@ -148,14 +149,19 @@ class GrowthController(Controller):
             if child[0].summary() not in seen:
                 break
         else:
+            if new_only:
+                return None
             child = first
         arch, ops = child  # type: ignore[misc]
         return Proposal(trial_id, arch, parent.trial_id, ops)
 
-    def _grow_any(self, trial_id: str, parents: list[TrialResult]) -> Proposal | None:
-        """A child of the first of ``parents`` that can still grow, or None."""
+    def _grow_any(
+        self, trial_id: str, parents: list[TrialResult], new_only: bool = False
+    ) -> Proposal | None:
+        """A child of the first of ``parents`` that can still grow (into an architecture not
+        proposed before, with ``new_only``), or None."""
         for parent in parents:
-            proposal = self._grow(trial_id, parent)
+            proposal = self._grow(trial_id, parent, new_only=new_only)
             if proposal is not None:
                 return proposal
         return None

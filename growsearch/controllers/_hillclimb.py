@@ -30,8 +30,8 @@ class Hillclimb(GrowthController):
     round's children are all proposed but not all ended.
 
     When the current architecture cannot grow any more (it is at the space's limits), the climb
-    restarts from the best trial that still can, instead of ending the search with budget left;
-    it ends only when no successful trial can grow.
+    restarts from the best trial that can still grow into an architecture not proposed before,
+    instead of ending the search with budget left; it ends when no successful trial can.
     """
 
     Options = HillclimbOptions
@@ -51,8 +51,9 @@ class Hillclimb(GrowthController):
             return None
         proposal = self._grow(trial_id, self.results[self.current])
         if proposal is None and not self.round:
-            # a dead end with no round in flight: climb on from the best trial that can grow
-            proposal = self._grow_any(trial_id, by_accuracy(self.successes()))
+            # a dead end with no round in flight: climb on from the best trial that can still
+            # grow into something new (re-proposing a trained shape would only repeat it)
+            proposal = self._grow_any(trial_id, by_accuracy(self.successes()), new_only=True)
             if proposal is not None:
                 self.current = proposal.parent_id
                 self.restarts += 1

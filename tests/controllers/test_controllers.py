@@ -192,7 +192,8 @@ def test_hillclimb_restarts_from_the_best_trial_that_can_still_grow(
     spaces: dict[str, SearchSpace],
 ) -> None:
     """At the space's limits the climb goes on from another trial instead of ending the search
-    with budget left (NASH's hill climbing would stop; a search with a budget should not)."""
+    with budget left (NASH's hill climbing would stop; a search with a budget should not), and
+    it does not restart into architectures it has already proposed."""
     space = spaces["cnn"]  # the objective grows with params: the climb runs into max_params
     controller = make_controller("hillclimb", space, seed=0, options={"neighbours": 2})
     assert isinstance(controller, Hillclimb)
@@ -201,9 +202,12 @@ def test_hillclimb_restarts_from_the_best_trial_that_can_still_grow(
     assert controller.restarts >= 1
     restarted = [p for p in cluster.proposals[1:] if p.parent_id is not None]
     assert len({p.parent_id for p in restarted}) > 3
-    if controller.is_exhausted():  # it may end only when no successful trial can grow
+    if controller.is_exhausted():  # it may end only when no trial can grow into anything new
+        seen = {p.arch.summary() for p in cluster.proposals}
         for r in controller.successes():
-            assert space.mutations.random_child(r.arch, random.Random(0)) is None, r.trial_id
+            for k in range(5):
+                child = space.mutations.random_child(r.arch, random.Random(k))
+                assert child is None or child[0].summary() in seen, r.trial_id
     else:
         assert len(cluster.ended) == 80
     # the restart count survives a resume
@@ -211,3 +215,21 @@ def test_hillclimb_restarts_from_the_best_trial_that_can_still_grow(
     again = make_controller("hillclimb", space, seed=0, options={"neighbours": 2})
     again.load_state_dict(state)
     assert again.restarts == controller.restarts  # type: ignore[attr-defined]
+
+
+def test_hillclimb_does_not_restart_into_duplicates(tmp_path) -> None:
+    """A space with a single possible child: after it, nothing new can grow, so the climb ends
+    (rather than retraining the same child until the budget is gone)."""
+    path = tmp_path / "one_child.yaml"
+    path.write_text(
+        "dataset: {name: digits}\n"
+        "seed_model: {family: mlp, stages: [[16]]}\n"
+        "mutations: {widen: {factors: [2.0], max_width: 32}, deepen: {enabled: false}}\n"
+        "controller: {name: hillclimb, neighbours: 1}\n"
+    )
+    space = load_space(path)
+    controller = make_controller("hillclimb", space, seed=0)
+    cluster = Cluster(space, concurrency=1)
+    cluster.run(controller, 10)
+    archs = [p.arch.summary() for p in cluster.proposals]
+    assert controller.is_exhausted() and len(archs) == len(set(archs)) == 2, archs
