@@ -19,6 +19,13 @@ from growsearch.space import SearchSpace, load_space
 from tests.controllers._controller_contract import Cluster, objective
 
 
+def _mlp_space(tmp_path, rest: str) -> SearchSpace:
+    """A digits space with a 16-unit MLP seed; ``rest`` is the YAML of the other sections."""
+    path = tmp_path / "space.yaml"
+    path.write_text("dataset: {name: digits}\nseed_model: {family: mlp, stages: [[16]]}\n" + rest)
+    return load_space(path)
+
+
 def _finish(controller: Controller, space: SearchSpace, proposal, ok: bool = True) -> TrialResult:
     result = (
         TrialResult(proposal, "completed", objective(space, proposal.arch))
@@ -173,14 +180,11 @@ def test_optuna_samplers(sampler: str, spaces: dict[str, SearchSpace]) -> None:
 
 
 def test_optuna_prunes_points_beyond_the_limits(tmp_path) -> None:
-    path = tmp_path / "tight.yaml"
-    path.write_text(
-        "dataset: {name: digits}\n"
-        "seed_model: {family: mlp, stages: [[16]]}\n"
+    space = _mlp_space(
+        tmp_path,
         "mutations: {widen: {max_width: 512}, max_params: 3000}\n"
-        "controller: {name: optuna, sampler: random}\n"
+        "controller: {name: optuna, sampler: random}\n",
     )
-    space = load_space(path)
     controller = make_controller("optuna", space, seed=0)
     cluster = Cluster(space, concurrency=2)
     cluster.run(controller, 10)
@@ -220,14 +224,11 @@ def test_hillclimb_restarts_from_the_best_trial_that_can_still_grow(
 def test_hillclimb_does_not_restart_into_duplicates(tmp_path) -> None:
     """A space with a single possible child: after it, nothing new can grow, so the climb ends
     (rather than retraining the same child until the budget is gone)."""
-    path = tmp_path / "one_child.yaml"
-    path.write_text(
-        "dataset: {name: digits}\n"
-        "seed_model: {family: mlp, stages: [[16]]}\n"
+    space = _mlp_space(
+        tmp_path,
         "mutations: {widen: {factors: [2.0], max_width: 32}, deepen: {enabled: false}}\n"
-        "controller: {name: hillclimb, neighbours: 1}\n"
+        "controller: {name: hillclimb, neighbours: 1}\n",
     )
-    space = load_space(path)
     controller = make_controller("hillclimb", space, seed=0)
     cluster = Cluster(space, concurrency=1)
     cluster.run(controller, 10)
