@@ -74,6 +74,9 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (net2net init)": ("evolution", True, {"training.init": "net2net"}),
     "hillclimb warm (net2net init)": ("hillclimb", True, {"training.init": "net2net"}),
     "optuna warm (net2net init)": ("optuna", True, {"training.init": "net2net"}),
+    # a milder shrink: does the default's shrink 0.3 cost short (5-epoch) children too much?
+    "evolution warm (shrink 0.6)": ("evolution", True, {"training.shrink": 0.6}),
+    "hillclimb warm (shrink 0.6)": ("hillclimb", True, {"training.shrink": 0.6}),
 }
 REFERENCE = "evolution scratch"
 BUDGETS = {"mnist1d": 200, "digits": 200, "mnist5k": 60}  # cumulative training epochs per search
@@ -88,6 +91,7 @@ COLORS = {
     "optuna warm (zero init + shrink all)": "#a93226",
     "evolution warm (net2net init)": "#7d3c98", "hillclimb warm (net2net init)": "#5d6d7e",
     "optuna warm (net2net init)": "#b9770e",
+    "evolution warm (shrink 0.6)": "#e67e22", "hillclimb warm (shrink 0.6)": "#f1c40f",
 }  # fmt: skip
 
 
