@@ -97,13 +97,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "logit_scale": 0.09,
     },
 }
-# Variants measured before the scale-invariant default keep the old whole-network shrink, so
-# their rows in results/ stay reproducible.
-for _name, _fields in VARIANTS.items():
-    if _name != "default" and "shrink_scope" not in _fields:
-        _fields.setdefault("shrink_scope", "all")
-        _fields.setdefault("logit_scale", 1.0)
+# Every variant but "default" pins what the defaults were when it was measured — net2net init
+# and, unless it sets its own, the whole-network shrink — so its rows in results/ stay
+# reproducible after the defaults move (init became "zero" after all of these were run).
 VARIANTS["whole-network shrink 0.3"] = {"shrink": 0.3, "shrink_scope": "all", "logit_scale": 1.0}
+for _name, _fields in VARIANTS.items():
+    if _name != "default":
+        _fields.setdefault("init", "net2net")
+        if "shrink_scope" not in _fields:
+            _fields.setdefault("shrink_scope", "all")
+            _fields.setdefault("logit_scale", 1.0)
 # the default recipe (zero init) with a milder shrink, for short children (search efficiency)
 VARIANTS["zero init, shrink 0.6"] = {"init": "zero", "shrink": 0.6, "shrink_scope": "all"}
 

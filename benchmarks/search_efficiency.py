@@ -45,38 +45,27 @@ ARMS = {  # name: (controller, warm_start)
     "optuna scratch": ("optuna", False),
     "random scratch": ("random", False),
 }
-# Diagnostic arms (not in the default set): the warm search with other warm-start recipes.
-# "shrink all" pins the whole-network shrink (every parameter x 0.3, the default today); the
-# name dates from runs made while the scale-invariant shrink + logit temperature was the default.
-OLD_RECIPE = {"training.shrink_scope": "all", "training.logit_scale": 1.0}
+# Diagnostic arms (not in the default set): the warm search with other warm-start recipes. Each
+# pins every recipe field that differed from the default when its rows in results/ were made, so
+# they stay reproducible: "shrink all" is net2net init + the whole-network shrink (the default
+# of the time; the name dates from runs made while the scale-invariant shrink + logit
+# temperature was the default), "zero init" alone is zero init + that scale-invariant shrink.
+SHRINK_ALL = {"training.shrink_scope": "all", "training.logit_scale": 1.0}
+SCALE_INVARIANT = {"training.shrink_scope": "scale-invariant", "training.logit_scale": 0.09}
+NET2NET_SHRINK_ALL = {"training.init": "net2net", **SHRINK_ALL}
+ZERO_SHRINK_ALL = {"training.init": "zero", **SHRINK_ALL}
 EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
-    "evolution warm (shrink all)": ("evolution", True, OLD_RECIPE),
-    "optuna warm (shrink all)": ("optuna", True, OLD_RECIPE),
-    "hillclimb warm (shrink all)": ("hillclimb", True, OLD_RECIPE),
+    "evolution warm (shrink all)": ("evolution", True, NET2NET_SHRINK_ALL),
+    "optuna warm (shrink all)": ("optuna", True, NET2NET_SHRINK_ALL),
+    "hillclimb warm (shrink all)": ("hillclimb", True, NET2NET_SHRINK_ALL),
     # new units with fresh incoming / zero outgoing weights instead of net2net's copies
-    "evolution warm (zero init)": ("evolution", True, {"training.init": "zero"}),
-    "evolution warm (zero init + shrink all)": (
-        "evolution",
-        True,
-        {"training.init": "zero", **OLD_RECIPE},
-    ),
-    "hillclimb warm (zero init + shrink all)": (
-        "hillclimb",
-        True,
-        {"training.init": "zero", **OLD_RECIPE},
-    ),
-    "optuna warm (zero init + shrink all)": (
-        "optuna",
-        True,
-        {"training.init": "zero", **OLD_RECIPE},
-    ),
-    # since init "zero" became the default: the warm arms with the earlier default's init
-    "evolution warm (net2net init)": ("evolution", True, {"training.init": "net2net"}),
-    "hillclimb warm (net2net init)": ("hillclimb", True, {"training.init": "net2net"}),
-    "optuna warm (net2net init)": ("optuna", True, {"training.init": "net2net"}),
+    "evolution warm (zero init)": ("evolution", True, {"training.init": "zero", **SCALE_INVARIANT}),
+    "evolution warm (zero init + shrink all)": ("evolution", True, ZERO_SHRINK_ALL),
+    "hillclimb warm (zero init + shrink all)": ("hillclimb", True, ZERO_SHRINK_ALL),
+    "optuna warm (zero init + shrink all)": ("optuna", True, ZERO_SHRINK_ALL),
     # a milder shrink: does the default's shrink 0.3 cost short (5-epoch) children too much?
-    "evolution warm (shrink 0.6)": ("evolution", True, {"training.shrink": 0.6}),
-    "hillclimb warm (shrink 0.6)": ("hillclimb", True, {"training.shrink": 0.6}),
+    "evolution warm (shrink 0.6)": ("evolution", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6}),
+    "hillclimb warm (shrink 0.6)": ("hillclimb", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6}),
 }
 REFERENCE = "evolution scratch"
 BUDGETS = {"mnist1d": 200, "digits": 200, "mnist5k": 60}  # cumulative training epochs per search
@@ -89,8 +78,6 @@ COLORS = {
     "evolution warm (zero init + shrink all)": "#e67e22",
     "hillclimb warm (zero init + shrink all)": "#f1c40f",
     "optuna warm (zero init + shrink all)": "#a93226",
-    "evolution warm (net2net init)": "#7d3c98", "hillclimb warm (net2net init)": "#5d6d7e",
-    "optuna warm (net2net init)": "#b9770e",
     "evolution warm (shrink 0.6)": "#e67e22", "hillclimb warm (shrink 0.6)": "#f1c40f",
 }  # fmt: skip
 

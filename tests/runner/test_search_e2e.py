@@ -67,7 +67,8 @@ def test_warm_start_is_real(warm_run: Path) -> None:
         assert child["preserve_err"] <= 1e-5
         assert child["parent_acc"] == pytest.approx(parent["val_acc"], abs=1e-9)
         assert child["acc_before"] == pytest.approx(parent["val_acc"], abs=1e-9)
-        # the recipe's shrink then keeps (nearly) every prediction: far above chance, near the parent
+        # the recipe's whole-network shrink does not keep predictions exactly; in this small
+        # search a child still starts far above chance, within 10 points of its parent
         assert child["acc_start"] >= parent["val_acc"] - 0.1
         # and each child's spec really is its parent's spec with the ops applied
         spec = growsearch.arch.ArchSpec.from_dict(json.loads(parent["arch"]))
