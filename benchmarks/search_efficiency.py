@@ -54,19 +54,34 @@ SHRINK_ALL = {"training.shrink_scope": "all", "training.logit_scale": 1.0}
 SCALE_INVARIANT = {"training.shrink_scope": "scale-invariant", "training.logit_scale": 0.09}
 NET2NET_SHRINK_ALL = {"training.init": "net2net", **SHRINK_ALL}
 ZERO_SHRINK_ALL = {"training.init": "zero", **SHRINK_ALL}
+# Evolution and hillclimb arms measured before their first proposals were spread over the space
+# (controller option ``initial``, default 4) pin ``initial: 0``: their children of the seed are
+# 1-2-op mutations, as when their rows were made.
+CREEP = {"controller.initial": 0}
 EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
-    "evolution warm (shrink all)": ("evolution", True, NET2NET_SHRINK_ALL),
+    "evolution warm (shrink all)": ("evolution", True, {**NET2NET_SHRINK_ALL, **CREEP}),
     "optuna warm (shrink all)": ("optuna", True, NET2NET_SHRINK_ALL),
-    "hillclimb warm (shrink all)": ("hillclimb", True, NET2NET_SHRINK_ALL),
+    "hillclimb warm (shrink all)": ("hillclimb", True, {**NET2NET_SHRINK_ALL, **CREEP}),
     # new units with fresh incoming / zero outgoing weights instead of net2net's copies
-    "evolution warm (zero init)": ("evolution", True, {"training.init": "zero", **SCALE_INVARIANT}),
-    "evolution warm (zero init + shrink all)": ("evolution", True, ZERO_SHRINK_ALL),
-    "hillclimb warm (zero init + shrink all)": ("hillclimb", True, ZERO_SHRINK_ALL),
+    "evolution warm (zero init)": (
+        "evolution", True, {"training.init": "zero", **SCALE_INVARIANT, **CREEP}
+    ),
+    "evolution warm (zero init + shrink all)": ("evolution", True, {**ZERO_SHRINK_ALL, **CREEP}),
+    "hillclimb warm (zero init + shrink all)": ("hillclimb", True, {**ZERO_SHRINK_ALL, **CREEP}),
     "optuna warm (zero init + shrink all)": ("optuna", True, ZERO_SHRINK_ALL),
     # a milder shrink: does the default's shrink 0.3 cost short (5-epoch) children too much?
-    "evolution warm (shrink 0.6)": ("evolution", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6}),
-    "hillclimb warm (shrink 0.6)": ("hillclimb", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6}),
-}
+    "evolution warm (shrink 0.6)": (
+        "evolution", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6, **CREEP}
+    ),
+    "hillclimb warm (shrink 0.6)": (
+        "hillclimb", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6, **CREEP}
+    ),
+    # the searches as they were before ``initial`` (children of the seed creep out of it)
+    "evolution warm (initial 0)": ("evolution", True, CREEP),
+    "evolution scratch (initial 0)": ("evolution", False, CREEP),
+    "hillclimb warm (initial 0)": ("hillclimb", True, CREEP),
+    "hillclimb scratch (initial 0)": ("hillclimb", False, CREEP),
+}  # fmt: skip
 REFERENCE = "evolution scratch"
 BUDGETS = {"mnist1d": 200, "digits": 200, "mnist5k": 60}  # cumulative training epochs per search
 COLORS = {
@@ -79,6 +94,8 @@ COLORS = {
     "hillclimb warm (zero init + shrink all)": "#f1c40f",
     "optuna warm (zero init + shrink all)": "#a93226",
     "evolution warm (shrink 0.6)": "#e67e22", "hillclimb warm (shrink 0.6)": "#f1c40f",
+    "evolution warm (initial 0)": "#c0392b", "evolution scratch (initial 0)": "#e6a19a",
+    "hillclimb warm (initial 0)": "#1f5fa8", "hillclimb scratch (initial 0)": "#93b6de",
 }  # fmt: skip
 
 

@@ -22,10 +22,15 @@ class EvolutionOptions(Section):
         population: The population is the most recent ``population`` successful trials (the
             oldest leaves as a new one arrives: aging).
         sample: Members drawn (without replacement) per proposal; the best of them is mutated.
+        initial: Proposals right after the seed that are random points of the space the seed
+            grows into (``mutations.random_descendant``, warm-started from the seed), not
+            1-op or 2-op mutations: the random initial population of Real et al. It spreads
+            the first generation over the space instead of creeping out of a small seed.
     """
 
     population: integer(lo=1) = 8  # type: ignore[valid-type]
     sample: integer(lo=1) = 3  # type: ignore[valid-type]
+    initial: integer(lo=0) = 4  # type: ignore[valid-type]
 
     @field_validator("sample")
     @classmethod
@@ -41,14 +46,19 @@ class Evolution(GrowthController):
     """Aging evolution. Once the seed has trained, every proposal mutates a parent; it never
     waits for running trials.
 
-    Until ``population`` trials have succeeded the parent is the best so far; after that it is
-    the best of ``sample`` members drawn from the population.
+    The first ``initial`` proposals after the seed are random descendants of it. Then, until
+    ``population`` trials have succeeded, the parent is the best so far; after that it is the
+    best of ``sample`` members drawn from the population.
     """
 
     Options = EvolutionOptions
 
     def _propose(self, trial_id: str) -> Proposal | None:
         opts: Any = self.options
+        if self.spread < opts.initial:
+            spread = self._spread(trial_id)
+            if spread is not None:
+                return spread
         successes = self.successes()
         population = successes[-opts.population :]
         if len(population) < opts.population:

@@ -47,6 +47,7 @@ class GrowthController(Controller):
         self.proposed: dict[str, Proposal] = {}
         self.results: dict[str, TrialResult] = {}
         self._exhausted = False
+        self.spread = 0  # initial, spread-out proposals made (see _spread)
 
     # ---- the history -----------------------------------------------------------------------
     @property
@@ -99,6 +100,7 @@ class GrowthController(Controller):
             "proposed": [p.to_dict() for p in self.proposed.values()],
             "results": [r.to_dict() for r in self.results.values()],
             "exhausted": self._exhausted,
+            "spread": self.spread,
             **self._extra_state(),
         }
 
@@ -116,6 +118,7 @@ class GrowthController(Controller):
             r = TrialResult.from_dict(d)
             self.results[r.trial_id] = r
         self._exhausted = bool(state.get("exhausted", False))
+        self.spread = int(state.get("spread", 0))  # absent in states saved before it existed
         self._load_extra_state(state)
 
     # ---- for subclasses --------------------------------------------------------------------
@@ -139,10 +142,26 @@ class GrowthController(Controller):
         accepted: retraining a duplicate is rarely the best use of a worker. With ``new_only``
         it is not accepted at all (None: ``parent`` has nothing new to offer).
         """
+        return self._draw(trial_id, parent, self.space.mutations.random_child, new_only)
+
+    def _spread(self, trial_id: str) -> Proposal | None:
+        """A random descendant of the seed trial (``mutations.random_descendant``), one of a
+        search's initial, spread-out proposals; None if the seed cannot grow into anything not
+        proposed before (a duplicate would only repeat a trial, not spread)."""
+        seed = self.successes()[0]  # the first success is the seed (proposed alone, first)
+        proposal = self._draw(trial_id, seed, self.space.mutations.random_descendant, True)
+        if proposal is not None:
+            self.spread += 1
+        return proposal
+
+    def _draw(
+        self, trial_id: str, parent: TrialResult, sampler: Any, new_only: bool
+    ) -> Proposal | None:
+        """``sampler(parent.arch, rng)`` as a proposal, drawn again while it is a duplicate."""
         seen = {p.arch.summary() for p in self.proposed.values()}
         first = None
         for _ in range(DUPLICATE_DRAWS):
-            child = self.space.mutations.random_child(parent.arch, self.rng)
+            child = sampler(parent.arch, self.rng)
             if child is None:
                 return None
             first = first or child

@@ -18,16 +18,22 @@ class HillclimbOptions(Section):
     Attributes:
         neighbours: Children per round, each grown from the current best by a short random
             sequence of ops.
+        initial: Children of the first round, each a random point of the space the seed grows
+            into (``mutations.random_descendant``, warm-started from the seed) instead of a
+            neighbour: the climb starts from the best of a spread-out sample, not by creeping
+            out of a small seed. 0: the first round is ``neighbours`` neighbours of the seed.
     """
 
     neighbours: integer(lo=1) = 4  # type: ignore[valid-type]
+    initial: integer(lo=0) = 4  # type: ignore[valid-type]
 
 
 @register_controller("hillclimb")
 class Hillclimb(GrowthController):
     """Rounds of ``neighbours`` children of the current architecture; when every child of a
     round has ended, the best of (current, children) becomes current. It waits (None) while a
-    round's children are all proposed but not all ended.
+    round's children are all proposed but not all ended. The first round is ``initial`` random
+    descendants of the seed (``initial`` 0: ``neighbours`` children of it, as NASH starts).
 
     When the current architecture cannot grow any more (it is at the space's limits), the climb
     restarts from the best trial that can still grow into an architecture not proposed before,
@@ -49,7 +55,12 @@ class Hillclimb(GrowthController):
             self.current = self.best().trial_id  # type: ignore[union-attr]
         if self.round_full:
             return None
-        proposal = self._grow(trial_id, self.results[self.current])
+        opts: Any = self.options
+        first = self.rounds == 0 and opts.initial > 0  # the spread-out first round
+        if first:
+            proposal = self._spread(trial_id)
+        else:
+            proposal = self._grow(trial_id, self.results[self.current])
         if proposal is None and not self.round:
             # a dead end with no round in flight: climb on from the best trial that can still
             # grow into something new (re-proposing a trained shape would only repeat it)
@@ -62,7 +73,7 @@ class Hillclimb(GrowthController):
             self._maybe_close_round()
             return None
         self.round.append(trial_id)
-        self.round_full = len(self.round) >= self.options.neighbours  # type: ignore[attr-defined]
+        self.round_full = len(self.round) >= (opts.initial if first else opts.neighbours)
         return proposal
 
     def _observed(self, result: TrialResult) -> None:

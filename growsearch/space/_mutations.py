@@ -241,6 +241,32 @@ class MutationSpace(Section):
             ops.append(op)
         return (child, tuple(ops)) if ops else None
 
+    def random_descendant(self, spec: ArchSpec, rng: Rng) -> tuple[ArchSpec, tuple[Op, ...]] | None:
+        """A random point of the space that ``spec`` grows into, with the ops that grow it.
+
+        It walks random allowed ops from ``spec`` until the limits allow none (a random path to
+        the largest architectures the space holds), then cuts the path at a uniformly random
+        length >= 1: small and large descendants are equally likely, and every limit and
+        allowed target is respected as in :meth:`random_child`. ``ops_per_child`` does not
+        apply: this is the sampler of a search's initial, spread-out proposals. None when
+        ``spec`` cannot grow at all.
+        """
+        path: list[Op] = []
+        child = spec
+        while True:
+            op = self.random_op(child, rng)
+            if op is None:
+                break
+            child = child.apply(op)
+            path.append(op)
+        if not path:
+            return None
+        ops = path[: _randint(rng, 1, len(path))]
+        out = spec
+        for op in ops:
+            out = out.apply(op)
+        return out, tuple(ops)
+
 
 def plan_growth(
     ancestor: ArchSpec,

@@ -36,6 +36,12 @@ def _finish(controller: Controller, space: SearchSpace, proposal, ok: bool = Tru
     return result
 
 
+def _best_growable(space: SearchSpace, results: list[TrialResult]) -> TrialResult:
+    """The most accurate of ``results`` that is not at the space's limits."""
+    growable = [r for r in results if space.mutations.random_op(r.arch, random.Random(0))]
+    return max(growable, key=lambda r: r.val_acc)
+
+
 def test_registry_lists_every_controller() -> None:
     assert sorted(CONTROLLERS) == ["evolution", "hillclimb", "optuna", "random"]
 
@@ -132,7 +138,9 @@ def test_evolution_samples_from_the_most_recent(spaces: dict[str, SearchSpace]) 
 
 def test_hillclimb_rounds(spaces: dict[str, SearchSpace]) -> None:
     space = spaces["cnn"]
-    controller = make_controller("hillclimb", space, seed=0, options={"neighbours": 3})
+    controller = make_controller(
+        "hillclimb", space, seed=0, options={"neighbours": 3, "initial": 0}
+    )
     assert isinstance(controller, Hillclimb)
     seed = controller.propose("t0")
     _finish(controller, space, seed)
@@ -148,6 +156,56 @@ def test_hillclimb_rounds(spaces: dict[str, SearchSpace]) -> None:
     best = max((r for r in results if r.ok), key=lambda r: r.val_acc)
     nxt = controller.propose("t4")
     assert nxt is not None and nxt.parent_id == best.trial_id
+    assert controller.rounds == 1
+
+
+def test_evolution_spreads_its_first_proposals_over_the_space(
+    spaces: dict[str, SearchSpace],
+) -> None:
+    """Real et al.'s random initial population: the first ``initial`` proposals after the seed
+    are random descendants of it, anywhere in the space; the rest mutate the best by
+    ``ops_per_child`` ops."""
+    space = spaces["cnn"]  # ops_per_child [1, 2]
+    options = {"population": 8, "sample": 3, "initial": 6}
+    controller = make_controller("evolution", space, seed=0, options=options)
+    seed = controller.propose("t0")
+    _finish(controller, space, seed)
+    spread = [controller.propose(f"t{i}") for i in range(1, 7)]
+    assert all(p.parent_id == "t0" and p.arch.dominates(seed.arch) for p in spread)
+    assert max(len(p.ops) for p in spread) > 2  # beyond what one child may take
+    assert len({p.arch.summary() for p in spread}) == 6
+    assert controller.spread == 6  # type: ignore[attr-defined]
+    results = [_finish(controller, space, seed)] + [_finish(controller, space, p) for p in spread]
+    best = _best_growable(space, results)
+    after = controller.propose("t7")
+    assert after.parent_id == best.trial_id and 1 <= len(after.ops) <= 2
+    # a resumed controller does not spread again
+    again = make_controller("evolution", space, seed=0, options=options)
+    again.load_state_dict(controller.state_dict())
+    assert again.spread == 6 and again.propose("t8").parent_id == best.trial_id  # type: ignore[attr-defined]
+    # initial 0: the first child is a mutation of the seed
+    creep = make_controller("evolution", space, seed=0, options={**options, "initial": 0})
+    _finish(creep, space, creep.propose("t0"))
+    assert len(creep.propose("t1").ops) <= 2
+
+
+def test_hillclimb_first_round_is_spread_over_the_space(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["cnn"]
+    controller = make_controller(
+        "hillclimb", space, seed=1, options={"neighbours": 2, "initial": 5}
+    )
+    assert isinstance(controller, Hillclimb)
+    seed = controller.propose("t0")
+    _finish(controller, space, seed)
+    first = [controller.propose(f"t{i}") for i in range(1, 6)]
+    assert all(p is not None and p.parent_id == "t0" for p in first)
+    assert max(len(p.ops) for p in first) > 2
+    assert controller.propose("t6") is None  # the spread round is in flight
+    results = [_finish(controller, space, seed)] + [_finish(controller, space, p) for p in first]
+    best = _best_growable(space, results)
+    climb = [controller.propose(f"t{i}") for i in (6, 7)]
+    assert all(p.parent_id == best.trial_id and len(p.ops) <= 2 for p in climb)
+    assert controller.propose("t8") is None  # later rounds have `neighbours` children
     assert controller.rounds == 1
 
 

@@ -80,6 +80,33 @@ def test_random_op_is_deterministic_and_takes_numpy_generators() -> None:
     assert child is not None and _apply(CNN, child[1]) == child[0]
 
 
+@FAST
+@given(seed=st.integers(0, 2**32 - 1), family=st.sampled_from(sorted(SPECS)))
+def test_random_descendants_respect_every_limit(seed: int, family: str) -> None:
+    spec = SPECS[family]
+    arch, ops = SPACE.random_descendant(spec, random.Random(seed))  # type: ignore[misc]
+    assert len(ops) >= 1 and _apply(spec, ops) == arch
+    assert arch.dominates(spec) and SPACE.fits(arch)
+
+
+def test_random_descendants_spread_from_one_op_to_the_limits() -> None:
+    """Unlike a child (``ops_per_child``: at most 3 ops here), a descendant may lie anywhere
+    between the spec and the largest architectures of the space."""
+    rng = random.Random(0)
+    draws = [SPACE.random_descendant(CNN, rng) for _ in range(60)]
+    lengths = [len(ops) for _, ops in draws]  # type: ignore[misc]
+    assert min(lengths) == 1 and max(lengths) > 6
+    # the longest ones reach an architecture that can grow no further
+    longest = max(draws, key=lambda d: len(d[1]))  # type: ignore[index]
+    assert SPACE.random_op(longest[0], rng) is None  # type: ignore[index]
+    params = sorted(SPACE.params(a) for a, _ in draws)  # type: ignore[misc]
+    assert params[0] < 2 * SPACE.params(CNN) and params[-1] > 30_000
+    # deterministic for a given generator state
+    assert SPACE.random_descendant(CNN, random.Random(5)) == SPACE.random_descendant(
+        CNN, random.Random(5)
+    )
+
+
 @pytest.mark.parametrize("family", sorted(SPECS))
 def test_children_build(family: str) -> None:
     rng = random.Random(0)
@@ -125,6 +152,7 @@ def test_nothing_allowed_gives_none() -> None:
     at_cap = ArchSpec.create("cnn", (1, 8, 8), 10, [[16], [16]])
     assert full.random_op(at_cap, random.Random(0)) is None
     assert full.random_child(at_cap, random.Random(0)) is None
+    assert full.random_descendant(at_cap, random.Random(0)) is None
     tight = MutationSpace.model_validate({"max_params": SPACE.params(CNN)})
     assert tight.random_op(CNN, random.Random(0)) is None  # every op adds parameters
 

@@ -64,6 +64,7 @@ def test_defaults_fill_every_section(tmp_path: Path) -> None:
     assert space.controller.name == "evolution" and space.controller.options == {
         "population": 8,
         "sample": 3,
+        "initial": 4,
     }
     assert space.budget.trials == 20 and space.objectives == ("val_acc",)
     assert space.mutations.ops_per_child == (1, 2) and space.scheduler is None
@@ -102,7 +103,10 @@ def test_overrides(tmp_path: Path) -> None:
 def test_an_override_of_the_controller_drops_the_old_options(tmp_path: Path) -> None:
     path = _write(tmp_path, BASE + "controller: {name: evolution, population: 4}\n")
     space = load_space(path, {"controller.name": "hillclimb"})
-    assert space.controller.name == "hillclimb" and space.controller.options == {"neighbours": 4}
+    assert space.controller.name == "hillclimb" and space.controller.options == {
+        "neighbours": 4,
+        "initial": 4,
+    }
 
 
 def test_an_error_from_an_override_says_so(tmp_path: Path) -> None:
@@ -183,7 +187,7 @@ MALFORMED = [
     ),
     (
         BASE + "controller: {name: evolution, populaton: 3}\n",
-        "controller: unknown key 'populaton' (valid keys: name, population, sample)",
+        "controller: unknown key 'populaton' (valid keys: name, population, sample, initial)",
     ),
     (
         BASE + "controller: {name: evolution, population: 2, sample: 3}\n",
