@@ -30,6 +30,8 @@ Rng = random.Random | np.random.Generator
 """A seeded source of randomness passed in by the caller."""
 
 PosInt = integer(lo=1)
+ENCODING_DRAWS = 200
+"""Draws of :meth:`MutationSpace.random_descendant` before it falls back to a random walk."""
 Bool = boolean()
 
 
@@ -242,15 +244,77 @@ class MutationSpace(Section):
         return (child, tuple(ops)) if ops else None
 
     def random_descendant(self, spec: ArchSpec, rng: Rng) -> tuple[ArchSpec, tuple[Op, ...]] | None:
-        """A random point of the space that ``spec`` grows into, with the ops that grow it.
+        """A random architecture of the space that ``spec`` grows into, with the ops that grow
+        it: the sampler of a search's initial, spread-out proposals (``ops_per_child`` does
+        not apply).
 
-        It walks random allowed ops from ``spec`` until the limits allow none (a random path to
-        the largest architectures the space holds), then cuts the path at a uniformly random
-        length >= 1: small and large descendants are equally likely, and every limit and
-        allowed target is respected as in :meth:`random_child`. ``ops_per_child`` does not
-        apply: this is the sampler of a search's initial, spread-out proposals. None when
-        ``spec`` cannot grow at all.
+        Uniform over the space's encoding, as a random architecture is in regularized evolution
+        and as Optuna's random start-up samples are: per stage a depth uniform between the
+        stage's depth in ``spec`` and ``deepen.max_layers_per_stage``, per layer a width uniform
+        among the widths widen ops reach (:meth:`width_choices`), then drawn again until the
+        architecture is within every limit and grown by allowed ops only (rejection: uniform
+        over what is allowed). Where that finds nothing (tight limits, or a user model, whose
+        layers are not laid out in stages of widths), it falls back to a random walk of allowed
+        ops to the space's limits, cut at a uniform length. None when ``spec`` cannot grow.
         """
+        if spec.family != "custom":
+            for _ in range(ENCODING_DRAWS):
+                widths, stage_widths = self._random_encoding(spec, rng)
+                ops = plan_growth(spec, widths, stage_widths)
+                if not ops or not self._allowed(ops):
+                    continue
+                out = spec
+                for op in ops:
+                    out = out.apply(op)
+                if self.fits(out):
+                    return out, tuple(ops)
+        return self._random_walk_prefix(spec, rng)
+
+    def _random_encoding(
+        self, spec: ArchSpec, rng: Rng
+    ) -> tuple[list[list[int]], list[int] | None]:
+        """Depths and widths drawn uniformly over what ``spec``'s stages can grow into."""
+        top = self.deepen.max_layers_per_stage
+        widths = []
+        for stage in spec.stages:
+            have = [x.width for x in stage.layers]
+            depth = len(have)
+            if self.deepen.enabled and top > depth:
+                depth = _randint(rng, depth, top)
+            base = int(stage.width) if stage.width is not None else have[-1]
+            stage_widths = []
+            for j in range(depth):
+                choices = self.width_choices(have[j] if j < len(have) else base)
+                stage_widths.append(choices[_randint(rng, 0, len(choices) - 1)])
+            widths.append(stage_widths)
+        if spec.family != "resnet":
+            return widths, None
+        res = []
+        for stage in spec.stages:
+            choices = self.width_choices(int(stage.width or 1))
+            res.append(choices[_randint(rng, 0, len(choices) - 1)])
+        return widths, res
+
+    def _allowed(self, ops: Sequence[Op]) -> bool:
+        """Whether every op is of an enabled kind on an allowed layer (``targets``/``after``)."""
+        for op in ops:
+            if isinstance(op, Widen):
+                if not self.widen.enabled:
+                    return False
+                if self.widen.targets != "all" and op.target not in self.widen.targets:
+                    return False
+            else:
+                if not self.deepen.enabled:
+                    return False
+                if self.deepen.after != "all" and op.after not in self.deepen.after:
+                    return False
+        return True
+
+    def _random_walk_prefix(
+        self, spec: ArchSpec, rng: Rng
+    ) -> tuple[ArchSpec, tuple[Op, ...]] | None:
+        """Random allowed ops from ``spec`` until the limits allow none, cut at a uniformly
+        random length >= 1; None when ``spec`` cannot grow."""
         path: list[Op] = []
         child = spec
         while True:

@@ -124,7 +124,9 @@ def test_evolution_never_waits_after_the_seed(spaces: dict[str, SearchSpace]) ->
 
 def test_evolution_samples_from_the_most_recent(spaces: dict[str, SearchSpace]) -> None:
     space = spaces["cnn"]
-    controller = make_controller("evolution", space, seed=0, options={"population": 3, "sample": 3})
+    controller = make_controller(
+        "evolution", space, seed=0, options={"population": 3, "sample": 3, "initial": 0}
+    )
     cluster = Cluster(space, concurrency=1)
     cluster.run(controller, 12)
     # with sample == population, the parent is the best of the 3 most recent successes

@@ -89,22 +89,46 @@ def test_random_descendants_respect_every_limit(seed: int, family: str) -> None:
     assert arch.dominates(spec) and SPACE.fits(arch)
 
 
-def test_random_descendants_spread_from_one_op_to_the_limits() -> None:
-    """Unlike a child (``ops_per_child``: at most 3 ops here), a descendant may lie anywhere
-    between the spec and the largest architectures of the space."""
+def test_random_descendants_spread_over_the_space() -> None:
+    """Unlike a child (``ops_per_child``: at most 3 ops here), a descendant is a uniform draw of
+    depths and widths: anywhere between the spec and the space's limits."""
     rng = random.Random(0)
     draws = [SPACE.random_descendant(CNN, rng) for _ in range(60)]
-    lengths = [len(ops) for _, ops in draws]  # type: ignore[misc]
-    assert min(lengths) == 1 and max(lengths) > 6
-    # the longest ones reach an architecture that can grow no further
-    longest = max(draws, key=lambda d: len(d[1]))  # type: ignore[index]
-    assert SPACE.random_op(longest[0], rng) is None  # type: ignore[index]
+    depths = {tuple(len(s.layers) for s in a.stages) for a, _ in draws}  # type: ignore[misc]
+    assert (1, 1) in depths and (3, 3) in depths and len(depths) >= 6
+    assert max(len(ops) for _, ops in draws) > 6  # type: ignore[misc]
     params = sorted(SPACE.params(a) for a, _ in draws)  # type: ignore[misc]
-    assert params[0] < 2 * SPACE.params(CNN) and params[-1] > 30_000
+    assert params[0] < 2 * SPACE.params(CNN) and params[-1] > 25_000
+    widths = {x.width for a, _ in draws for x in a.layers}  # type: ignore[misc]
+    assert widths <= set(SPACE.width_choices(8)) | set(SPACE.width_choices(16))
+    assert 48 in widths
     # deterministic for a given generator state
     assert SPACE.random_descendant(CNN, random.Random(5)) == SPACE.random_descendant(
         CNN, random.Random(5)
     )
+
+
+def test_random_descendants_keep_to_the_allowed_layers() -> None:
+    space = MutationSpace.model_validate(
+        {"widen": {"targets": ["s1l0"]}, "deepen": {"after": ["s0l0"]}, "max_params": None}
+    )
+    rng = random.Random(0)
+    for _ in range(20):
+        arch, ops = space.random_descendant(CNN, rng)  # type: ignore[misc]
+        assert all(
+            op.target == "s1l0" if isinstance(op, Widen) else op.after == "s0l0" for op in ops
+        )
+        assert arch.stages[0].layers[0].width == 8 and len(arch.stages[1].layers) == 1
+
+
+def test_random_descendants_of_tight_spaces_fall_back_to_a_walk() -> None:
+    """When almost no encoding fits (one op's worth of parameters left), the random walk still
+    finds the few descendants there are."""
+    tight = MutationSpace.model_validate(
+        {"widen": {"factors": [1.5]}, "max_params": SPACE.params(CNN.apply(Widen("s0l0", 12)))}
+    )
+    arch, ops = tight.random_descendant(CNN, random.Random(0))  # type: ignore[misc]
+    assert tight.fits(arch) and len(ops) >= 1 and _apply(CNN, ops) == arch
 
 
 @pytest.mark.parametrize("family", sorted(SPECS))
