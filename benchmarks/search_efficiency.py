@@ -218,6 +218,8 @@ def summarise(
                 "acc_start_mean": float(children["acc_start"].astype(float).mean()) if "acc_start" in children else float("nan"),
                 "acc_before_mean": float(children["acc_before"].astype(float).mean()),
                 "search_wall_s_mean": float(sub.groupby("seed")["search_wall_s"].first().mean()),
+                # trial training time, summed per search (1 thread per trial: ~CPU-seconds)
+                "train_seconds_mean": float(sub.groupby("seed")["train_seconds"].sum().mean()),
                 "stalled_searches": int(
                     sub.groupby("seed")["stalled"].first().fillna(False).astype(bool).sum()
                 )
@@ -246,7 +248,9 @@ def summarise(
         f"`{REFERENCE}` mean curve (the target). *Final*: best test accuracy over the whole "
         "search (mean ± sd over seeds; the last trial can overshoot the budget by one trial's "
         "epochs, see `epochs run`). *Test of best-val*: test accuracy of the trial chosen on "
-        "validation (the number one would report).",
+        "validation (the number one would report). *Training min*: the trials' training time "
+        "summed per search (one thread each, so about CPU-minutes; mean over seeds): an epoch "
+        "of a larger network costs more, which the epoch budget does not show.",
         "",
     ]
     for dataset in [d for d in budgets if d in set(summary.get("dataset", []))]:
@@ -257,8 +261,8 @@ def summarise(
             f"## {dataset} (budget {budgets[dataset]} epochs; target = {REFERENCE} final mean best = "
             f"{100 * t:.2f}%, which {REFERENCE} itself first reaches at {ref_x} epochs)",
             "",
-            "| arm | epochs to target | fraction of budget | final best test % (mean ± sd) | min–max | test of best-val % | trials | epochs run | stalled | child − parent val (pp) | child > parent |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| arm | epochs to target | fraction of budget | final best test % (mean ± sd) | min–max | test of best-val % | trials | epochs run | training min | stalled | child − parent val (pp) | child > parent |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for _, r in s.iterrows():
             x = "not reached" if pd.isna(r["epochs_to_target"]) else f"{int(r['epochs_to_target'])}"
@@ -267,7 +271,7 @@ def summarise(
                 f"| {r['arm']} | {x} | {f} | {100 * r['final_best_test_mean']:.2f} ± {100 * r['final_best_test_sd']:.2f} "
                 f"| {100 * r['final_best_test_min']:.1f}–{100 * r['final_best_test_max']:.1f} "
                 f"| {100 * r['final_test_of_best_val_mean']:.2f} ± {100 * r['final_test_of_best_val_sd']:.2f} "
-                f"| {r['trials_mean']:.1f} | {r['epochs_run_mean']:.0f} | {r['stalled_searches']} "
+                f"| {r['trials_mean']:.1f} | {r['epochs_run_mean']:.0f} | {r['train_seconds_mean'] / 60:.1f} | {r['stalled_searches']} "
                 f"| {100 * r['child_minus_parent_val_mean']:+.2f} | {r['child_beats_parent_frac']:.2f} |"
             )  # fmt: skip
         md.append("")
