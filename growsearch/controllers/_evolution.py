@@ -48,7 +48,9 @@ class Evolution(GrowthController):
 
     The first ``initial`` proposals after the seed are random descendants of it. Then, until
     ``population`` trials have succeeded, the parent is the best so far; after that it is the
-    best of ``sample`` members drawn from the population.
+    best of ``sample`` members drawn from the population. A child repeats an architecture
+    already proposed only when no successful trial can grow into a new one: when the parent has
+    nothing new left (at the space's limits), the best trial that has grows instead.
     """
 
     Options = EvolutionOptions
@@ -66,7 +68,14 @@ class Evolution(GrowthController):
         else:
             parent = _best(self.rng.sample(population, min(opts.sample, len(population))))
         assert parent is not None  # there is a success: GrowthController.propose checked
-        proposal = self._grow(trial_id, parent)
-        if proposal is None:  # the parent is at the limits: grow the best one that is not
-            proposal = self._grow_any(trial_id, by_accuracy(successes))
-        return proposal
+        # Something not proposed before: from the parent, else from the best trial that can
+        # still grow into something new (a parent at the space's limits often has one child
+        # left; retraining it again and again only re-rolls its initialisation). Only when no
+        # trial has anything new left is a repeat better than idling.
+        ranked = by_accuracy(successes)
+        return (
+            self._grow(trial_id, parent, new_only=True)
+            or self._grow_any(trial_id, ranked, new_only=True)
+            or self._grow(trial_id, parent)
+            or self._grow_any(trial_id, ranked)
+        )

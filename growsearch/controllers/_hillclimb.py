@@ -59,8 +59,8 @@ class Hillclimb(GrowthController):
         first = self.rounds == 0 and opts.initial > 0  # the spread-out first round
         if first:
             proposal = self._spread(trial_id)
-        else:
-            proposal = self._grow(trial_id, self.results[self.current])
+        else:  # a neighbour not proposed before (repeats only re-roll an initialisation)
+            proposal = self._grow(trial_id, self.results[self.current], new_only=True)
         if proposal is None and not self.round:
             # a dead end with no round in flight: climb on from the best trial that can still
             # grow into something new (re-proposing a trained shape would only repeat it)

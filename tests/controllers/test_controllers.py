@@ -138,6 +138,32 @@ def test_evolution_samples_from_the_most_recent(spaces: dict[str, SearchSpace]) 
         assert p.parent_id == best.trial_id or stuck
 
 
+@pytest.mark.parametrize("name", ["evolution", "hillclimb"])
+def test_no_repeats_while_something_new_can_grow(name: str, spaces: dict[str, SearchSpace]) -> None:
+    """The synthetic objective grows with the parameter count, so the best trials sit at
+    max_params with one child or none left; evolution used to retrain that child over and over
+    (50 of 60 proposals were repeats), hillclimb filled its rounds with it. A repeat is proposed
+    only when nothing new can grow."""
+    for space_name in ("cnn", "mlp", "resnet"):
+        space = spaces[space_name]
+        controller = make_controller(name, space, seed=0)
+        cluster = Cluster(space, concurrency=2)
+        cluster.run(controller, 60)
+        archs = [p.arch.summary() for p in cluster.proposals]
+        assert len(archs) == 60 and len(set(archs)) == 60, space_name
+
+
+def test_evolution_repeats_rather_than_idles_when_nothing_new_is_left(tmp_path) -> None:
+    space = _mlp_space(
+        tmp_path, "mutations: {widen: {factors: [2.0], max_width: 32}, deepen: {enabled: false}}\n"
+    )
+    controller = make_controller("evolution", space, seed=0)
+    cluster = Cluster(space, concurrency=1)
+    cluster.run(controller, 4)
+    archs = [p.arch.summary() for p in cluster.proposals]
+    assert len(archs) == 4 and len(set(archs)) == 2, archs  # the seed, then its only child
+
+
 def test_hillclimb_rounds(spaces: dict[str, SearchSpace]) -> None:
     space = spaces["cnn"]
     controller = make_controller(
