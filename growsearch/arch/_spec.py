@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -288,6 +289,13 @@ class ArchSpec:
         inserted = (*c.inserted, op.name) if isinstance(op, Deepen) else c.inserted
         custom = dataclasses.replace(c, paths=paths, history=(*c.history, entry), inserted=inserted)
         return dataclasses.replace(child, custom=custom)
+
+    def apply_all(self, ops: Iterable[Op]) -> ArchSpec:
+        """The spec after ``ops``, applied in order (:meth:`apply` each)."""
+        spec = self
+        for op in ops:
+            spec = spec.apply(op)
+        return spec
 
     def _apply(self, op: Op) -> ArchSpec:
         if isinstance(op, Widen):

@@ -215,7 +215,9 @@ class OptunaController(GrowthController):
             self._log.append(["ask", params])
             widths, stage_widths = self._decode(params)
             ops = plan_growth(seed, widths, stage_widths)
-            target = _apply(seed, ops) if ops is not None else _scratch(seed, widths, stage_widths)
+            target = (
+                seed.apply_all(ops) if ops is not None else _scratch(seed, widths, stage_widths)
+            )
             if not self.space.mutations.fits(target):
                 self._told(number, "PRUNED", None)
                 continue
@@ -232,7 +234,9 @@ class OptunaController(GrowthController):
             for parent in by_accuracy(self.successes()):
                 ops = plan_growth(parent.arch, widths, stage_widths)
                 if ops is not None:
-                    return Proposal(trial_id, _apply(parent.arch, ops), parent.trial_id, tuple(ops))
+                    return Proposal(
+                        trial_id, parent.arch.apply_all(ops), parent.trial_id, tuple(ops)
+                    )
             return Proposal(trial_id, target)  # nothing it grows from: from scratch
         # Every point asked was beyond the limits: a random child keeps the search going.
         return self._grow_any(trial_id, by_accuracy(self.successes()))
@@ -269,12 +273,6 @@ class OptunaController(GrowthController):
                 self._add(event[1], event[2])
             self._log.append(event)
         self._trial_of = {k: int(v) for k, v in state["trial_of"].items()}
-
-
-def _apply(spec: ArchSpec, ops: list[Any]) -> ArchSpec:
-    for op in ops:
-        spec = spec.apply(op)
-    return spec
 
 
 def _scratch(seed: ArchSpec, widths: list[list[int]], stage_widths: list[int] | None) -> ArchSpec:

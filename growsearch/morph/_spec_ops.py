@@ -84,9 +84,7 @@ def apply_ops(
 ) -> tuple[nn.Module, ArchSpec]:
     """Apply ops in order (each with its own derived seed)."""
     if init == "scratch":
-        child_spec = spec
-        for op in ops:
-            child_spec = child_spec.apply(op)
+        child_spec = spec.apply_all(ops)
         return build(child_spec, seed=seed).train(model.training), child_spec
     for i, op in enumerate(ops):
         model, spec = apply_op(

@@ -263,9 +263,7 @@ class MutationSpace(Section):
                 ops = plan_growth(spec, widths, stage_widths)
                 if not ops or not self._allowed(ops):
                     continue
-                out = spec
-                for op in ops:
-                    out = out.apply(op)
+                out = spec.apply_all(ops)
                 if self.fits(out):
                     return out, tuple(ops)
         return self._random_walk_prefix(spec, rng)
@@ -316,20 +314,17 @@ class MutationSpace(Section):
         """Random allowed ops from ``spec`` until the limits allow none, cut at a uniformly
         random length >= 1; None when ``spec`` cannot grow."""
         path: list[Op] = []
-        child = spec
+        specs = [spec]  # specs[k]: spec after the first k ops of the path
         while True:
-            op = self.random_op(child, rng)
+            op = self.random_op(specs[-1], rng)
             if op is None:
                 break
-            child = child.apply(op)
+            specs.append(specs[-1].apply(op))
             path.append(op)
         if not path:
             return None
-        ops = path[: _randint(rng, 1, len(path))]
-        out = spec
-        for op in ops:
-            out = out.apply(op)
-        return out, tuple(ops)
+        k = _randint(rng, 1, len(path))
+        return specs[k], tuple(path[:k])
 
 
 def plan_growth(

@@ -28,12 +28,6 @@ SPACE = MutationSpace.model_validate(
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _apply(spec: ArchSpec, ops) -> ArchSpec:
-    for op in ops:
-        spec = spec.apply(op)
-    return spec
-
-
 def _widths(spec: ArchSpec) -> list[list[int]]:
     return [[x.width for x in s.layers] for s in spec.stages]
 
@@ -62,7 +56,7 @@ def test_random_children_respect_every_limit(seed: int, family: str, steps: int)
         arch, ops = child
         lo, hi = SPACE.ops_per_child
         assert 1 <= len(ops) <= hi
-        assert _apply(spec, ops) == arch
+        assert spec.apply_all(ops) == arch
         assert arch.dominates(spec)
         assert SPACE.fits(arch)
         assert SPACE.params(arch) <= 40_000
@@ -77,7 +71,7 @@ def test_random_op_is_deterministic_and_takes_numpy_generators() -> None:
     ops = {SPACE.random_op(CNN, np.random.default_rng(s)) for s in range(40)}
     assert any(isinstance(op, Widen) for op in ops) and any(isinstance(op, Deepen) for op in ops)
     child = SPACE.random_child(CNN, np.random.default_rng(0))
-    assert child is not None and _apply(CNN, child[1]) == child[0]
+    assert child is not None and CNN.apply_all(child[1]) == child[0]
 
 
 @FAST
@@ -85,7 +79,7 @@ def test_random_op_is_deterministic_and_takes_numpy_generators() -> None:
 def test_random_descendants_respect_every_limit(seed: int, family: str) -> None:
     spec = SPECS[family]
     arch, ops = SPACE.random_descendant(spec, random.Random(seed))  # type: ignore[misc]
-    assert len(ops) >= 1 and _apply(spec, ops) == arch
+    assert len(ops) >= 1 and spec.apply_all(ops) == arch
     assert arch.dominates(spec) and SPACE.fits(arch)
 
 
@@ -128,7 +122,7 @@ def test_random_descendants_of_tight_spaces_fall_back_to_a_walk() -> None:
         {"widen": {"factors": [1.5]}, "max_params": SPACE.params(CNN.apply(Widen("s0l0", 12)))}
     )
     arch, ops = tight.random_descendant(CNN, random.Random(0))  # type: ignore[misc]
-    assert tight.fits(arch) and len(ops) >= 1 and _apply(CNN, ops) == arch
+    assert tight.fits(arch) and len(ops) >= 1 and CNN.apply_all(ops) == arch
 
 
 @pytest.mark.parametrize("family", sorted(SPECS))
@@ -205,7 +199,7 @@ def test_plan_growth_reaches_any_descendant(seed: int, family: str) -> None:
     stage_widths = [s.width for s in target.stages] if family == "resnet" else None
     ops = plan_growth(ancestor, _widths(target), stage_widths)
     assert ops is not None
-    grown = _apply(ancestor, ops)
+    grown = ancestor.apply_all(ops)
     assert _widths(grown) == _widths(target)
     assert [s.width for s in grown.stages] == [s.width for s in target.stages]
     assert grown.dominates(ancestor)
@@ -218,7 +212,7 @@ def test_plan_growth_examples() -> None:
     ops = plan_growth(CNN, [[8, 12], [32]])
     assert ops == [Deepen("s0l0", "s0l1"), Widen("s0l1", 12), Widen("s1l0", 32)]
     # a new layer can sit before a grown one: [16, 8] from [8] is deepen after s0l0, widen s0l0
-    assert _widths(_apply(CNN, plan_growth(CNN, [[16, 8], [16]]))) == [[16, 8], [16]]
+    assert _widths(CNN.apply_all(plan_growth(CNN, [[16, 8], [16]]))) == [[16, 8], [16]]
 
 
 @pytest.mark.parametrize(
@@ -238,7 +232,7 @@ def test_plan_growth_fewer_layers_and_stage_widths() -> None:
     assert plan_growth(MLP, [[16]]) is None
     assert plan_growth(RESNET, [[8], [8]], [8, 8]) is None  # stage width 16 -> 8
     ops = plan_growth(RESNET, [[16, 16], [8]], [16, 24])
-    grown = _apply(RESNET, ops)
+    grown = RESNET.apply_all(ops)
     assert _widths(grown) == [[16, 16], [8]] and [s.width for s in grown.stages] == [16, 24]
     assert plan_growth(CNN, [[8], [16]], [8, 16]) is None  # stage widths are resnet only
 
