@@ -157,6 +157,30 @@ def curve_on_grid(sub, grid: np.ndarray, col: str = "best_test_so_far") -> np.nd
     return np.where(idx >= 0, ys[np.clip(idx, 0, None)], 0.0)
 
 
+def _seed_children_pairs(d) -> list[str]:
+    """Markdown: warm children of the seed against their from-scratch twins (same controller
+    and seed, same trial id and architecture), per controller, in test accuracy."""
+    out = []
+    for ctrl in ("evolution", "hillclimb"):
+        diffs = []
+        for seed in sorted(set(d["seed"])):
+            w = d[(d.arm == f"{ctrl} warm") & (d.seed == seed)]
+            sc = d[(d.arm == f"{ctrl} scratch") & (d.seed == seed)].set_index("trial_id")
+            if w.empty or sc.empty:
+                continue
+            root = w.loc[w["parent_id"].isna(), "trial_id"].iloc[0]
+            for _, r in w[w["parent_id"] == root].iterrows():
+                if r.trial_id in sc.index and sc.loc[r.trial_id, "arch_summary"] == r.arch_summary:
+                    diffs.append(float(r.test_acc) - float(sc.loc[r.trial_id, "test_acc"]))
+        if diffs:
+            out.append(
+                f"- {ctrl}: warm children of the seed vs the same architectures from scratch: "
+                f"{100 * np.mean(diffs):+.2f} points on average, warm higher in "
+                f"{sum(x > 0 for x in diffs)} of {len(diffs)} pairs."
+            )
+    return [*out, ""] if out else []
+
+
 def summarise(
     df,
     budgets: dict,
@@ -200,6 +224,7 @@ def summarise(
                 for s in sorted(set(sub.seed))
             ]
             children = sub[sub["parent_id"].notna() & (sub["status"] != "failed")]
+            third = int(np.searchsorted(g, budget / 3, side="right")) - 1  # last point <= 1/3
             rows.append({
                 "dataset": dataset, "arm": arm, "budget_epochs": budget,
                 "seeds": len(finals), "target_acc": target,
@@ -217,6 +242,10 @@ def summarise(
                 "params_mean": float(sub["params"].mean()),
                 "acc_start_mean": float(children["acc_start"].astype(float).mean()) if "acc_start" in children else float("nan"),
                 "acc_before_mean": float(children["acc_before"].astype(float).mean()),
+                "best_at_third_mean": float(mean[third]),
+                "best_at_third_per_seed": " ".join(f"{100 * v:.1f}" for v in c[:, third]),
+                # trials that repeat an architecture already trained in the same search
+                "repeats_mean": float(sub.groupby("seed")["arch_summary"].agg(lambda a: len(a) - a.nunique()).mean()),
                 "search_wall_s_mean": float(sub.groupby("seed")["search_wall_s"].first().mean()),
                 # trial training time, summed per search (1 thread per trial: ~CPU-seconds)
                 "train_seconds_mean": float(sub.groupby("seed")["train_seconds"].sum().mean()),
@@ -250,7 +279,9 @@ def summarise(
         "epochs, see `epochs run`). *Test of best-val*: test accuracy of the trial chosen on "
         "validation (the number one would report). *Training min*: the trials' training time "
         "summed per search (one thread each, so about CPU-minutes; mean over seeds): an epoch "
-        "of a larger network costs more, which the epoch budget does not show.",
+        "of a larger network costs more, which the epoch budget does not show. *Best at 1/3*: the "
+        "mean curve (and each seed's) at 1/3 of the budget. *Repeats*: trials per search whose "
+        "architecture an earlier trial of the same search already had (mean over seeds).",
         "",
     ]
     for dataset in [d for d in budgets if d in set(summary.get("dataset", []))]:
@@ -261,17 +292,18 @@ def summarise(
             f"## {dataset} (budget {budgets[dataset]} epochs; target = {REFERENCE} final mean best = "
             f"{100 * t:.2f}%, which {REFERENCE} itself first reaches at {ref_x} epochs)",
             "",
-            "| arm | epochs to target | fraction of budget | final best test % (mean ± sd) | min–max | test of best-val % | trials | epochs run | training min | stalled | child − parent val (pp) | child > parent |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| arm | epochs to target | fraction of budget | best at 1/3 % (per seed) | final best test % (mean ± sd) | min–max | test of best-val % | trials | repeats | epochs run | training min | stalled | child − parent val (pp) | child > parent |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for _, r in s.iterrows():
             x = "not reached" if pd.isna(r["epochs_to_target"]) else f"{int(r['epochs_to_target'])}"
             f = "—" if pd.isna(r["fraction_of_budget"]) else f"{r['fraction_of_budget']:.2f}"
             md.append(
-                f"| {r['arm']} | {x} | {f} | {100 * r['final_best_test_mean']:.2f} ± {100 * r['final_best_test_sd']:.2f} "
+                f"| {r['arm']} | {x} | {f} | {100 * r['best_at_third_mean']:.2f} ({r['best_at_third_per_seed']}) "
+                f"| {100 * r['final_best_test_mean']:.2f} ± {100 * r['final_best_test_sd']:.2f} "
                 f"| {100 * r['final_best_test_min']:.1f}–{100 * r['final_best_test_max']:.1f} "
                 f"| {100 * r['final_test_of_best_val_mean']:.2f} ± {100 * r['final_test_of_best_val_sd']:.2f} "
-                f"| {r['trials_mean']:.1f} | {r['epochs_run_mean']:.0f} | {r['train_seconds_mean'] / 60:.1f} | {r['stalled_searches']} "
+                f"| {r['trials_mean']:.1f} | {r['repeats_mean']:.1f} | {r['epochs_run_mean']:.0f} | {r['train_seconds_mean'] / 60:.1f} | {r['stalled_searches']} "
                 f"| {100 * r['child_minus_parent_val_mean']:+.2f} | {r['child_beats_parent_frac']:.2f} |"
             )  # fmt: skip
         md.append("")
@@ -294,6 +326,7 @@ def summarise(
             "",
             *verdicts,
             "",
+            *_seed_children_pairs(df[df.dataset == dataset]),
         ]
     md += [f"Per-trial rows: `{os.path.relpath(out.with_suffix('.csv'), ROOT)}`; table: "
            f"`{os.path.relpath(out.with_name(out.name + '_summary.csv'), ROOT)}`.", ""]  # fmt: skip
