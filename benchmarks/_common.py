@@ -138,7 +138,9 @@ def run_student(
     ops = student_ops(spec, experiment)
     arm_recipe = dataclasses.replace(recipe, init=arm)
     calibration = data.train.x[: setting.calibration_size]
-    student, _ = prepare_student(teacher, spec, ops, arm_recipe, calibration=calibration, seed=seed)
+    student, _ = prepare_student(
+        teacher, spec, ops, arm_recipe, calibration=calibration, seed=seed, total_steps=steps
+    )
     overrides = student_train_overrides(arm_recipe, base_lr=setting.lr, total_steps=steps)
     cfg = setting.config(steps, seed, **overrides)
     rows: list[dict[str, Any]] = []

@@ -10,6 +10,7 @@ from growsearch.morph._deepen import ResidualBlock, deepen, insert_after
 from growsearch.morph._inits import EXACT_INITS, INITS, WidenDefaults
 from growsearch.morph._recipe import (
     WarmStartRecipe,
+    auto_shrink,
     perturb_student,
     prepare_student,
     recalibrate_batchnorm,
@@ -27,6 +28,7 @@ __all__ = [
     "WidenDefaults",
     "apply_op",
     "apply_ops",
+    "auto_shrink",
     "deepen",
     "insert_after",
     "perturb_student",

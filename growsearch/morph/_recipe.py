@@ -7,16 +7,19 @@ Network Training", NeurIPS 2020). The recipe is everything *around* the morph th
 whether the child beats a freshly initialised network of the same shape, kept as data so the
 search and the benchmark (``benchmarks/net2net_replication.py``) apply exactly the same thing:
 
-    child, child_spec = prepare_student(parent, parent_spec, ops, recipe, calibration=x, seed=s)
+    child, child_spec = prepare_student(
+        parent, parent_spec, ops, recipe, calibration=x, seed=s, total_steps=steps
+    )
     overrides = student_train_overrides(recipe, base_lr=cfg.lr, total_steps=steps)
     train(child, data, dataclasses.replace(cfg, **overrides))
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import fx, nn
@@ -30,6 +33,42 @@ from growsearch.morph._spec_ops import apply_ops
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 SHRINK_SCOPES = ("all", "scale-invariant")
+# ``shrink="auto"``: λ by the number of optimizer steps the child will train (see auto_shrink)
+AUTO_SHRINK_SHORT = (135, 0.6)  # up to this many steps: the mild shrink
+AUTO_SHRINK_LONG = (270, 0.3)  # from this many steps on: the strong shrink
+
+
+def auto_shrink(total_steps: int) -> float:
+    """The shrink λ that ``shrink="auto"`` uses for a child trained ``total_steps`` steps.
+
+    0.6 up to 135 steps, 0.3 from 270 steps on, linear in log(steps) between. Why it depends
+    on the length: the shrink raises the loss of the parent's weights so the child leaves the
+    parent's basin (Ash & Adams), and a child needs steps to win that loss back. Measured
+    (``results/search_efficiency.md``, ``results/search_efficiency_length.md``):
+
+    - 135-step children (5 epochs of 27 steps), on MNIST 5k and on MNIST-1D: with 0.6, children
+      of trained children gain over their parents instead of losing (+0.3 against -0.3 points
+      of validation accuracy on MNIST 5k, +0.2 against -1.0 on MNIST-1D) and the searches end
+      higher; children of the seed do the same with either.
+    - 270-step children (MNIST-1D, 10 epochs): 0.3 is better for children of the seed (0.6 costs
+      them 0.6 points of test accuracy) and the same for later children.
+    - 2,400-step students need 0.3 (with 0.6 they miss the replication target on both wider
+      settings: ``results/net2net_replication_ablation_zero_shrink06_table.md``).
+
+    Between 135 and 270 steps the value is interpolated, not measured.
+
+    Raises:
+        ValueError: ``total_steps`` < 1.
+    """
+    if total_steps < 1:
+        raise ValueError(f"auto_shrink: need total_steps >= 1, got {total_steps}")
+    (short_n, short_l), (long_n, long_l) = AUTO_SHRINK_SHORT, AUTO_SHRINK_LONG
+    if total_steps <= short_n:
+        return short_l
+    if total_steps >= long_n:
+        return long_l
+    t = math.log(total_steps / short_n) / math.log(long_n / short_n)
+    return short_l + t * (long_l - short_l)
 
 
 @dataclass(frozen=True)
@@ -39,12 +78,15 @@ class WarmStartRecipe:
     The defaults are the recipe measured in ``results/net2net_replication.md`` and chosen by
     ``results/search_efficiency_{mnist1d,mnist5k}_recipes.md``: an exact morph whose new units
     get fresh incoming weights and zero outgoing weights (``init="zero"``, as Auto-Keras and NNI
-    widen; for deepen it is the same identity layer as ``net2net``), then every parameter × 0.3
+    widen; for deepen it is the same identity layer as ``net2net``), then every parameter × λ
     (``shrink``, ``shrink_scope="all"``) and a BatchNorm re-estimate. The shrink raises the loss
     of a converged teacher again and makes Adam's steps relatively larger, so the child keeps
     learning instead of sitting in the teacher's basin (the warm-start gap of Ash & Adams,
     NeurIPS 2020). It does not keep the parent's predictions exactly (in deep children it can
     cost most of the accuracy right after the morph; they recover within their first epochs).
+    λ depends on how long the child trains (``shrink="auto"``, :func:`auto_shrink`): 0.3 from
+    270 steps on (the 2,400-step replication students need it), 0.6 up to 135 steps (such short
+    children lose more to the strong shrink than they can win back).
 
     Why ``zero`` and not ``net2net``'s replicas (random zero-sum split of outgoing weights,
     ``split_std`` 0.5; both exact): the replicas start as copies of existing features, the zero
@@ -69,7 +111,9 @@ class WarmStartRecipe:
             learning rate. The paper advises 1/10; measured, that is too small here.
         warmup_fraction: Linear learning-rate warm-up over this fraction of the child's steps.
         shrink: λ of shrink-and-perturb, applied after the morph to every parameter
-            (``θ ← λ·θ + σ·θ_fresh``); 1 keeps the weights.
+            (``θ ← λ·θ + σ·θ_fresh``); 1 keeps the weights. ``"auto"`` (the default): by the
+            child's length, 0.6 up to 135 training steps, 0.3 from 270 on
+            (:func:`auto_shrink`); resolve it with :meth:`for_steps`.
         perturb_std: σ of shrink-and-perturb: the scale of a fresh initialisation of the child
             (``build(child_spec)``) added to the weights; 0 adds nothing.
         recalibrate_bn: After a shrink/perturb, re-estimate BatchNorm running statistics on the
@@ -89,7 +133,7 @@ class WarmStartRecipe:
     split_std: float | None = 0.5
     student_lr_factor: float = 1.0
     warmup_fraction: float = 0.0
-    shrink: float = 0.3
+    shrink: float | str = "auto"
     perturb_std: float = 0.0
     recalibrate_bn: bool = True
     shrink_scope: str = "all"
@@ -120,14 +164,24 @@ class WarmStartRecipe:
             raise ValueError(
                 f"WarmStartRecipe.warmup_fraction: expected a number in [0, 1), got {self.warmup_fraction!r}"
             )
-        if not 0.0 < self.shrink <= 1.0:
+        if self.shrink != "auto" and not (
+            isinstance(self.shrink, int | float)
+            and not isinstance(self.shrink, bool)
+            and 0.0 < self.shrink <= 1.0
+        ):
             raise ValueError(
-                f"WarmStartRecipe.shrink: expected a number in (0, 1], got {self.shrink!r}"
+                f"WarmStartRecipe.shrink: expected 'auto' or a number in (0, 1], got {self.shrink!r}"
             )
         if self.perturb_std < 0:
             raise ValueError(
                 f"WarmStartRecipe.perturb_std: expected >= 0, got {self.perturb_std!r}"
             )
+
+    def for_steps(self, total_steps: int) -> WarmStartRecipe:
+        """This recipe with ``shrink="auto"`` resolved for a child of ``total_steps`` steps."""
+        if self.shrink != "auto":
+            return self
+        return replace(self, shrink=auto_shrink(total_steps))
 
     @property
     def exact(self) -> bool:
@@ -157,6 +211,7 @@ def prepare_student(
     *,
     calibration: torch.Tensor | None,
     seed: int,
+    total_steps: int | None = None,
 ) -> tuple[nn.Module, ArchSpec]:
     """Grow ``parent_model`` by ``ops`` the way ``recipe`` says; the parent is not modified.
 
@@ -172,11 +227,20 @@ def prepare_student(
         recipe: The recipe (default: :class:`WarmStartRecipe`'s defaults).
         calibration: An input batch (needed by deepen with BatchNorm and by the re-estimate).
         seed: Seeds the morph (mapping, split, fresh units) and the perturbation.
+        total_steps: The optimizer steps the child will train; needed when the recipe's
+            ``shrink`` is ``"auto"``.
 
     Returns:
         ``(child_model, child_spec)``; the child is in the parent's train/eval mode.
     """
     recipe = recipe or WarmStartRecipe()
+    if recipe.shrink == "auto" and recipe.init != "scratch":
+        if total_steps is None:
+            raise ValueError(
+                "prepare_student: the recipe's shrink is 'auto' (it depends on the child's "
+                "length); pass total_steps=<the child's training steps> or a numeric shrink"
+            )
+        recipe = recipe.for_steps(total_steps)
     child, child_spec = apply_ops(
         parent_model,
         parent_spec,
@@ -204,17 +268,27 @@ def perturb_student(
     Modifies ``child`` in place and returns it. A no-op for ``scratch`` children and for
     ``shrink == 1, perturb_std == 0``. Split from :func:`prepare_student` so a caller can check
     the morph's function preservation before the (deliberately non-exact) perturbation.
+
+    Raises:
+        ValueError: The recipe's ``shrink`` is ``"auto"``: resolve it first with
+            :meth:`WarmStartRecipe.for_steps`.
     """
-    if recipe.init == "scratch" or (
-        recipe.shrink == 1.0 and recipe.perturb_std == 0.0 and recipe.logit_scale == 1.0
-    ):
+    if recipe.init == "scratch":
+        return child
+    if recipe.shrink == "auto":
+        raise ValueError(
+            "perturb_student: the recipe's shrink is 'auto'; resolve it for the child's length "
+            "first (recipe.for_steps(total_steps))"
+        )
+    shrink = float(recipe.shrink)
+    if shrink == 1.0 and recipe.perturb_std == 0.0 and recipe.logit_scale == 1.0:
         return child
     with torch.no_grad():
         if recipe.shrink_scope == "all":
             for p in child.parameters():
-                p.mul_(recipe.shrink)
-        elif recipe.shrink != 1.0:
-            shrink_scale_invariant(child, recipe.shrink)
+                p.mul_(shrink)
+        elif shrink != 1.0:
+            shrink_scale_invariant(child, shrink)
         if recipe.logit_scale != 1.0:
             for p in output_layer(child).parameters():
                 p.mul_(recipe.logit_scale)
@@ -223,9 +297,7 @@ def perturb_student(
             fresh_params = dict(fresh.named_parameters())
             for name, p in child.named_parameters():
                 p.add_(fresh_params[name].to(p.device, p.dtype), alpha=recipe.perturb_std)
-    changed_stats = recipe.perturb_std > 0 or (
-        recipe.shrink_scope == "all" and recipe.shrink != 1.0
-    )
+    changed_stats = recipe.perturb_std > 0 or (recipe.shrink_scope == "all" and shrink != 1.0)
     if changed_stats and recipe.recalibrate_bn and any(isinstance(m, _BN) for m in child.modules()):
         if calibration is None:
             raise MorphError(
@@ -335,8 +407,11 @@ def student_train_overrides(recipe: WarmStartRecipe, base_lr: float, total_steps
 
 
 __all__ = [
+    "AUTO_SHRINK_LONG",
+    "AUTO_SHRINK_SHORT",
     "SHRINK_SCOPES",
     "WarmStartRecipe",
+    "auto_shrink",
     "output_layer",
     "perturb_student",
     "prepare_student",

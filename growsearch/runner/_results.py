@@ -15,7 +15,7 @@ from growsearch.exceptions import ConfigError
 COLUMNS = [
     "trial_id", "parent_id", "ops", "arch", "arch_summary", "params", "flops", "val_acc",
     "test_acc", "epochs", "train_seconds", "status", "error", "warm_start", "parent_acc",
-    "acc_before", "acc_start", "preserve_err", "restarts", "curve", "device", "gpu_ids", "precision",
+    "acc_before", "acc_start", "shrink", "preserve_err", "restarts", "curve", "device", "gpu_ids", "precision",
 ]  # fmt: skip
 """``device`` (``cpu``, ``cuda``...), ``gpu_ids`` (Ray's GPU ids for the trial, comma-separated,
 empty without) and ``precision`` (``fp32``, ``bf16`` or ``fp16`` autocast): where a trial trained."""
@@ -64,6 +64,7 @@ def trial_row(
         "parent_acc": metrics.get("parent_acc"),
         "acc_before": metrics.get("acc_before"),
         "acc_start": metrics.get("acc_start"),
+        "shrink": metrics.get("shrink"),
         "preserve_err": metrics.get("preserve_err"),
         "restarts": metrics.get("restarts", 0),
         "curve": json.dumps(curve),
@@ -203,6 +204,7 @@ class ResultsStore:
             "parent_acc",
             "acc_before",
             "acc_start",
+            "shrink",
             "preserve_err",
         ):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")

@@ -121,6 +121,8 @@ def train_trial(config: dict[str, Any]) -> None:
             ck = load_checkpoint(d)
     elif own.is_dir():  # the search was resumed: continue from this trial's last epoch
         ck = load_checkpoint(own)
+    epochs = int(training["epochs"] if proposal.parent_id is not None else training["seed_epochs"])
+    steps = max(1, len(data.train) // int(training["batch_size"])) * epochs
     if ck is not None:
         model = ck.model(device).train()
         optimizer_state = ck.optimizer_state
@@ -128,6 +130,8 @@ def train_trial(config: dict[str, Any]) -> None:
         info.update({k: v for k, v in ck.meta.get("info", {}).items() if k not in placement})
         info["restarts"] = int(info.get("restarts") or 0) + 1
     elif warm:
+        recipe = recipe.for_steps(steps)  # shrink "auto" depends on the child's length
+        info["shrink"] = float(recipe.shrink) if recipe.init != "scratch" else None
         parent = load_checkpoint(models_dir(settings["run_dir"]) / str(proposal.parent_id))
         parent_model = parent.model(device)
         probe = data.val.x[:PROBE_SIZE].to(device)
@@ -157,13 +161,11 @@ def train_trial(config: dict[str, Any]) -> None:
             # the seed of a search over a user's model starts from the user's trained weights
             model.load_state_dict(load_file(spec.custom.weights, device=str(device)), strict=True)
 
-    epochs = int(training["epochs"] if proposal.parent_id is not None else training["seed_epochs"])
     if ck is not None and start_epoch >= epochs:  # it had finished before the search stopped
         tune.report(dict(ck.meta["metrics"]))
         return
     lr, warmup = float(training["lr"]), 0
     if warm:
-        steps = max(1, len(data.train) // int(training["batch_size"])) * epochs
         overrides = student_train_overrides(recipe, base_lr=lr, total_steps=steps)
         lr, warmup = overrides["lr"], overrides["warmup_steps"]
     cfg = TrainConfig(

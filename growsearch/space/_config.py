@@ -20,6 +20,7 @@ from growsearch.space._fields import (
     number,
     one_of,
     text,
+    to_number,
 )
 from growsearch.space._mutations import MutationSpace
 
@@ -52,6 +53,18 @@ def _amp(v: Any) -> str:
 
 
 Amp = Annotated[str, BeforeValidator(_amp)]
+
+
+def _shrink(v: Any) -> float | str:
+    if v == "auto":
+        return "auto"
+    f = to_number(v)
+    if f is None or not 0.0 < f <= 1.0:
+        raise invalid("'auto' or a number in (0, 1]", v)
+    return f
+
+
+Shrink = Annotated[float | str, BeforeValidator(_shrink)]
 
 
 def _dataset_names() -> tuple[str, ...]:
@@ -145,7 +158,9 @@ class TrainingConfig(Section):
         split_std: Spread of net2net's random split of outgoing weights over replicas.
         student_lr_factor: A warm-started child trains at ``lr * student_lr_factor``.
         student_warmup_fraction: Linear LR warm-up over this fraction of the child's steps.
-        shrink: Shrink-and-perturb λ applied to the child's weights after the morph.
+        shrink: Shrink-and-perturb λ applied to the child's weights after the morph, or
+            ``auto`` (the default): by the child's training steps, 0.6 up to 135, 0.3 from
+            270 on, log-linear between (:func:`growsearch.morph.auto_shrink`).
         perturb_std: Shrink-and-perturb σ (scale of a fresh initialisation added).
         shrink_scope: ``all`` (every weight × shrink) or ``scale-invariant`` (only the layers
             a BatchNorm normalises: the child keeps its parent's predictions).
@@ -166,7 +181,7 @@ class TrainingConfig(Section):
     split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     student_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
     student_warmup_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
-    shrink: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
+    shrink: Shrink | None = None
     perturb_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     shrink_scope: one_of(SHRINK_SCOPES) | None = None  # type: ignore[valid-type]
     logit_scale: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
@@ -182,7 +197,8 @@ class TrainingConfig(Section):
             "perturb_std": self.perturb_std, "shrink_scope": self.shrink_scope,
             "logit_scale": self.logit_scale,
         }  # fmt: skip
-        return WarmStartRecipe(**{k: v for k, v in fields.items() if v is not None})
+        given: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+        return WarmStartRecipe(**given)
 
 
 class BudgetConfig(Section):

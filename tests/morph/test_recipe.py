@@ -10,6 +10,8 @@ import torch
 from growsearch.arch import ArchSpec, Deepen, Widen, build
 from growsearch.morph._recipe import (
     WarmStartRecipe,
+    auto_shrink,
+    perturb_student,
     prepare_student,
     recalibrate_batchnorm,
     student_train_overrides,
@@ -58,7 +60,7 @@ def test_default_recipe_student_keeps_the_parents_function(kind: str) -> None:
     x = torch.randn(32, 1, 16, generator=torch.Generator().manual_seed(1))
     before = {k: v.clone() for k, v in parent.state_dict().items()}
     child, child_spec = prepare_student(
-        parent, spec, _ops(spec, kind), recipe, calibration=x, seed=3
+        parent, spec, _ops(spec, kind), recipe, calibration=x, seed=3, total_steps=300
     )
     assert all(torch.equal(before[k], v) for k, v in parent.state_dict().items()), "parent modified"
     expected = spec
@@ -73,24 +75,26 @@ def test_default_recipe_student_keeps_the_parents_function(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["wider", "deeper"])
 @pytest.mark.parametrize(
-    "recipe",
+    ("recipe", "steps"),
     [
-        WarmStartRecipe(),
-        WarmStartRecipe(shrink=0.3, shrink_scope="all", logit_scale=1.0),
-        WarmStartRecipe(shrink=0.6, perturb_std=0.1, shrink_scope="all", logit_scale=1.0),
+        (WarmStartRecipe(), 200),
+        (WarmStartRecipe(), 5000),
+        (WarmStartRecipe(shrink=0.3, shrink_scope="all", logit_scale=1.0), None),
+        (WarmStartRecipe(shrink=0.6, perturb_std=0.1, shrink_scope="all", logit_scale=1.0), None),
     ],
-    ids=["default", "shrink-all", "s&p"],
+    ids=["default-short", "default-long", "shrink-all", "s&p"],
 )
 def test_student_accuracy_right_after_the_morph_is_bounded(
-    kind: str, recipe: WarmStartRecipe
+    kind: str, recipe: WarmStartRecipe, steps: int | None
 ) -> None:
     from growsearch.train import evaluate
 
     teacher, spec, data, acc = _digits_teacher()
     assert acc > 0.8
     child, _ = prepare_student(
-        teacher, spec, _ops(spec, kind), recipe, calibration=data.train.x[:512], seed=0
-    )
+        teacher, spec, _ops(spec, kind), recipe, calibration=data.train.x[:512], seed=0,
+        total_steps=steps,
+    )  # fmt: skip
     child_acc = evaluate(child, data.test)[1]
     if recipe.exact or recipe.keeps_predictions:
         assert abs(child_acc - acc) <= 1 / len(data.test)  # ties in the argmax at float rounding
@@ -317,3 +321,55 @@ def test_logit_scale_needs_a_logits_layer() -> None:
 def test_invalid_scale_invariant_fields_are_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="WarmStartRecipe"):
         WarmStartRecipe(**kwargs)
+
+
+def test_auto_shrink_depends_on_the_childs_length() -> None:
+    assert auto_shrink(1) == auto_shrink(135) == 0.6
+    assert auto_shrink(270) == auto_shrink(100_000) == 0.3
+    assert auto_shrink(191) == pytest.approx(0.45, abs=0.001)  # halfway in log(steps): 135·√2
+    lengths = [1, 100, 135, 136, 150, 191, 250, 269, 270, 2400, 10**6]
+    values = [auto_shrink(n) for n in lengths]
+    assert values == sorted(values, reverse=True)  # longer children: stronger shrink
+    with pytest.raises(ValueError, match="total_steps >= 1"):
+        auto_shrink(0)
+    assert WarmStartRecipe().shrink == "auto"
+    assert WarmStartRecipe().for_steps(2400).shrink == 0.3
+    assert WarmStartRecipe(shrink=0.8).for_steps(100).shrink == 0.8  # a number is kept as is
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, -0.3, "mild", True])
+def test_recipe_rejects_a_bad_shrink(bad) -> None:
+    with pytest.raises(ValueError, match="WarmStartRecipe.shrink: expected 'auto' or a number"):
+        WarmStartRecipe(shrink=bad)
+
+
+def test_auto_shrink_is_the_numeric_shrink_for_that_length() -> None:
+    """prepare_student with shrink 'auto' gives exactly the child of the resolved number."""
+    spec = _spec()
+    parent = randomise_bn(build(spec, seed=0)).eval()
+    x = torch.randn(32, 1, 16, generator=torch.Generator().manual_seed(1))
+    ops = _ops(spec, "wider")
+    for steps, value in [(135, 0.6), (2400, 0.3)]:
+        auto, _ = prepare_student(parent, spec, ops, calibration=x, seed=0, total_steps=steps)
+        fixed, _ = prepare_student(
+            parent, spec, ops, WarmStartRecipe(shrink=value), calibration=x, seed=0
+        )
+        for (name, p), q in zip(auto.state_dict().items(), fixed.state_dict().values()):
+            assert torch.equal(p, q), (steps, name)
+    short, _ = prepare_student(parent, spec, ops, calibration=x, seed=0, total_steps=100)
+    long, _ = prepare_student(parent, spec, ops, calibration=x, seed=0, total_steps=2400)
+    w_short, w_long = short.layers["s0l0"].conv.weight, long.layers["s0l0"].conv.weight
+    assert torch.allclose(w_long, w_short * 0.3 / 0.6, atol=1e-6)
+
+
+def test_auto_shrink_needs_the_childs_length() -> None:
+    spec = _spec()
+    parent = build(spec, seed=0)
+    x = torch.randn(8, 1, 16)
+    with pytest.raises(ValueError, match="pass total_steps"):
+        prepare_student(parent, spec, _ops(spec, "wider"), calibration=x, seed=0)
+    child, child_spec = prepare_student(
+        parent, spec, _ops(spec, "wider"), WarmStartRecipe(shrink=1.0), calibration=x, seed=0
+    )
+    with pytest.raises(ValueError, match="for_steps"):
+        perturb_student(child, child_spec, WarmStartRecipe(), calibration=x, seed=0)

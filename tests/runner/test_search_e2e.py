@@ -59,9 +59,14 @@ def test_trials_table(warm_run: Path) -> None:
 
 def test_warm_start_is_real(warm_run: Path) -> None:
     """A child's accuracy before its first step equals its parent's final accuracy."""
+    from growsearch.data import load_dataset
+    from growsearch.morph import auto_shrink
+
+    train = load_dataset("digits").train
     df = growsearch.load_results(warm_run).set_index("trial_id")
     children = df[df["parent_id"].notna()]
     assert len(children) == 4 and children["warm_start"].all()
+    assert df.loc[df["parent_id"].isna(), "shrink"].isna().all()  # the seed is not shrunk
     for _, child in children.iterrows():
         parent = df.loc[child["parent_id"]]
         assert child["preserve_err"] <= 1e-5
@@ -70,6 +75,8 @@ def test_warm_start_is_real(warm_run: Path) -> None:
         # the recipe's whole-network shrink does not keep predictions exactly; in this small
         # search a child still starts far above chance, within 10 points of its parent
         assert child["acc_start"] >= parent["val_acc"] - 0.1
+        # shrink "auto" (the default) was resolved for the child's length: 2 epochs of batch 64
+        assert child["shrink"] == pytest.approx(auto_shrink(2 * (len(train) // 64)))
         # and each child's spec really is its parent's spec with the ops applied
         spec = growsearch.arch.ArchSpec.from_dict(json.loads(parent["arch"]))
         for op in json.loads(child["ops"]):

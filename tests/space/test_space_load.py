@@ -224,6 +224,14 @@ MALFORMED = [
         "training.shrink_scope: expected one of ['all', 'scale-invariant'], got 'bn'",
     ),
     (
+        BASE + "training: {shrink: often}\n",
+        "training.shrink: expected 'auto' or a number in (0, 1], got 'often'",
+    ),
+    (
+        BASE + "training: {shrink: 0}\n",
+        "training.shrink: expected 'auto' or a number in (0, 1], got 0",
+    ),
+    (
         BASE + "training: {logit_scale: 2}\n",
         "training.logit_scale: expected a number > 0 and <= 1, got 2",
     ),
