@@ -50,14 +50,20 @@ ARMS = {  # name: (controller, warm_start)
 # they stay reproducible: "shrink all" is net2net init + the whole-network shrink (the default
 # of the time; the name dates from runs made while the scale-invariant shrink + logit
 # temperature was the default), "zero init" alone is zero init + that scale-invariant shrink.
-SHRINK_ALL = {"training.shrink_scope": "all", "training.logit_scale": 1.0}
-SCALE_INVARIANT = {"training.shrink_scope": "scale-invariant", "training.logit_scale": 0.09}
+# Every arm measured before the default shrink became "auto" (0.6 for children of up to 135
+# steps, 0.3 from 270: see growsearch.morph.auto_shrink) pins the 0.3 it had then.
+SHRINK_03 = {"training.shrink": 0.3}
+SHRINK_ALL = {"training.shrink_scope": "all", "training.logit_scale": 1.0, **SHRINK_03}
+SCALE_INVARIANT = {
+    "training.shrink_scope": "scale-invariant", "training.logit_scale": 0.09, **SHRINK_03
+}  # fmt: skip
 NET2NET_SHRINK_ALL = {"training.init": "net2net", **SHRINK_ALL}
 ZERO_SHRINK_ALL = {"training.init": "zero", **SHRINK_ALL}
 # Evolution and hillclimb arms measured before their first proposals were spread over the space
 # (controller option ``initial``, default 4) pin ``initial: 0``: their children of the seed are
 # 1-2-op mutations, as when their rows were made.
 CREEP = {"controller.initial": 0}
+SPREAD = {"controller.initial": 4}
 EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (shrink all)": ("evolution", True, {**NET2NET_SHRINK_ALL, **CREEP}),
     "optuna warm (shrink all)": ("optuna", True, NET2NET_SHRINK_ALL),
@@ -76,10 +82,38 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "hillclimb warm (shrink 0.6)": (
         "hillclimb", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6, **CREEP}
     ),
+    # the same milder shrink with the spread-out start (``initial: 4``, the default since);
+    # and TPE with it
+    "evolution warm (shrink 0.6 + spread)": (
+        "evolution", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6, **SPREAD}
+    ),
+    "hillclimb warm (shrink 0.6 + spread)": (
+        "hillclimb", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6, **SPREAD}
+    ),
+    "optuna warm (shrink 0.6)": ("optuna", True, {**ZERO_SHRINK_ALL, "training.shrink": 0.6}),
+    # does the better shrink follow the child's length or the dataset? The same evolution
+    # search with children of the other dataset's length (MNIST-1D 5 epochs = 135 steps, MNIST
+    # 5k 10 epochs = 270 steps), with shrink 0.3 (the default) and 0.6
+    "evolution warm (5-epoch children)": (
+        "evolution", True, {"training.epochs": 5, **SHRINK_03, **SPREAD}
+    ),
+    "evolution warm (5-epoch children + shrink 0.6)": (
+        "evolution", True, {"training.epochs": 5, "training.shrink": 0.6, **SPREAD}
+    ),
+    "evolution warm (10-epoch children)": (
+        "evolution", True, {"training.epochs": 10, **SHRINK_03, **SPREAD}
+    ),
+    "evolution warm (10-epoch children + shrink 0.6)": (
+        "evolution", True, {"training.epochs": 10, "training.shrink": 0.6, **SPREAD}
+    ),
+    # the default warm searches as they were before shrink "auto": 0.3 for every child
+    "evolution warm (shrink 0.3)": ("evolution", True, {**SHRINK_03, **SPREAD}),
+    "hillclimb warm (shrink 0.3)": ("hillclimb", True, {**SHRINK_03, **SPREAD}),
+    "optuna warm (shrink 0.3)": ("optuna", True, SHRINK_03),
     # the searches as they were before ``initial`` (children of the seed creep out of it)
-    "evolution warm (initial 0)": ("evolution", True, CREEP),
+    "evolution warm (initial 0)": ("evolution", True, {**CREEP, **SHRINK_03}),
     "evolution scratch (initial 0)": ("evolution", False, CREEP),
-    "hillclimb warm (initial 0)": ("hillclimb", True, CREEP),
+    "hillclimb warm (initial 0)": ("hillclimb", True, {**CREEP, **SHRINK_03}),
     "hillclimb scratch (initial 0)": ("hillclimb", False, CREEP),
 }  # fmt: skip
 REFERENCE = "evolution scratch"
@@ -94,6 +128,12 @@ COLORS = {
     "hillclimb warm (zero init + shrink all)": "#f1c40f",
     "optuna warm (zero init + shrink all)": "#a93226",
     "evolution warm (shrink 0.6)": "#e67e22", "hillclimb warm (shrink 0.6)": "#f1c40f",
+    "evolution warm (shrink 0.6 + spread)": "#e67e22", "hillclimb warm (shrink 0.6 + spread)": "#f1c40f",
+    "optuna warm (shrink 0.6)": "#c71585",
+    "evolution warm (shrink 0.3)": "#8e44ad", "hillclimb warm (shrink 0.3)": "#16a085",
+    "optuna warm (shrink 0.3)": "#7f8c8d",
+    "evolution warm (5-epoch children)": "#c0392b", "evolution warm (5-epoch children + shrink 0.6)": "#e67e22",
+    "evolution warm (10-epoch children)": "#c0392b", "evolution warm (10-epoch children + shrink 0.6)": "#e67e22",
     "evolution warm (initial 0)": "#c0392b", "evolution scratch (initial 0)": "#e6a19a",
     "hillclimb warm (initial 0)": "#1f5fa8", "hillclimb scratch (initial 0)": "#93b6de",
 }  # fmt: skip
@@ -181,6 +221,22 @@ def _seed_children_pairs(d) -> list[str]:
     return [*out, ""] if out else []
 
 
+def _generations(sub, children) -> dict:
+    """Children of the seed vs later children (of children) of one arm: count per search, mean
+    validation gain over the parent, mean test accuracy."""
+    seeds = set(sub.loc[sub["parent_id"].isna(), "trial_id"])
+    of_seed = children[children["parent_id"].isin(seeds)]
+    later = children[~children["parent_id"].isin(seeds)]
+    searches = max(1, sub["seed"].nunique())
+    out = {}
+    for name, g in (("seed_children", of_seed), ("later_children", later)):
+        gain = g["val_acc"].astype(float) - g["parent_val_acc"]
+        out[f"{name}_n"] = len(g) / searches
+        out[f"{name}_gain"] = float(gain.mean()) if len(g) else float("nan")
+        out[f"{name}_test"] = float(g["test_acc"].astype(float).mean()) if len(g) else float("nan")
+    return out
+
+
 def summarise(
     df,
     budgets: dict,
@@ -239,6 +295,7 @@ def summarise(
                 "failed": int((sub["status"] == "failed").sum()),
                 "child_minus_parent_val_mean": float((children["val_acc"].astype(float) - children["parent_val_acc"]).mean()),
                 "child_beats_parent_frac": float((children["val_acc"].astype(float) > children["parent_val_acc"]).mean()),
+                **_generations(sub, children),
                 "params_mean": float(sub["params"].mean()),
                 "acc_start_mean": float(children["acc_start"].astype(float).mean()) if "acc_start" in children else float("nan"),
                 "acc_before_mean": float(children["acc_before"].astype(float).mean()),
@@ -306,6 +363,21 @@ def summarise(
                 f"| {r['trials_mean']:.1f} | {r['repeats_mean']:.1f} | {r['epochs_run_mean']:.0f} | {r['train_seconds_mean'] / 60:.1f} | {r['stalled_searches']} "
                 f"| {100 * r['child_minus_parent_val_mean']:+.2f} | {r['child_beats_parent_frac']:.2f} |"
             )  # fmt: skip
+        md += [
+            "",
+            "Children of the seed and later children (children of children), per arm: how many "
+            "(per search), their validation accuracy minus their parent's (pp), and their mean "
+            "test accuracy (%).",
+            "",
+            "| arm | seed's children | gain over parent | test | later children | gain over parent | test |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for _, r in s.iterrows():
+            md.append(
+                f"| {r['arm']} | {r['seed_children_n']:.1f} | {100 * r['seed_children_gain']:+.2f} "
+                f"| {100 * r['seed_children_test']:.2f} | {r['later_children_n']:.1f} "
+                f"| {100 * r['later_children_gain']:+.2f} | {100 * r['later_children_test']:.2f} |"
+            )
         md.append("")
         verdicts = []
         for ctrl in ("evolution", "hillclimb", "optuna"):
