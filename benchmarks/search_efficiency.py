@@ -106,6 +106,15 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (10-epoch children + shrink 0.6)": (
         "evolution", True, {"training.epochs": 10, "training.shrink": 0.6, **SPREAD}
     ),
+    # between the two measured lengths: 7-epoch children (189 steps), where shrink "auto"
+    # interpolates (λ 0.45), against both ends
+    "evolution warm (7-epoch children)": ("evolution", True, {"training.epochs": 7, **SPREAD}),
+    "evolution warm (7-epoch children + shrink 0.3)": (
+        "evolution", True, {"training.epochs": 7, **SHRINK_03, **SPREAD}
+    ),
+    "evolution warm (7-epoch children + shrink 0.6)": (
+        "evolution", True, {"training.epochs": 7, "training.shrink": 0.6, **SPREAD}
+    ),
     # the default warm searches as they were before shrink "auto": 0.3 for every child
     "evolution warm (shrink 0.3)": ("evolution", True, {**SHRINK_03, **SPREAD}),
     "hillclimb warm (shrink 0.3)": ("hillclimb", True, {**SHRINK_03, **SPREAD}),
@@ -134,6 +143,8 @@ COLORS = {
     "optuna warm (shrink 0.3)": "#7f8c8d",
     "evolution warm (5-epoch children)": "#c0392b", "evolution warm (5-epoch children + shrink 0.6)": "#e67e22",
     "evolution warm (10-epoch children)": "#c0392b", "evolution warm (10-epoch children + shrink 0.6)": "#e67e22",
+    "evolution warm (7-epoch children)": "#c0392b", "evolution warm (7-epoch children + shrink 0.3)": "#8e44ad",
+    "evolution warm (7-epoch children + shrink 0.6)": "#e67e22",
     "evolution warm (initial 0)": "#c0392b", "evolution scratch (initial 0)": "#e6a19a",
     "hillclimb warm (initial 0)": "#1f5fa8", "hillclimb scratch (initial 0)": "#93b6de",
 }  # fmt: skip

@@ -55,7 +55,9 @@ def auto_shrink(total_steps: int) -> float:
     - 2,400-step students need 0.3 (with 0.6 they miss the replication target on both wider
       settings: ``results/net2net_replication_ablation_zero_shrink06_table.md``).
 
-    Between 135 and 270 steps the value is interpolated, not measured.
+    - 189-step children (7 epochs; here λ = 0.454): the interpolated λ ended best on MNIST-1D
+      (99.50% against 99.37% with 0.3 and 99.47% with 0.6) and between the two on MNIST 5k
+      (97.80% against 97.50% and 98.13%).
 
     Raises:
         ValueError: ``total_steps`` < 1.
