@@ -97,18 +97,32 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "logit_scale": 0.09,
     },
 }
-# Every variant but "default" pins what the defaults were when it was measured — net2net init
-# and, unless it sets its own, the whole-network shrink — so its rows in results/ stay
-# reproducible after the defaults move (init became "zero" after all of these were run).
+# Every variant but "default" pins what the defaults were when it was measured — net2net init,
+# no warm-up and, unless it sets its own, the whole-network shrink — so its rows in results/ stay
+# reproducible after the defaults move (init became "zero" and the warm-up 0.1 after all of
+# these were run).
 VARIANTS["whole-network shrink 0.3"] = {"shrink": 0.3, "shrink_scope": "all", "logit_scale": 1.0}
 for _name, _fields in VARIANTS.items():
     if _name != "default":
         _fields.setdefault("init", "net2net")
+        _fields.setdefault("warmup_fraction", 0.0)
         if "shrink_scope" not in _fields:
             _fields.setdefault("shrink_scope", "all")
             _fields.setdefault("logit_scale", 1.0)
 # the default recipe (zero init) with a milder shrink, for short children (search efficiency)
-VARIANTS["zero init, shrink 0.6"] = {"init": "zero", "shrink": 0.6, "shrink_scope": "all"}
+VARIANTS["zero init, shrink 0.6"] = {
+    "init": "zero",
+    "shrink": 0.6,
+    "shrink_scope": "all",
+    "warmup_fraction": 0.0,
+}
+# the default recipe before the children's warm-up (zero init, shrink 0.3, no warm-up)
+VARIANTS["zero init, shrink 0.3, no warm-up"] = {
+    "init": "zero",
+    "shrink": 0.3,
+    "shrink_scope": "all",
+    "warmup_fraction": 0.0,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

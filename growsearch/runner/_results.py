@@ -15,7 +15,7 @@ from growsearch.exceptions import ConfigError
 COLUMNS = [
     "trial_id", "parent_id", "ops", "arch", "arch_summary", "params", "flops", "val_acc",
     "test_acc", "epochs", "train_seconds", "status", "error", "warm_start", "parent_acc",
-    "acc_before", "acc_start", "shrink", "preserve_err", "restarts", "curve", "device", "gpu_ids", "precision",
+    "acc_before", "acc_start", "shrink", "warmup_steps", "preserve_err", "restarts", "curve", "device", "gpu_ids", "precision",
 ]  # fmt: skip
 """``device`` (``cpu``, ``cuda``...), ``gpu_ids`` (Ray's GPU ids for the trial, comma-separated,
 empty without) and ``precision`` (``fp32``, ``bf16`` or ``fp16`` autocast): where a trial trained."""
@@ -65,6 +65,7 @@ def trial_row(
         "acc_before": metrics.get("acc_before"),
         "acc_start": metrics.get("acc_start"),
         "shrink": metrics.get("shrink"),
+        "warmup_steps": metrics.get("warmup_steps"),
         "preserve_err": metrics.get("preserve_err"),
         "restarts": metrics.get("restarts", 0),
         "curve": json.dumps(curve),
@@ -197,6 +198,7 @@ class ResultsStore:
         ):
             df[col] = df[col].astype(object).where(df[col].notna(), None)
         df["warm_start"] = df["warm_start"].astype("boolean")
+        df["warmup_steps"] = pd.to_numeric(df["warmup_steps"], errors="coerce").astype("Int64")
         for col in (
             "val_acc",
             "test_acc",

@@ -168,6 +168,7 @@ def train_trial(config: dict[str, Any]) -> None:
     if warm:
         overrides = student_train_overrides(recipe, base_lr=lr, total_steps=steps)
         lr, warmup = overrides["lr"], overrides["warmup_steps"]
+        info.setdefault("warmup_steps", warmup)  # a resumed trial keeps its first start's
     cfg = TrainConfig(
         epochs=epochs - start_epoch, batch_size=int(training["batch_size"]), lr=lr,
         optimizer=training.get("optimizer", "adam"), weight_decay=float(training.get("weight_decay", 0.0)),

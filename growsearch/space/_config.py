@@ -157,7 +157,8 @@ class TrainingConfig(Section):
             units; exact), ``net2net-noise`` or ``random-pad``.
         split_std: Spread of net2net's random split of outgoing weights over replicas.
         student_lr_factor: A warm-started child trains at ``lr * student_lr_factor``.
-        student_warmup_fraction: Linear LR warm-up over this fraction of the child's steps.
+        student_warmup_fraction: Linear LR warm-up over this fraction of the child's steps
+            (default 0.1; 0 turns it off).
         shrink: Shrink-and-perturb λ applied to the child's weights after the morph, or
             ``auto`` (the default): by the child's training steps, 0.6 up to 135, 0.3 from
             270 on, log-linear between (:func:`growsearch.morph.auto_shrink`).

@@ -373,3 +373,20 @@ def test_auto_shrink_needs_the_childs_length() -> None:
     )
     with pytest.raises(ValueError, match="for_steps"):
         perturb_student(child, child_spec, WarmStartRecipe(), calibration=x, seed=0)
+
+
+def test_default_recipe_warms_the_childs_learning_rate_up() -> None:
+    """A warm child's learning rate rises linearly over its first 10% of steps, then decays;
+    ``warmup_fraction=0`` (``training.student_warmup_fraction: 0``) starts at the peak."""
+    from growsearch.space import TrainingConfig
+    from growsearch.train import TrainConfig, lr_at
+
+    o = student_train_overrides(WarmStartRecipe(), base_lr=3e-3, total_steps=135)
+    assert o == {"lr": pytest.approx(3e-3), "warmup_steps": 14}
+    cfg = TrainConfig(lr=o["lr"], warmup_steps=o["warmup_steps"], schedule="cosine")
+    lrs = [lr_at(step, 135, cfg) for step in range(135)]
+    assert lrs[0] == pytest.approx(3e-3 / 14) and lrs[13] == pytest.approx(3e-3)
+    assert lrs[:14] == sorted(lrs[:14]) and lrs[13:] == sorted(lrs[13:], reverse=True)
+    off = TrainingConfig(student_warmup_fraction=0).recipe()
+    assert student_train_overrides(off, base_lr=3e-3, total_steps=135)["warmup_steps"] == 0
+    assert TrainingConfig().recipe().warmup_fraction == 0.1

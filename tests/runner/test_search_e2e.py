@@ -66,7 +66,9 @@ def test_warm_start_is_real(warm_run: Path) -> None:
     df = growsearch.load_results(warm_run).set_index("trial_id")
     children = df[df["parent_id"].notna()]
     assert len(children) == 4 and children["warm_start"].all()
-    assert df.loc[df["parent_id"].isna(), "shrink"].isna().all()  # the seed is not shrunk
+    seed_row = df[df["parent_id"].isna()]
+    assert seed_row["shrink"].isna().all()  # the seed is not shrunk
+    assert seed_row["warmup_steps"].isna().all()  # and trains like any fresh network
     for _, child in children.iterrows():
         parent = df.loc[child["parent_id"]]
         assert child["preserve_err"] <= 1e-5
@@ -76,7 +78,10 @@ def test_warm_start_is_real(warm_run: Path) -> None:
         # search a child still starts far above chance, within 10 points of its parent
         assert child["acc_start"] >= parent["val_acc"] - 0.1
         # shrink "auto" (the default) was resolved for the child's length: 2 epochs of batch 64
-        assert child["shrink"] == pytest.approx(auto_shrink(2 * (len(train) // 64)))
+        steps = 2 * (len(train) // 64)
+        assert child["shrink"] == pytest.approx(auto_shrink(steps))
+        # and it warmed its learning rate up over the recipe's first 10% of those steps
+        assert child["warmup_steps"] == round(0.1 * steps) > 0
         # and each child's spec really is its parent's spec with the ops applied
         spec = growsearch.arch.ArchSpec.from_dict(json.loads(parent["arch"]))
         for op in json.loads(child["ops"]):
