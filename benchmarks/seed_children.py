@@ -43,7 +43,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from growsearch.arch import ArchSpec, build  # noqa: E402
+from growsearch.arch import ArchSpec, build, count_params  # noqa: E402
 from growsearch.data import Dataset, load_dataset  # noqa: E402
 from growsearch.morph._recipe import (  # noqa: E402
     WarmStartRecipe,
@@ -119,9 +119,9 @@ def run_one(job: tuple[str, int, int, str]) -> dict[str, Any]:
         raise SystemExit(f"the seed of efficiency_{dataset}.yaml cannot grow")
     arch, ops = drawn
     tseed = seed * 100_003 + k + 1
-    steps = max(1, len(data.train) // t.batch_size) * t.epochs
     kind, fields = parse_variant(variant)
     epochs = int(fields.pop("epochs", t.epochs))
+    steps = max(1, len(data.train) // t.batch_size) * epochs  # as the trainable counts them
     t0 = time.perf_counter()
     shrink = None
     if kind == "scratch":
@@ -137,7 +137,7 @@ def run_one(job: tuple[str, int, int, str]) -> dict[str, Any]:
         train(model, data, _config(t, epochs, tseed, o["lr"], o["warmup_steps"]))
     return {
         "dataset": dataset, "seed": seed, "child": k, "variant": variant, "arch": arch.summary(),
-        "params": sum(p.numel() for p in model.parameters()), "epochs": epochs, "shrink": shrink,
+        "params": count_params(model), "epochs": epochs, "shrink": shrink,
         "test_acc": evaluate(model, data.test)[1], "val_acc": evaluate(model, data.val)[1],
         "seed_test_acc": seed_test, "seconds": time.perf_counter() - t0,
     }  # fmt: skip

@@ -181,7 +181,7 @@ class ResultsStore:
         path = trials_path(self.run_dir)
         tmp = path.with_suffix(".parquet.tmp")
         df = self.df.copy()
-        for col in ("params", "flops", "epochs", "restarts"):
+        for col in ("params", "flops", "epochs", "restarts", "warmup_steps"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
         for col in (
             "trial_id",
@@ -198,7 +198,6 @@ class ResultsStore:
         ):
             df[col] = df[col].astype(object).where(df[col].notna(), None)
         df["warm_start"] = df["warm_start"].astype("boolean")
-        df["warmup_steps"] = pd.to_numeric(df["warmup_steps"], errors="coerce").astype("Int64")
         for col in (
             "val_acc",
             "test_acc",
