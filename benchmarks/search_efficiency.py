@@ -230,12 +230,19 @@ def curve_on_grid(sub, grid: np.ndarray, col: str = "best_test_so_far") -> np.nd
 
 def _seed_children_pairs(d) -> list[str]:
     """Markdown: warm children of the seed against their from-scratch twins (same controller
-    and seed, same trial id and architecture), per controller, in test accuracy."""
+    and seed, same trial id and architecture), per warm arm of a controller (the default arm and
+    any recipe variant of it in ``d``), in test accuracy."""
     out = []
-    for ctrl in ("evolution", "hillclimb"):
+    warm_arms = [
+        (ctrl, arm)
+        for ctrl in ("evolution", "hillclimb")
+        for arm in dict.fromkeys(d["arm"])
+        if arm == f"{ctrl} warm" or arm.startswith(f"{ctrl} warm (")
+    ]
+    for ctrl, arm in warm_arms:
         diffs = []
         for seed in sorted(set(d["seed"])):
-            w = d[(d.arm == f"{ctrl} warm") & (d.seed == seed)]
+            w = d[(d.arm == arm) & (d.seed == seed)]
             sc = d[(d.arm == f"{ctrl} scratch") & (d.seed == seed)].set_index("trial_id")
             if w.empty or sc.empty:
                 continue
@@ -245,7 +252,7 @@ def _seed_children_pairs(d) -> list[str]:
                     diffs.append(float(r.test_acc) - float(sc.loc[r.trial_id, "test_acc"]))
         if diffs:
             out.append(
-                f"- {ctrl}: warm children of the seed vs the same architectures from scratch: "
+                f"- {arm}: its children of the seed vs the same architectures from scratch: "
                 f"{100 * np.mean(diffs):+.2f} points on average, warm higher in "
                 f"{sum(x > 0 for x in diffs)} of {len(diffs)} pairs."
             )
