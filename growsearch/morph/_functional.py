@@ -6,6 +6,8 @@ Shapes: a weight is ``(out, in, *kernel)``; a channel range of the input dimensi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -109,3 +111,81 @@ def identity_weight(channels: int, kernel: tuple[int, ...]) -> torch.Tensor:
     idx = torch.arange(channels)
     w[(idx, idx) + centre] = 1.0
     return w
+
+
+def first_occurrence(mapping: torch.Tensor) -> torch.Tensor:
+    """Mask of the units that are the first replica of their source (the "old" units)."""
+    seen: set[int] = set()
+    mask = torch.zeros(mapping.numel(), dtype=torch.bool)
+    for j, i in enumerate(mapping.tolist()):
+        if i not in seen:
+            seen.add(i)
+            mask[j] = True
+    return mask
+
+
+def remap(
+    t: torch.Tensor,
+    dim: int,
+    mapping: torch.Tensor,
+    view: Any,
+    *,
+    zero_new: bool = False,
+    split: tuple[int, float, torch.Generator] | None = None,
+) -> torch.Tensor:
+    """Remap one channel range of ``t`` along ``dim``.
+
+    Along ``dim`` the index is ``((o * total) + offset + c) * inner + i`` (see
+    :class:`growsearch.morph._coupling.View`); the ``n`` channels at ``offset`` become
+    ``mapping.numel()`` channels, channel j a copy of channel ``mapping[j]``. With ``split``
+    ``(n, std, generator)`` (the input columns of a layer that reads the channels, ``dim == 1``)
+    each replica's copy is multiplied by its share of the source (:func:`split_factors`); with
+    ``zero_new`` the replicas other than the first of each source are zero.
+    """
+    shape = tuple(t.shape)
+    outer, total, inner = view.outer, view.total, view.inner
+    src_n = split[0] if split is not None else _span(mapping, view)
+    t2 = t.reshape(shape[:dim] + (outer, total, inner) + shape[dim + 1 :])
+    d = dim + 1
+    before = t2.narrow(d, 0, view.offset)
+    mid = t2.narrow(d, view.offset, src_n).index_select(d, mapping.to(t.device))
+    after = t2.narrow(d, view.offset + src_n, total - view.offset - src_n)
+    if zero_new:
+        keep = first_occurrence(mapping).to(t.device)
+        shape_mask = [1] * mid.dim()
+        shape_mask[d] = -1
+        mid = mid * keep.reshape(shape_mask).to(mid.dtype)
+    elif split is not None:
+        _, std, gen = split
+        moved = mid.movedim(d, 1)  # (out, q, outer, inner, *kernel)
+        factors = split_factors(mapping, src_n, tuple(moved.shape), std, gen)
+        mid = (moved.float() * factors.to(t.device)).to(t.dtype).movedim(1, d)
+    out = torch.cat([before, mid, after], dim=d)
+    return out.reshape(shape[:dim] + (-1,) + shape[dim + 1 :])
+
+
+def _span(mapping: torch.Tensor, view: Any) -> int:
+    """The number of source channels: every source appears in a mapping."""
+    return int(mapping.max()) + 1
+
+
+def new_positions(mapping: torch.Tensor, view: Any) -> torch.Tensor:
+    """Indices, along a remapped axis, of the replicas that are not their source's first."""
+    q = mapping.numel()
+    n = _span(mapping, view)
+    total_new = view.total - n + q
+    idx = torch.arange(view.outer * total_new * view.inner).reshape(
+        view.outer, total_new, view.inner
+    )
+    new = ~first_occurrence(mapping)
+    return idx[:, view.offset : view.offset + q][:, new].reshape(-1)
+
+
+def fill_new(
+    t: torch.Tensor, fresh: torch.Tensor, dim: int, mapping: torch.Tensor, view: Any
+) -> torch.Tensor:
+    """``t`` with the new replicas' entries along ``dim`` taken from ``fresh`` (same shape)."""
+    idx = new_positions(mapping, view).to(t.device)
+    out = t.clone()
+    out.index_copy_(dim, idx, fresh.index_select(dim, idx))
+    return out

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from growsearch.exceptions import MorphError
 from growsearch.morph import _functional as Fm
-from growsearch.morph._graph import View, analyse_widen, trace
+from growsearch.morph._coupling import CONV, Graph, View, WidenPlan, propagate_shapes
 from growsearch.morph._inits import INITS, WidenDefaults, check_init, reinitialise
 
-_Layer = nn.Linear | nn.Conv1d | nn.Conv2d
+_Layer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 
 
 def widen(
@@ -24,17 +26,22 @@ def widen(
     seed: int = 0,
     split_std: float | None = None,
     noise_std: float | None = None,
+    example_input: torch.Tensor | Sequence[int] | None = None,
 ) -> nn.Module:
     """Return a copy of ``model`` whose Linear/Conv ``name`` has ``width`` outputs.
 
-    Every layer coupled to those outputs is fixed: BatchNorm statistics follow the mapping,
-    flattens and concats shift the columns, residual adds widen all coupled layers together,
-    and the layers that read the channels get their input weights split over the replicas.
+    Every layer coupled to those outputs changes with it (see :mod:`growsearch.morph._coupling`):
+    the other producers of a residual add or a channel-wise product widen with the same mapping,
+    BatchNorm statistics, depthwise kernels and per-channel parameters follow the mapping,
+    flattens, concats, permutes and reshapes shift the columns, and the layers that read the
+    channels get their input weights split over the replicas.
 
     Args:
         model: any torch.fx-traceable module; it is not modified.
-        name: the layer, as in ``model.named_modules()``.
-        width: the new number of outputs (greater than the current one).
+        name: the layer, as in ``model.named_modules()``; any producer of a width group names
+            the whole group.
+        width: the new number of outputs (greater than the current one; a multiple of it when
+            a LayerNorm or GroupNorm normalises the channels together).
         init: one of ``net2net`` (exact; replicas' outgoing weights split at random, which keeps
             the function and breaks their symmetry), ``net2net-noise`` (equal split plus noise on
             the replicas' incoming weights, the paper's variant; approximate), ``zero`` (new units
@@ -43,156 +50,207 @@ def widen(
         seed: seeds the mapping, the split and any fresh initialisation.
         split_std: spread of the random split for ``net2net`` (0 gives the equal split).
         noise_std: relative noise for ``net2net-noise``.
+        example_input: an input batch or its shape, to know every value's shape; guessed from
+            the first layer when None.
 
     Raises:
         MorphError: the model cannot be traced or the widening cannot be done exactly; the
             message names the module and the reason.
     """
     check_init(init)
+    graph = Graph(model, example_input)
+    return widen_planned(
+        model, graph, name, width, init=init, seed=seed, split_std=split_std, noise_std=noise_std
+    )
+
+
+def widen_planned(
+    model: nn.Module,
+    graph: Graph,
+    name: str,
+    width: int,
+    *,
+    init: str = "net2net",
+    seed: int = 0,
+    split_std: float | None = None,
+    noise_std: float | None = None,
+) -> nn.Module:
+    """:func:`widen` with the model's :class:`Graph` already built."""
+    check_init(init)
     defaults = WidenDefaults()
     split_std = defaults.split_std if split_std is None else split_std
     noise_std = defaults.noise_std if noise_std is None else noise_std
-    gm = trace(model)
-    plan = analyse_widen(gm, name)
+    plan = graph.plan(name)
     n = plan.n
-    if not isinstance(width, int) or width <= n:
+    if not isinstance(width, int) or isinstance(width, bool) or width <= n:
         raise MorphError(f"widen {name}: new width must be an integer > {n}, got {width!r}")
+    if plan.uniform and width % n:
+        raise MorphError(
+            f"widen {name}: {', '.join(plan.norm_modules)} normalise the channels together, so the "
+            f"new width must be a multiple of {n}, got {width}"
+        )
     gen = torch.Generator().manual_seed(seed)
-    mapping = Fm.make_mapping(n, width, gen)
+    mapping = _mapping(plan, n, width, gen)
     child = copy.deepcopy(model)
-    fresh_new_units = init in ("zero", "random-pad")
+    fresh_new = init in ("zero", "random-pad")
+    trivial = View(0, 0, n)
 
     for target in plan.producers:
-        old = child.get_submodule(target)
-        assert isinstance(old, _Layer)  # analyse_widen only returns Linear/Conv producers
-        fresh = _resized(old, out=_out(old) + width - n, seed=seed + 1, init=fresh_new_units)
-        w = Fm.remap_range(old.weight.detach(), mapping, 0, 0, n)
-        b = None if old.bias is None else Fm.remap_range(old.bias.detach(), mapping, 0, 0, n)
-        if fresh_new_units:
-            w[n:] = fresh.weight.detach()[n:]
-            if b is not None:
-                assert fresh.bias is not None  # _resized keeps old's bias
-                b[n:] = fresh.bias.detach()[n:]
+        m = child.get_submodule(target)
+        assert isinstance(m, _Layer)  # the plan only lists Linear/Conv producers
+        w = Fm.remap(m.weight.detach(), 0, mapping, trivial)
+        b = None if m.bias is None else Fm.remap(m.bias.detach(), 0, mapping, trivial)
+        new_units = ~Fm.first_occurrence(mapping)
+        if fresh_new:
+            fw, fb = _fresh(m, out=width, seed=seed + 1)
+            w[new_units] = fw[new_units].to(w)
+            if b is not None and fb is not None:
+                b[new_units] = fb[new_units].to(b)
         elif init == "net2net-noise":
-            noise = torch.randn(w[n:].shape, generator=gen) * noise_std * float(w.std())
-            w[n:] += noise.to(w)
-        _assign(fresh, w, b)
-        child.set_submodule(target, fresh)
+            noise = (
+                torch.randn(w[new_units].shape, generator=gen) * noise_std * float(w.float().std())
+            )
+            w[new_units] += noise.to(w)
+        _set(m, "weight", w)
+        if b is not None:
+            _set(m, "bias", b)
+        _resize(m, out=w.shape[0])
 
-    for target, view in plan.per_channel:
-        old = child.get_submodule(target)
-        _widen_batchnorm(child, target, old, mapping, n, view, fresh_new_units)
+    resized: set[str] = set()
+    for touch in plan.follow:
+        if touch.attr == "<attr>":
+            t = _get_attr(child, touch.target)
+            _set_attr(child, touch.target, Fm.remap(t.detach(), touch.dim, mapping, touch.view))
+            continue
+        m = child.get_submodule(touch.target)
+        added = (width - n) * touch.view.inner * touch.view.outer
+        if touch.attr == "<in>":  # a depthwise conv: its groups follow its inputs
+            assert isinstance(m, CONV)
+            m.in_channels += added
+            m.groups += added
+            continue
+        if touch.attr != "<size>":
+            new = Fm.remap(getattr(m, touch.attr).detach(), touch.dim, mapping, touch.view)
+            if fresh_new and touch.attr in _NORM_DEFAULTS and not isinstance(m, CONV):
+                idx = Fm.new_positions(mapping, touch.view).to(new.device)
+                new.index_fill_(touch.dim, idx, _NORM_DEFAULTS[touch.attr])
+            _set(m, touch.attr, new)
+        if touch.target not in resized:
+            resized.add(touch.target)
+            _resize_follow(m, touch.dim, added)
 
     for target, view in plan.consumers:
-        # a module can be both producer (already widened above) and consumer
-        old = child.get_submodule(target)
-        assert isinstance(old, _Layer)  # consumers are Linear/Conv too
-        in_features = old.in_features if isinstance(old, nn.Linear) else old.in_channels
-        block = 1
-        if view.flat_total is not None:
-            block = in_features // view.flat_total
-            if block * view.flat_total != in_features:
-                raise MorphError(
-                    f"widen {name}: '{target}' has {in_features} inputs, not a multiple of "
-                    f"the {view.flat_total} flattened channels"
-                )
-        offset = view.offset * block
-        added = (width - n) * block
-        fresh = _resized(old, inp=in_features + added, seed=seed + 2, init=init == "random-pad")
-        w = old.weight.detach()
-        full_mapping = mapping
+        m = child.get_submodule(target)
+        assert isinstance(m, _Layer)
+        w = m.weight.detach()
         if init in ("zero", "random-pad"):
-            new_w = Fm.widen_in(w, full_mapping, offset, n, block, None)
+            new_w = Fm.remap(w, 1, mapping, view, zero_new=True)
             if init == "random-pad":
-                cols = fresh.weight.detach().narrow(1, offset + n * block, added)
-                new_w[:, offset + n * block : offset + n * block + added] = cols
+                fw, _ = _fresh(m, inp=new_w.shape[1], seed=seed + 2)
+                new_w = Fm.fill_new(new_w, fw.to(new_w), 1, mapping, view)
         else:
             std = split_std if init == "net2net" else 0.0
-            shape = (w.shape[0], width, block) + tuple(w.shape[2:])
-            factors = Fm.split_factors(mapping, n, shape, std, gen)
-            new_w = Fm.widen_in(w, mapping, offset, n, block, factors)
-        _assign(fresh, new_w, None if old.bias is None else old.bias.detach().clone())
-        child.set_submodule(target, fresh)
+            new_w = Fm.remap(w, 1, mapping, view, split=(n, std, gen))
+        _set(m, "weight", new_w)
+        _resize(m, inp=new_w.shape[1])
 
     if init == "scratch":
         reinitialise(child, seed)
+    _check_runs(child, graph, name)
     return child
 
 
-def _out(m: nn.Module) -> int:
-    return m.out_features if isinstance(m, nn.Linear) else m.out_channels  # type: ignore[return-value]
+def _mapping(plan: WidenPlan, n: int, width: int, gen: torch.Generator) -> torch.Tensor:
+    """g: new unit -> source unit. Exact copies of every unit the same number of times when a
+    normalisation sees the channels together (grouped per GroupNorm group), else the first n
+    units map to themselves and the rest are drawn at random."""
+    if not plan.uniform:
+        return Fm.make_mapping(n, width, gen)
+    k, groups = width // n, plan.groups
+    per = n // groups  # channels per GroupNorm group (LayerNorm: one group)
+    j = torch.arange(width)
+    g, r = j // (k * per), j % (k * per)
+    return g * per + r % per
 
 
-def _resized(
-    m: nn.Module,
-    *,
-    out: int | None = None,
-    inp: int | None = None,
-    seed: int = 0,
-    init: bool = True,
-) -> _Layer:
-    """A module like ``m`` (same class and options) with new in/out sizes; default-initialised
-    (seeded) if ``init``, else left uninitialised for the caller to fill."""
-    make = nn.utils.skip_init if not init else (lambda cls, *a, **k: cls(*a, **k))
+def _fresh(
+    m: _Layer, *, out: int | None = None, inp: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Default-initialised (seeded) weight and bias of a layer like ``m`` with new sizes."""
+    shape = list(m.weight.shape)
+    if out is not None:
+        shape[0] = out
+    if inp is not None:
+        shape[1] = inp
+    gen = torch.Generator().manual_seed(seed)
+    fan_in = math.prod(shape[1:])
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
+    w = (torch.rand(shape, generator=gen) * 2 - 1) * bound
+    b = None if m.bias is None else (torch.rand(shape[0], generator=gen) * 2 - 1) * bound
+    return w, b
+
+
+_NORM_DEFAULTS = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+"""What the new units of a normalisation start from with the zero/random-pad inits."""
+
+
+def _set(m: nn.Module, attr: str, value: torch.Tensor) -> None:
+    old = getattr(m, attr)
+    if isinstance(old, nn.Parameter):
+        setattr(m, attr, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
+    else:
+        m.register_buffer(attr, value.contiguous())
+
+
+def _resize(m: _Layer, *, out: int | None = None, inp: int | None = None) -> None:
     if isinstance(m, nn.Linear):
-        o, i = out or m.out_features, inp or m.in_features
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            new = make(nn.Linear, i, o, bias=m.bias is not None)
-    elif isinstance(m, nn.Conv1d | nn.Conv2d):
-        o, i = out or m.out_channels, inp or m.in_channels
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            new = make(
-                type(m), i, o, m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
-                groups=m.groups, bias=m.bias is not None, padding_mode=m.padding_mode,
-            )  # fmt: skip
-    else:  # pragma: no cover - analyse_widen only returns these types
-        raise MorphError(f"cannot resize {type(m).__name__}")
-    new.train(m.training)
-    return new.to(device=m.weight.device, dtype=m.weight.dtype)
+        m.out_features = out if out is not None else m.out_features
+        m.in_features = inp if inp is not None else m.in_features
+    else:
+        m.out_channels = out if out is not None else m.out_channels
+        if inp is not None:
+            m.in_channels = inp * m.groups
 
 
-def _assign(m: _Layer, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-    with torch.no_grad():
-        m.weight.copy_(weight)
-        if bias is not None:
-            assert m.bias is not None  # callers pass a bias only for layers that have one
-            m.bias.copy_(bias)
+def _resize_follow(m: nn.Module, dim: int, added: int) -> None:
+    """Size attributes of a module whose tensors follow the mapping (once per module)."""
+    if isinstance(m, CONV):  # depthwise: its input side is the "<in>" touch
+        m.out_channels += added
+    elif isinstance(m, nn.GroupNorm):
+        if m.num_groups == m.num_channels:
+            m.num_groups += added
+        m.num_channels += added
+    elif isinstance(m, nn.LayerNorm):
+        ns = list(m.normalized_shape)
+        ns[dim] += added
+        m.normalized_shape = tuple(ns)
+    elif isinstance(m, nn.PReLU):
+        m.num_parameters += added
+    elif hasattr(m, "num_features"):
+        m.num_features += added
 
 
-def _widen_batchnorm(
-    child: nn.Module,
-    target: str,
-    old: nn.Module,
-    mapping: torch.Tensor,
-    n: int,
-    view: View,
-    fresh: bool,
-) -> None:
-    """Per-channel layers follow the mapping: replicas copy γ, β, running mean and var."""
-    assert isinstance(old, nn.BatchNorm1d | nn.BatchNorm2d)
-    block = 1
-    if view.flat_total is not None:
-        block = old.num_features // view.flat_total
-    feat_map = Fm.expand_to_block(mapping, block)
-    offset, nf = view.offset * block, n * block
-    added = (mapping.numel() - n) * block
-    new = copy.deepcopy(old)
-    new.num_features = old.num_features + added
-    defaults = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
-    for attr, default in defaults.items():
-        t = getattr(old, attr)
-        if t is None:
-            continue
-        v = Fm.remap_range(t.detach(), feat_map, 0, offset, nf)
-        if fresh:  # new units are fresh: identity normalisation
-            v[offset + nf : offset + nf + added] = default
-        if isinstance(t, nn.Parameter):
-            setattr(new, attr, nn.Parameter(v, requires_grad=t.requires_grad))
-        else:
-            new.register_buffer(attr, v)
-    child.set_submodule(target, new)
+def _get_attr(model: nn.Module, path: str) -> torch.Tensor:
+    owner, _, attr = path.rpartition(".")
+    return getattr(model.get_submodule(owner) if owner else model, attr)
 
 
-__all__ = ["INITS", "widen"]
+def _set_attr(model: nn.Module, path: str, value: torch.Tensor) -> None:
+    owner, _, attr = path.rpartition(".")
+    _set(model.get_submodule(owner) if owner else model, attr, value)
+
+
+def _check_runs(child: nn.Module, graph: Graph, name: str) -> None:
+    """The child's forward still runs: a forward that hard-codes a size fails here, not later."""
+    from growsearch.morph._coupling import trace
+
+    shape = next(n for n in graph.gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
+    try:
+        propagate_shapes(trace(child), tuple(shape))
+    except MorphError as e:
+        raise MorphError(
+            f"widen {name}: the widened model's forward fails ({e}); does it hard-code a size?"
+        ) from None
+
+
+__all__ = ["INITS", "widen", "widen_planned"]

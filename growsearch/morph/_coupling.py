@@ -1,0 +1,814 @@
+"""Channel coupling on any fx-traceable model: which modules change when one width grows.
+
+Widening a Linear/Conv changes a *channel space*. The analysis follows that space through the
+traced graph with the shapes of every value (propagated on fake tensors: no memory, no compute)
+and records, at every node that carries it, a :class:`View`: the axis that holds it and how its
+channels sit in that axis (an index range inside a larger axis after a concat; a block of
+features per channel after a flatten or a depthwise multiplier; repeated ``outer`` times when
+other dimensions were merged in front of it). Layers that produce the space (every operand of a
+residual add, a squeeze-and-excitation gate, ...) form one **width group**; per-channel layers
+(BatchNorm, depthwise convs, LayerNorm over the channels, learned per-channel tensors) follow the
+mapping; layers that read it get their input columns split over the replicas.
+
+What cannot be done exactly is refused with a :class:`MorphError` naming the node: a grouped
+convolution, a channel axis that is sliced, chunked or reaches the model's output, a shared
+module. Normalisations over the channels themselves (LayerNorm, GroupNorm) are exact only when
+every channel is replicated the same number of times, so their groups grow by integer factors.
+This is the dependency analysis that structured pruning does in reverse (Fang et al., DepGraph).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from growsearch.exceptions import MorphError
+
+LINEAR = (nn.Linear,)
+CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORMS = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d,
+    nn.InstanceNorm3d, nn.SyncBatchNorm,
+)  # fmt: skip
+UNARY_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Softsign,
+    nn.Mish, nn.LogSigmoid, nn.Tanhshrink, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+    nn.Dropout3d, nn.AlphaDropout,
+)  # fmt: skip
+SPATIAL_MODULES = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.ZeroPad1d, nn.ZeroPad2d,
+    nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ReflectionPad1d,
+    nn.ReflectionPad2d, nn.ReplicationPad1d, nn.ReplicationPad2d,
+)  # fmt: skip
+RESHAPE_MODULES = (nn.Flatten, nn.Unflatten)
+UNARY_FUNCTIONS = {
+    F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish,
+    F.hardsigmoid, F.hardtanh, F.softplus, F.softsign, F.logsigmoid, F.sigmoid, F.tanh,
+    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.relu, torch.tanh,
+    torch.sigmoid, torch.exp, torch.abs, torch.neg, torch.square, torch.sqrt, torch.rsqrt,
+    torch.sin, torch.cos, torch.clamp, torch.clip, torch.nn.functional.prelu,
+}  # fmt: skip
+UNARY_METHODS = {
+    "relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "exp", "abs", "neg", "square",
+    "sqrt", "rsqrt", "clamp", "clamp_", "clip", "contiguous", "clone", "detach", "float",
+    "double", "half", "bfloat16", "to", "type_as", "sin", "cos", "pow",
+}  # fmt: skip
+SPATIAL_FUNCTIONS = {
+    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate, F.pad, F.upsample,
+}  # fmt: skip
+BINARY_FUNCTIONS = {
+    operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
+    operator.truediv, operator.itruediv, torch.add, torch.mul, torch.sub, torch.div,
+    torch.maximum, torch.minimum, torch.multiply,
+}  # fmt: skip
+BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "multiply"}
+RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.unflatten}
+RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "unflatten", "view_as"}
+PERMUTE_FUNCTIONS = {torch.permute, torch.transpose, torch.swapaxes, torch.movedim}
+PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "movedim", "transpose_"}
+REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin}
+REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
+NEUTRAL_METHODS = {"size", "dim", "numel"}
+CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """Symbolically trace ``model``; an untraceable model is a MorphError, not a crash."""
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as e:  # fx raises many types (TraceError, TypeError, ...)
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MorphError(f"cannot trace {type(model).__name__} with torch.fx: {msg}") from e
+
+
+def describe(node: fx.Node) -> str:
+    """A readable name for a node, for error messages."""
+    if node.op == "call_module":
+        return f"module '{node.target}'"
+    if node.op in ("call_function", "call_method"):
+        name = getattr(node.target, "__name__", str(node.target))
+        return f"{name}() at node '{node.name}'"
+    return f"{node.op} '{node.name}'"
+
+
+@dataclass(frozen=True)
+class View:
+    """Where a channel space of ``n`` channels sits in one axis of a value.
+
+    Along ``axis`` the index is ``((o * total) + offset + c) * inner + i`` for ``o < outer``,
+    ``c < n`` and ``i < inner``: ``total`` is the size of the channel sub-axis (larger than ``n``
+    after a concat), ``inner`` the features per channel (after a flatten of trailing dimensions
+    or a depthwise multiplier), ``outer`` the repeats (after a flatten of leading dimensions).
+    """
+
+    axis: int
+    offset: int
+    total: int
+    inner: int = 1
+    outer: int = 1
+
+    @property
+    def plain(self) -> bool:
+        """The axis holds exactly the channel space, nothing else."""
+        return self.offset == 0 and self.inner == 1 and self.outer == 1
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A tensor of a module (or a module attribute) that follows the mapping along ``dim``."""
+
+    target: str
+    attr: str
+    dim: int
+    view: View
+
+
+@dataclass
+class WidenPlan:
+    """Everything that changes when the channel space of one width group grows.
+
+    ``producers`` output the channels; ``follow`` are tensors that copy the mapping (norm
+    statistics, depthwise kernels, per-channel parameters); ``consumers`` read the channels and
+    get their input columns split over the replicas; ``resized`` lists modules whose size
+    attributes change. ``uniform`` (LayerNorm, GroupNorm over the channels) requires every
+    channel to be replicated the same number of times; ``groups`` the GroupNorm group count.
+    ``views`` holds the view at every node that carries the channels.
+    """
+
+    n: int
+    producers: list[str] = field(default_factory=list)
+    follow: list[Touch] = field(default_factory=list)
+    consumers: list[tuple[str, View]] = field(default_factory=list)
+    uniform: bool = False
+    groups: int = 1
+    norm_modules: list[str] = field(default_factory=list)
+    views: dict[str, View] = field(default_factory=dict)
+
+
+class Graph:
+    """A traced model with the shape of every value.
+
+    Args:
+        model: the model to analyse (not modified).
+        example_input: an input batch, or only its shape ``(B, ...)``; when None a shape is
+            guessed from the first layer (see :func:`guess_input_shape`).
+    """
+
+    def __init__(self, model: nn.Module, example_input: torch.Tensor | Sequence[int] | None = None):
+        self.model = model
+        self.gm = trace(model)
+        self.modules = dict(self.gm.named_modules())
+        self.calls: dict[str, list[fx.Node]] = {}
+        for node in self.gm.graph.nodes:
+            if node.op == "call_module":
+                self.calls.setdefault(str(node.target), []).append(node)
+        shape = _input_shape(model, example_input)
+        propagate_shapes(self.gm, shape)
+
+    # ---- per node ----------------------------------------------------------------------------
+    def shape(self, node: Any) -> tuple[int, ...] | None:
+        if not isinstance(node, fx.Node):
+            return None
+        meta = node.meta.get("tensor_meta")
+        shape = getattr(meta, "shape", None)
+        return None if shape is None else tuple(int(s) for s in shape)
+
+    def module(self, node: fx.Node) -> nn.Module | None:
+        return self.modules.get(str(node.target)) if node.op == "call_module" else None
+
+    def producer_axis(self, node: fx.Node) -> int | None:
+        """The axis a Linear/Conv node writes its outputs along (None for other nodes)."""
+        m = self.module(node)
+        shape = self.shape(node)
+        if shape is None:
+            return None
+        if isinstance(m, LINEAR):
+            return len(shape) - 1
+        if isinstance(m, CONV) and m.groups == 1:
+            return 1
+        return None
+
+    def producers(self) -> list[str]:
+        """Every Linear and ungrouped Conv called once, in the order of the forward."""
+        out = []
+        for target, nodes in self.calls.items():
+            m = self.modules[target]
+            if isinstance(m, LINEAR + CONV) and len(nodes) == 1:
+                out.append(target)
+        return out
+
+    # ---- the analysis ------------------------------------------------------------------------
+    def plan(self, name: str) -> WidenPlan:
+        """Every module coupled to the outputs of Linear/Conv ``name``; MorphError if the
+        widening cannot be done exactly."""
+        if name not in self.calls:
+            raise MorphError(f"widen: no layer '{name}' is called in the model's forward")
+        m = self.modules[name]
+        if not isinstance(m, LINEAR + CONV):
+            raise MorphError(
+                f"widen: '{name}' is a {type(m).__name__}; only Linear and Conv layers can be widened"
+            )
+        if len(self.calls[name]) != 1:
+            raise MorphError(
+                f"widen {name}: module '{name}' is called {len(self.calls[name])} times; "
+                "shared layers cannot be widened"
+            )
+        if isinstance(m, CONV) and m.groups != 1:
+            raise MorphError(
+                f"widen {name}: grouped convolution '{name}' (groups={m.groups}) ties its "
+                "outputs to its inputs; widen the layer that feeds it"
+            )
+        start = self.calls[name][0]
+        shape = self.shape(start)
+        axis = self.producer_axis(start)
+        if shape is None or axis is None:
+            raise MorphError(f"widen {name}: cannot infer its output shape")
+        return _Walk(self, name).run(start, View(axis, 0, shape[axis]))
+
+
+class _Walk:
+    """One traversal of the graph from a widened producer (see :meth:`Graph.plan`)."""
+
+    def __init__(self, g: Graph, name: str):
+        self.g = g
+        self.name = name
+        self.views: dict[fx.Node, View] = {}
+        self.queue: list[fx.Node] = []
+        self.consumers: dict[fx.Node, View] = {}
+        self.plan = WidenPlan(n=0)
+        self.gn_groups: set[int] = set()
+
+    def fail(self, why: str) -> MorphError:
+        return MorphError(f"widen {self.name}: {why}")
+
+    def visit(self, node: fx.Node, view: View, why: str) -> None:
+        shape = self.g.shape(node)
+        if shape is None:
+            raise self.fail(f"{describe(node)} is not a tensor the channels can be tracked in")
+        if view.axis < 0:
+            view = replace(view, axis=view.axis + len(shape))
+        if not (0 if node.op == "get_attr" else 1) <= view.axis < len(shape):
+            raise self.fail(f"the channels would move to the batch axis at {describe(node)}")
+        if node in self.views:
+            if self.views[node] != view:
+                raise self.fail(
+                    f"{describe(node)} would carry the widened channels at two different "
+                    f"positions ({why})"
+                )
+            return
+        if shape[view.axis] != view.outer * view.total * view.inner:
+            raise self.fail(f"cannot follow the channels into {describe(node)} ({why})")
+        self.views[node] = view
+        self.queue.append(node)
+
+    def run(self, start: fx.Node, view: View) -> WidenPlan:
+        plan = self.plan
+        plan.n = view.total
+        self.visit(start, view, "start")
+        while self.queue:
+            node = self.queue.pop()
+            self.backward(node, self.views[node])
+            for user in list(node.users):
+                self.forward(node, user, self.views[node])
+        for user, v in self.consumers.items():
+            plan.consumers.append((str(user.target), v))
+        modules = set(plan.producers) | {c for c, _ in plan.consumers}
+        modules |= {t.target for t in plan.follow if t.attr != "<attr>"}
+        for target in modules:
+            if len(self.g.calls.get(target, [])) != 1:
+                raise self.fail(
+                    f"module '{target}' is called {len(self.g.calls.get(target, []))} times; "
+                    "shared layers cannot be widened"
+                )
+        if len(self.gn_groups) > 1:
+            raise self.fail(f"GroupNorms with different group counts {sorted(self.gn_groups)}")
+        plan.groups = next(iter(self.gn_groups), 1)
+        if not plan.consumers:
+            raise self.fail("no layer reads its outputs")
+        plan.views = {n.name: v for n, v in self.views.items()}
+        plan.producers.sort()
+        return plan
+
+    # ---- what a node that carries the channels needs from its inputs ------------------------
+    def backward(self, node: fx.Node, view: View) -> None:
+        g = self.g
+        m = g.module(node)
+        if node.op == "call_module":
+            assert m is not None
+            if isinstance(m, LINEAR + CONV):
+                out_axis = g.producer_axis(node)
+                if isinstance(m, CONV) and m.groups != 1:
+                    self._depthwise(node, m, view, backward=True)
+                elif view.axis == out_axis:
+                    if not view.plain or view.total != self.plan.n:
+                        raise self.fail(
+                            f"{describe(node)} is coupled to the widened channels only in part "
+                            "(through a concat or flatten); it cannot be widened exactly"
+                        )
+                    if str(node.target) not in self.plan.producers:
+                        self.plan.producers.append(str(node.target))
+                elif isinstance(m, LINEAR):  # acts on another axis, independently per channel
+                    self.visit(node.args[0], view, f"input of {describe(node)}")  # type: ignore[arg-type]
+                else:
+                    raise self.fail(f"the channels sit on a spatial axis of {describe(node)}")
+                return
+            self._through_module(node, m, view, backward=True)
+            return
+        self._through_op(node, view, backward=True)
+
+    # ---- where the channels go from a node to one of its users -----------------------------
+    def forward(self, node: fx.Node, user: fx.Node, view: View) -> None:
+        g = self.g
+        if user.op == "output":
+            raise self.fail(
+                "the widened channels reach the model's output, so its shape would change"
+            )
+        if user.op == "call_module":
+            m = g.module(user)
+            assert m is not None
+            if isinstance(m, LINEAR + CONV):
+                if isinstance(m, CONV) and m.groups != 1:
+                    self._depthwise(user, m, view, backward=False)
+                    return
+                read = len(g.shape(node) or ()) - 1 if isinstance(m, LINEAR) else 1
+                if view.axis == read:
+                    if user in self.consumers and self.consumers[user] != view:
+                        raise self.fail(f"{describe(user)} reads the channels twice")
+                    self.consumers[user] = view
+                elif isinstance(m, LINEAR):
+                    self.visit(user, view, f"{describe(user)} acts per channel")
+                else:
+                    raise self.fail(f"the channels sit on a spatial axis of {describe(user)}")
+                return
+            self._through_module(user, m, view, backward=False, source=node)
+            return
+        self._through_op(user, view, backward=False, source=node)
+
+    # ---- modules other than Linear/Conv -----------------------------------------------------
+    def _through_module(
+        self,
+        node: fx.Node,
+        m: nn.Module,
+        view: View,
+        *,
+        backward: bool,
+        source: fx.Node | None = None,
+    ) -> None:
+        """``backward``: ``node`` carries ``view``, make its input carry it; else ``source``
+        (its input) carries ``view``, make ``node`` carry it."""
+        if backward:
+            inp = _tensor_args(node)[0]
+            target_node, out_view = inp, view
+        else:
+            target_node, out_view = node, view
+        shape_in = self.g.shape(_tensor_args(node)[0])
+        shape_out = self.g.shape(node)
+        if isinstance(m, UNARY_MODULES):
+            if isinstance(m, nn.PReLU) and m.num_parameters > 1:
+                self._follow(node, "weight", 0, view)
+            self.visit(target_node, out_view, f"through {describe(node)}")
+        elif isinstance(m, NORMS + (nn.GroupNorm,)):
+            if view.axis != 1:
+                raise self.fail(f"{describe(node)} normalises along the channels' axis")
+            if isinstance(m, nn.GroupNorm) and m.num_groups != m.num_channels:
+                self._uniform(node, view, "GroupNorm")
+                self.gn_groups.add(m.num_groups)
+            if getattr(m, "weight", None) is not None:
+                self._follow(node, "weight", 0, view)
+                self._follow(node, "bias", 0, view)
+            for buf in ("running_mean", "running_var"):
+                if getattr(m, buf, None) is not None:
+                    self._follow(node, buf, 0, view)
+            if not any(t.target == str(node.target) for t in self.plan.follow):
+                self._follow(node, "<size>", 0, view)
+            self.plan.norm_modules.append(str(node.target))
+            self.visit(target_node, out_view, f"through {describe(node)}")
+        elif isinstance(m, nn.LayerNorm):
+            nd = len(shape_out or ())
+            first = nd - len(m.normalized_shape)
+            if view.axis >= first:  # the channels are normalised together: replicate uniformly
+                self._uniform(node, view, "LayerNorm")
+                if m.weight is not None:
+                    self._follow(node, "weight", view.axis - first, view)
+                if m.bias is not None:
+                    self._follow(node, "bias", view.axis - first, view)
+                if m.weight is None and m.bias is None:
+                    self._follow(node, "<size>", view.axis - first, view)
+                self.plan.norm_modules.append(str(node.target))
+            self.visit(target_node, out_view, f"through {describe(node)}")
+        elif isinstance(m, SPATIAL_MODULES):
+            if view.axis != 1:
+                raise self.fail(f"{describe(node)} mixes values along the channels' axis")
+            self.visit(target_node, out_view, f"through {describe(node)}")
+        elif isinstance(m, RESHAPE_MODULES):
+            self._reshape(node, view, shape_in, shape_out, backward)
+        else:
+            raise self.fail(f"cannot propagate the widening through {describe(node)}")
+
+    def _depthwise(self, node: fx.Node, m: nn.Module, view: View, *, backward: bool) -> None:
+        assert isinstance(m, CONV)
+        if m.groups != m.in_channels:
+            raise self.fail(
+                f"grouped convolution '{node.target}' (groups={m.groups}) mixes channels "
+                "within groups; only depthwise convolutions can follow a widening"
+            )
+        mult = m.out_channels // m.in_channels
+        if view.axis != 1:
+            raise self.fail(f"the channels sit on a spatial axis of {describe(node)}")
+        if backward:
+            if view.inner % mult:
+                raise self.fail(f"{describe(node)} splits a channel's features")
+            in_view = replace(view, inner=view.inner // mult)
+            out_view = view
+        else:
+            in_view = view
+            out_view = replace(view, inner=view.inner * mult)
+        self._follow(node, "weight", 0, out_view)
+        if m.bias is not None:
+            self._follow(node, "bias", 0, out_view)
+        self._follow(node, "<in>", 0, in_view)
+        if backward:
+            self.visit(_tensor_args(node)[0], in_view, f"input of {describe(node)}")
+        else:
+            self.visit(node, out_view, f"through {describe(node)}")
+
+    def _uniform(self, node: fx.Node, view: View, what: str) -> None:
+        if view.offset != 0 or view.outer != 1 or view.total != self.plan.n:
+            raise self.fail(
+                f"{what} '{node.target}' normalises the widened channels together with others; "
+                "it cannot be widened exactly"
+            )
+        self.plan.uniform = True
+
+    def _follow(self, node: fx.Node, attr: str, dim: int, view: View) -> None:
+        t = Touch(str(node.target), attr, dim, view)
+        if t not in self.plan.follow:
+            self.plan.follow.append(t)
+
+    # ---- functions and methods -------------------------------------------------------------
+    def _through_op(
+        self, node: fx.Node, view: View, *, backward: bool, source: fx.Node | None = None
+    ) -> None:
+        g = self.g
+        op, target = node.op, node.target
+        args = _tensor_args(node)
+        shape_out = g.shape(node)
+        if op in ("placeholder",):
+            raise self.fail(
+                f"the widened channels are combined with the model's input '{node.name}', "
+                "whose width cannot change"
+            )
+        if op == "get_attr":
+            if not backward:  # pragma: no cover - get_attr has no inputs
+                return
+            self._follow(node, "<attr>", view.axis, view)
+            return
+        if (
+            op == "call_function"
+            and target is getattr
+            or (op == "call_method" and target in NEUTRAL_METHODS)
+        ):
+            return
+        if _is(node, UNARY_FUNCTIONS, UNARY_METHODS):
+            self._same(node, args[0], view, backward)
+        elif _is(node, SPATIAL_FUNCTIONS, set()):
+            if view.axis != 1:
+                raise self.fail(f"{describe(node)} mixes values along the channels' axis")
+            self._same(node, args[0], view, backward)
+        elif _is(node, BINARY_FUNCTIONS, BINARY_METHODS):
+            nd = len(shape_out or ())
+            if not backward:
+                assert source is not None
+                self.visit(node, _shift(view, nd - len(g.shape(source) or ())), "operand")
+            else:
+                for a in args:
+                    sa = g.shape(a)
+                    if sa is None:
+                        continue
+                    ax = view.axis - (nd - len(sa))
+                    if ax < 0 or sa[ax] == 1:
+                        continue  # broadcast along the channels: carries none of them
+                    self.visit(a, replace(view, axis=ax), f"operand of {describe(node)}")
+        elif _is(node, CAT_FUNCTIONS, set()):
+            self._cat(node, view, backward, source)
+        elif _is(node, RESHAPE_FUNCTIONS, RESHAPE_METHODS):
+            self._reshape(node, view, g.shape(args[0]), shape_out, backward)
+        elif _is(node, PERMUTE_FUNCTIONS, PERMUTE_METHODS):
+            perm = _permutation(node, len(shape_out or ()))
+            if backward:
+                self.visit(
+                    args[0], replace(view, axis=perm[view.axis]), f"input of {describe(node)}"
+                )
+            else:
+                self.visit(node, replace(view, axis=perm.index(view.axis)), describe(node))
+        elif _is(node, REDUCE_FUNCTIONS, REDUCE_METHODS):
+            self._reduce(node, view, backward)
+        elif op == "call_function" and target is operator.getitem:
+            self._getitem(node, view, backward)
+        else:
+            raise self.fail(f"cannot propagate the widening through {describe(node)}")
+
+    def _same(self, node: fx.Node, inp: fx.Node, view: View, backward: bool) -> None:
+        if backward:
+            self.visit(inp, view, f"input of {describe(node)}")
+        else:
+            self.visit(node, view, f"through {describe(node)}")
+
+    def _reshape(
+        self,
+        node: fx.Node,
+        view: View,
+        shape_in: tuple[int, ...] | None,
+        shape_out: tuple[int, ...] | None,
+        backward: bool,
+    ) -> None:
+        if shape_in is None or shape_out is None:
+            raise self.fail(f"cannot infer the shapes around {describe(node)}")
+        dest = _tensor_args(node)[0] if backward else node
+        options = (
+            reshape_views(shape_out, shape_in, view)
+            if backward
+            else reshape_views(shape_in, shape_out, view)
+        )
+        if not options:
+            raise self.fail(f"cannot follow the channels through {describe(node)}")
+        known = self.views.get(dest)
+        self.visit(dest, known if known in options else options[0], describe(node))
+
+    def _cat(self, node: fx.Node, view: View, backward: bool, source: fx.Node | None) -> None:
+        g = self.g
+        parts = _cat_parts(node)
+        nd = len(g.shape(node) or ())
+        dim = _cat_dim(node) % nd
+        if dim != view.axis:  # stacked along another axis: every part carries the channels
+            if not backward:
+                self.visit(node, view, "concat")
+                return
+            for a in parts:
+                self.visit(a, view, f"operand of {describe(node)}")
+            return
+        if view.outer != 1:
+            raise self.fail(f"concat of flattened features at {describe(node)}")
+        sizes = [(g.shape(a) or (0,) * nd)[dim] for a in parts]
+        if any(s % view.inner for s in sizes):
+            raise self.fail(f"{describe(node)} splits a channel's features")
+        if not backward:
+            assert source is not None
+            before = 0
+            for a, s in zip(parts, sizes):
+                if a is source:
+                    break
+                before += s
+            total = sum(sizes) // view.inner
+            self.visit(
+                node,
+                replace(view, offset=view.offset + before // view.inner, total=total),
+                "concat",
+            )
+            return
+        before = 0
+        for a, s in zip(parts, sizes):
+            lo, hi = before // view.inner, (before + s) // view.inner
+            if lo <= view.offset and view.offset + self.plan.n <= hi:
+                self.visit(a, replace(view, offset=view.offset - lo, total=hi - lo), "concat part")
+                return
+            before += s
+        raise self.fail(f"the widened channels span several operands of {describe(node)}")
+
+    def _reduce(self, node: fx.Node, view: View, backward: bool) -> None:
+        g = self.g
+        inp = _tensor_args(node)[0]
+        nd_in = len(g.shape(inp) or ())
+        dims = _reduce_dims(node, nd_in)
+        keep = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
+        if dims is None:
+            raise self.fail(f"{describe(node)} reduces over the widened channels")
+        if backward:
+            ax = view.axis
+            if not keep:
+                for d in sorted(dims):
+                    if d <= ax:
+                        ax += 1
+            if ax in dims:
+                raise self.fail(f"{describe(node)} reduces over the widened channels")
+            self.visit(inp, replace(view, axis=ax), f"input of {describe(node)}")
+        else:
+            if view.axis in dims:
+                raise self.fail(f"{describe(node)} reduces over the widened channels")
+            ax = view.axis if keep else view.axis - sum(1 for d in dims if d < view.axis)
+            self.visit(node, replace(view, axis=ax), describe(node))
+
+    def _getitem(self, node: fx.Node, view: View, backward: bool) -> None:
+        g = self.g
+        src = node.args[0]
+        shape_src = g.shape(src)
+        if not isinstance(src, fx.Node) or shape_src is None:
+            raise self.fail(f"{describe(node)} takes a part of a split of the channels")
+        index = node.args[1]
+        items = list(index) if isinstance(index, tuple) else [index]
+        nd_in = len(shape_src)
+        n_real = sum(1 for it in items if it is not None and it is not Ellipsis)
+        out_axis: dict[int, int] = {}  # input axis -> output axis, for axes kept whole
+        i_in = i_out = 0
+        for it in items:
+            if it is Ellipsis:
+                for _ in range(nd_in - n_real):
+                    out_axis[i_in] = i_out
+                    i_in, i_out = i_in + 1, i_out + 1
+            elif it is None:
+                i_out += 1
+            elif isinstance(it, int):
+                i_in += 1
+            elif isinstance(it, slice):
+                if it == slice(None):
+                    out_axis[i_in] = i_out
+                i_in, i_out = i_in + 1, i_out + 1
+            else:
+                raise self.fail(f"{describe(node)} indexes with a tensor")
+        while i_in < nd_in:
+            out_axis[i_in] = i_out
+            i_in, i_out = i_in + 1, i_out + 1
+        if backward:
+            inv = {o: i for i, o in out_axis.items()}
+            if view.axis not in inv:
+                raise self.fail(f"{describe(node)} slices the widened channels")
+            self.visit(src, replace(view, axis=inv[view.axis]), f"input of {describe(node)}")
+        else:
+            if view.axis not in out_axis:
+                raise self.fail(f"{describe(node)} slices the widened channels")
+            self.visit(node, replace(view, axis=out_axis[view.axis]), describe(node))
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _is(node: fx.Node, functions: set[Any], methods: set[str]) -> bool:
+    if node.op == "call_function":
+        return node.target in functions
+    if node.op == "call_method":
+        return node.target in methods
+    return False
+
+
+def _tensor_args(node: fx.Node) -> list[fx.Node]:
+    """The graph-node operands of a node (flattening lists, e.g. of torch.cat)."""
+    out: list[fx.Node] = []
+    for a in list(node.args) + list(node.kwargs.values()):
+        if isinstance(a, fx.Node):
+            out.append(a)
+        elif isinstance(a, list | tuple):
+            out.extend(x for x in a if isinstance(x, fx.Node))
+    return out
+
+
+def _shift(view: View, by: int) -> View:
+    return replace(view, axis=view.axis + by)
+
+
+def _cat_parts(node: fx.Node) -> list[fx.Node]:
+    seq = node.args[0] if node.args else node.kwargs.get("tensors")
+    return [a for a in seq if isinstance(a, fx.Node)] if isinstance(seq, list | tuple) else []
+
+
+def _cat_dim(node: fx.Node) -> int:
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    return int(dim)  # type: ignore[arg-type]
+
+
+def _reduce_dims(node: fx.Node, nd: int) -> set[int] | None:
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    if dim is None:
+        return None
+    dims = [dim] if isinstance(dim, int) else list(dim)  # type: ignore[arg-type]
+    return {int(d) % nd for d in dims}
+
+
+def _permutation(node: fx.Node, nd: int) -> list[int]:
+    """perm such that output axis i is input axis perm[i]."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    rest = list(node.args[1:])
+    if name == "permute":
+        dims = rest[0] if len(rest) == 1 and isinstance(rest[0], list | tuple) else rest
+        if not rest:
+            dims = node.kwargs.get("dims")  # type: ignore[assignment]
+        return [int(d) % nd for d in dims]  # type: ignore[union-attr]
+    if name in ("transpose", "swapaxes", "transpose_"):
+        a = int(rest[0] if rest else node.kwargs["dim0"]) % nd  # type: ignore[arg-type]
+        b = int(rest[1] if len(rest) > 1 else node.kwargs["dim1"]) % nd  # type: ignore[arg-type]
+        perm = list(range(nd))
+        perm[a], perm[b] = perm[b], perm[a]
+        return perm
+    src = rest[0] if rest else node.kwargs["source"]
+    dst = rest[1] if len(rest) > 1 else node.kwargs["destination"]
+    srcs = [int(s) % nd for s in (src if isinstance(src, list | tuple) else [src])]  # type: ignore[union-attr]
+    dsts = [int(d) % nd for d in (dst if isinstance(dst, list | tuple) else [dst])]  # type: ignore[union-attr]
+    perm = [-1] * nd
+    for s, d in zip(srcs, dsts):
+        perm[d] = s
+    others = iter(i for i in range(nd) if i not in srcs)
+    return [p if p >= 0 else next(others) for p in perm]
+
+
+def _expand(items: list[Any], nd: int) -> list[Any]:
+    """Index items with Ellipsis expanded and None dropped: one per input axis."""
+    real = [it for it in items if it is not None]
+    out: list[Any] = []
+    for it in real:
+        if it is Ellipsis:
+            out.extend([slice(None)] * (nd - (len(real) - 1)))
+        else:
+            out.append(it)
+    return out + [slice(None)] * (nd - len(out))
+
+
+def _full(it: Any) -> bool:
+    return isinstance(it, slice) and it == slice(None)
+
+
+def reshape_views(shape_in: Sequence[int], shape_out: Sequence[int], view: View) -> list[View]:
+    """Every view the channels can have after a reshape (row-major, as ``view``/``flatten`` do),
+    first axis first; empty if they do not land in one axis of the output. More than one only
+    when size-1 axes make the layout ambiguous."""
+    inner_total = view.inner * math.prod(shape_in[view.axis + 1 :])
+    block = view.total * inner_total  # one repeat of the channel sub-axis, in flat elements
+    out = []
+    for a in range(1, len(shape_out)):
+        suffix = math.prod(shape_out[a + 1 :])
+        if inner_total % suffix or (shape_out[a] * suffix) % block:
+            continue
+        outer = shape_out[a] * suffix // block
+        out.append(View(a, view.offset, view.total, inner_total // suffix, outer))
+    return out
+
+
+def propagate_shapes(gm: fx.GraphModule, shape: Sequence[int]) -> None:
+    """Run the traced model on a fake input of ``shape``, storing every value's shape."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    ref = next(iter(gm.parameters()), None)
+    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+    device = ref.device if ref is not None else torch.device("cpu")
+    was = {m: m.training for m in gm.modules()}
+    gm.eval()
+    try:
+        with torch.no_grad():
+            x = mode.from_tensor(torch.empty(tuple(shape), dtype=dtype, device=device))
+            ShapeProp(gm, fake_mode=mode).propagate(x)
+    except Exception as e:  # the user's forward on this input
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MorphError(f"forward on an input of shape {tuple(shape)} failed: {msg}") from None
+    finally:
+        for m, t in was.items():
+            m.train(t)
+
+
+def _input_shape(model: nn.Module, example: torch.Tensor | Sequence[int] | None) -> tuple[int, ...]:
+    if isinstance(example, torch.Tensor):
+        return tuple(example.shape)
+    if example is not None:
+        return tuple(int(s) for s in example)
+    return guess_input_shape(model)
+
+
+def guess_input_shape(model: nn.Module) -> tuple[int, ...]:
+    """A batch shape the model accepts, guessed from its first layer: ``(2, in_features)`` for
+    a Linear, else square inputs of a few common sizes; MorphError if none works."""
+    first = next((m for m in model.modules() if isinstance(m, LINEAR + CONV)), None)
+    if first is None:
+        raise MorphError("cannot guess the model's input shape; pass example_input")
+    if isinstance(first, nn.Linear):
+        candidates = [(2, first.in_features)]
+    else:
+        dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(first)]  # type: ignore[index]
+        sizes = [8, 16, 28, 32, 40, 64, 224] + list(range(1, 65)) if dims < 3 else [8, 16, 32]
+        candidates = [(2, first.in_channels, *([s] * dims)) for s in dict.fromkeys(sizes)]
+    gm = trace(model)
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # a failed probe logs an error per op
+    try:
+        for shape in candidates:
+            try:
+                propagate_shapes(gm, shape)
+                return shape
+            except MorphError:
+                continue
+    finally:
+        log.setLevel(level)
+    raise MorphError("cannot guess the model's input shape; pass example_input")
+
+
+__all__ = ["Graph", "Touch", "View", "WidenPlan", "guess_input_shape", "reshape_views", "trace"]
