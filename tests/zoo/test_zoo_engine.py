@@ -1,0 +1,102 @@
+"""Engine-level growth of every zoo model, without Ray: the search space finds layers to grow in
+it, and random descendants (1-2 ops per step, several steps) built by the morph engine compute the
+parent's function exactly.
+
+This is the only test of the Conv3d model (no built-in dataset has 3-D samples, so it cannot be
+searched through the CLI), and a fast first check for every other model: when it fails, the CLI
+search of the same model in test_zoo_search.py fails for the same reason.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from growsearch.arch import ArchSpec, build
+from growsearch.morph import apply_ops
+from growsearch.space._mutations import MutationSpace
+from tests.fixtures.zoo import ZOO
+
+GENERATIONS = 3  # grow the grown model again: the recorded history is replayed each time
+TOL = 1e-5
+
+
+def _randomise(model: nn.Module, seed: int) -> None:
+    """Make every normalisation layer non-trivial (as training would): affine parameters and
+    running statistics away from their (1, 0) initial values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm):
+                if getattr(m, "weight", None) is not None:
+                    m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                    m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
+                if getattr(m, "running_mean", None) is not None:
+                    m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                    m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_random_descendants_preserve_the_function(name: str) -> None:
+    factory, _, shape = ZOO[name]
+    spec = ArchSpec.from_user_model(factory, None, shape, 10)
+    assert spec.family == "custom" and spec.layers, spec
+    space = MutationSpace(ops_per_child=(1, 2))
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    x = torch.randn(16, *shape)
+    model = build(spec, seed=0)
+    _randomise(model, 0)
+    model.eval()
+    seen_widen = seen_deepen = False
+    for generation in range(GENERATIONS):
+        step = space.random_child(spec, rng)
+        assert step is not None, f"{name}: no op can grow {spec.summary()}"
+        child_spec, ops = step
+        with torch.no_grad():
+            before = model(x)
+        child, got_spec = apply_ops(model, spec, ops, calibration=x, seed=generation)
+        assert got_spec == child_spec
+        child.eval()
+        with torch.no_grad():
+            after = child(x)
+        err = float((after - before).abs().max() / before.abs().max().clamp_min(1e-12))
+        assert err <= TOL, (
+            f"{name}: generation {generation}, ops {[str(o) for o in ops]}: {err:.3g}"
+        )
+        seen_widen |= any(type(o).__name__ == "Widen" for o in ops)
+        seen_deepen |= any(type(o).__name__ == "Deepen" for o in ops)
+        model, spec = child, child_spec
+    rebuilt = build(spec)  # the spec alone (factory + history) gives the grown model's shapes
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_every_widenable_layer_widens_exactly(name: str) -> None:
+    """Each layer (width group) the space offers, widened alone by x1.5, preserves the function."""
+    from growsearch.arch import Widen
+
+    factory, _, shape = ZOO[name]
+    spec = ArchSpec.from_user_model(factory, None, shape, 10)
+    torch.manual_seed(0)
+    x = torch.randn(16, *shape)
+    model = build(spec, seed=0)
+    _randomise(model, 1)
+    model.eval()
+    with torch.no_grad():
+        before = model(x)
+    errors = {}
+    for target in spec.widen_targets():
+        width = spec.width_of(target)
+        child, _ = apply_ops(model, spec, [Widen(target, width + max(1, width // 2))], seed=1)
+        child.eval()
+        with torch.no_grad():
+            after = child(x)
+        errors[target] = float((after - before).abs().max() / before.abs().max())
+    assert errors, f"{name}: nothing to widen"
+    assert max(errors.values()) <= TOL, errors
