@@ -86,10 +86,33 @@ NEUTRAL_METHODS = {"size", "dim", "numel"}
 CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
 
 
+class _Tracer(fx.Tracer):
+    """fx's tracer, except that a torch.nn leaf module with inserted blocks (see
+    :func:`growsearch.morph._groups.insert_block`) stays a leaf, followed by its blocks."""
+
+    def call_module(self, m, forward, args, kwargs):  # type: ignore[no-untyped-def]
+        cls = type(m)
+        if getattr(cls, "_gs_grown", False) and _torch_leaf(cls.__mro__[1]):
+            out = self.create_proxy("call_module", self.path_of_module(m), args, kwargs)
+            for block in m._gs_blocks:
+                out = super().call_module(block, block.forward, (out,), {})
+            return out
+        return super().call_module(m, forward, args, kwargs)
+
+
+def _torch_leaf(cls: type) -> bool:
+    return (
+        cls.__module__.startswith("torch.nn") or cls.__module__.startswith("torch.ao.nn")
+    ) and not issubclass(cls, nn.Sequential)
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """Symbolically trace ``model``; an untraceable model is a MorphError, not a crash."""
     try:
-        return fx.symbolic_trace(model)
+        tracer = _Tracer()
+        graph = tracer.trace(model)
+        name = type(model).__name__
+        return fx.GraphModule(tracer.root, graph, name)
     except Exception as e:  # fx raises many types (TraceError, TypeError, ...)
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise MorphError(f"cannot trace {type(model).__name__} with torch.fx: {msg}") from e
