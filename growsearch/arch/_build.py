@@ -104,7 +104,7 @@ def _make(spec: ArchSpec) -> nn.Module:
     if spec.custom is not None:
         from growsearch.arch._custom import build_custom
 
-        return build_custom(spec.custom)
+        return build_custom(spec.custom, spec.input_shape)
     return _FAMILIES[spec.family](spec)
 
 
@@ -129,7 +129,7 @@ def module_name(spec: ArchSpec, target: str) -> str:
         return f"layers.{spec.stages[si].layers[0].name}.conv2"
     spec.layer(target)
     if spec.custom is not None:
-        return spec.custom.path(target)
+        return spec.custom.module(target)
     if spec.family == "mlp":
         return f"layers.{target}.linear"
     if spec.family == "cnn":
@@ -139,9 +139,9 @@ def module_name(spec: ArchSpec, target: str) -> str:
 
 def output_name(spec: ArchSpec, layer: str) -> str:
     """The module whose output is layer ``layer``'s output (where a deepen inserts after)."""
+    if spec.custom is not None:  # an insertion site: the module after which blocks go
+        return spec.custom.site(layer)[1]
     spec.layer(layer)
-    if spec.custom is not None:  # a residual block after the layer itself: exact for any activation
-        return spec.custom.after_path(layer)
     if spec.family == "mlp" and spec.dropout > 0:
         return f"layers.{layer}.drop"
     return f"layers.{layer}.act"

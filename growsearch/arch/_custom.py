@@ -1,26 +1,25 @@
 """A user's own model as a search seed: ``factory`` + trained ``weights``, grown by recorded ops.
 
-A spec of family ``custom`` lists the model's widenable Linear/Conv layers (found by tracing it
-with torch.fx) as one stage of named layers, and carries the history of widen/deepen ops applied
-to it. Building it calls the factory and replays the history (with throw-away initial values:
-weights always come from a checkpoint), so a checkpoint is still ``spec + weights``.
+The morph engine's analysis (:func:`growsearch.morph.analyse_model`) turns the model into a
+search space: one searchable width per **width group** (the layers a residual add, a shortcut, a
+channel-wise product or a concat ties together), and **insertion sites** (outputs of blocks,
+normalisations, activations) where zero-initialised residual blocks may be inserted. A
+``custom`` spec has one stage whose layers are the groups (and the inner width of every
+inserted block), and carries the history of ops; building it calls the factory and replays the
+history (with throw-away initial values: weights always come from a checkpoint), so a
+checkpoint is still ``spec + weights``.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import re
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from growsearch.exceptions import SpecError
+from growsearch.arch._factory import load_factory
+from growsearch.exceptions import GrowsearchError, SpecError
 
 
 @dataclass(frozen=True)
@@ -28,39 +27,56 @@ class CustomModel:
     """Where a ``custom`` spec comes from, and what was done to it since.
 
     Attributes:
-        factory: ``package.module:function`` or ``/path/to/file.py:function`` returning the model.
+        factory: ``package.module:function`` or ``path/to/file.py:function`` returning the model.
         weights: The seed's trained weights (safetensors), or None to train it from its init.
-        paths: (layer name, module path) pairs: the Linear/Conv a ``Widen`` of that layer widens.
-        history: The ops applied so far, in order: ``("widen", path, width)`` or
-            ``("deepen", after_path, new_path)`` (a zero-initialised residual block).
+        groups: ``(name, module)`` per width group: widening ``name`` widens Linear/Conv
+            ``module`` and everything coupled to it.
+        integer: Groups that grow by integer factors only (a LayerNorm or GroupNorm normalises
+            their channels together).
+        sites: ``(name, module, group, dims)`` per insertion site: blocks go after ``module``'s
+            output, with the width of ``group``; Linear blocks if ``dims`` is 0, else convs.
+        blocks: ``(block, site)`` per inserted block, in order.
+        history: The ops applied so far, in order: ``("widen", module, width)`` or
+            ``("deepen", site module, block, dims, channels)``.
+        refused: ``(module, reason)`` for the layers whose width cannot change.
     """
 
     factory: str
     weights: str | None
-    paths: tuple[tuple[str, str], ...]
+    groups: tuple[tuple[str, str], ...]
+    integer: tuple[str, ...] = ()
+    sites: tuple[tuple[str, str, str, int], ...] = ()
+    blocks: tuple[tuple[str, str], ...] = ()
     history: tuple[tuple[Any, ...], ...] = ()
-    inserted: tuple[str, ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
 
-    def path(self, name: str) -> str:
-        """The Linear/Conv that widening layer ``name`` widens."""
-        for n, p in self.paths:
-            if n == name:
+    def module(self, group: str) -> str:
+        """The Linear/Conv that widening group ``group`` widens."""
+        for n, p in self.groups:
+            if n == group:
                 return p
-        raise SpecError(f"no layer named {name!r} in the custom model")
+        raise SpecError(f"no width group named {group!r}; groups are {[n for n, _ in self.groups]}")
 
-    def after_path(self, name: str) -> str:
-        """The module whose output a deepen after layer ``name`` follows: the layer itself, or
-        for an inserted residual block, the whole block."""
-        path = self.path(name)
-        return path.removesuffix(".layer1") if name in self.inserted else path
+    def site(self, name: str) -> tuple[str, str, str, int]:
+        for s in self.sites:
+            if s[0] == name:
+                return s
+        raise SpecError(f"no insertion site named {name!r}; sites are {[s[0] for s in self.sites]}")
+
+    def blocks_at(self, site: str) -> int:
+        """How many blocks were inserted at ``site``."""
+        return sum(1 for _, s in self.blocks if s == site)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "factory": self.factory,
             "weights": self.weights,
-            "paths": [list(p) for p in self.paths],
+            "groups": [list(g) for g in self.groups],
+            "integer": list(self.integer),
+            "sites": [list(s) for s in self.sites],
+            "blocks": [list(b) for b in self.blocks],
             "history": [list(h) for h in self.history],
-            "inserted": list(self.inserted),
+            "refused": [list(r) for r in self.refused],
         }
 
     @classmethod
@@ -68,66 +84,49 @@ class CustomModel:
         return cls(
             factory=str(d["factory"]),
             weights=d.get("weights"),
-            paths=tuple((str(n), str(p)) for n, p in d["paths"]),
+            groups=tuple((str(n), str(p)) for n, p in d["groups"]),
+            integer=tuple(str(n) for n in d.get("integer", [])),
+            sites=tuple((str(a), str(b), str(c), int(k)) for a, b, c, k in d.get("sites", [])),
+            blocks=tuple((str(b), str(s)) for b, s in d.get("blocks", [])),
             history=tuple(tuple(h) for h in d.get("history", [])),
-            inserted=tuple(str(n) for n in d.get("inserted", [])),
+            refused=tuple((str(m), str(r)) for m, r in d.get("refused", [])),
         )
 
 
-def load_factory(factory: str) -> Callable[[], nn.Module]:
-    """Import ``module:function`` or ``file.py:function``; errors are SpecErrors."""
-    target, _, fn = factory.rpartition(":")
-    if not target or not fn:
-        raise SpecError(
-            f"factory: expected 'package.module:function' or 'file.py:function', got {factory!r}"
-        )
+def block_module(name: str) -> str:
+    """Module path of the residual block inserted as layer ``name``."""
+    return f"gs_blocks.{name}"
+
+
+def make_model(factory: str, device: str | torch.device | None = None) -> nn.Module:
+    """Call the factory (on ``device``: ``meta`` builds without memory); errors are SpecErrors."""
+    f = load_factory(factory)
     try:
-        if target.endswith(".py"):
-            path = Path(target)
-            name = f"growsearch_user_{abs(hash(str(path.resolve())))}"
-            module = sys.modules.get(name)
-            if module is None:
-                spec = importlib.util.spec_from_file_location(name, path)
-                if spec is None or spec.loader is None:
-                    raise ImportError(f"cannot load {path}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[name] = module
-                spec.loader.exec_module(module)
+        if device is None:
+            model = f()
         else:
-            module = importlib.import_module(target)
-    except (ImportError, OSError, SyntaxError) as e:
-        raise SpecError(
-            f"factory {factory!r}: cannot import {target!r} ({type(e).__name__}: {e})"
-        ) from None
-    f = getattr(module, fn, None)
-    if not callable(f):
-        raise SpecError(f"factory {factory!r}: {target!r} has no function {fn!r}")
-    return f
-
-
-def _layer_name(path: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9_]", "_", path)
-    if not base[:1].isalpha():
-        base = f"m{base}"
-    name, i = base, 2
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    return name
+            with torch.device(device):
+                model = f()
+    except GrowsearchError:
+        raise
+    except Exception as e:  # the user's code
+        raise SpecError(f"factory {factory!r}: raised {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"factory {factory!r}: returned {type(model).__name__}, not an nn.Module")
+    return model
 
 
 def describe(
     factory: str, weights: str | None, input_shape: tuple[int, ...], num_classes: int
 ) -> dict[str, Any]:
-    """Trace the user's model and list the layers the morph engine can widen.
+    """Load and check the user's model, and find its width groups and insertion sites.
 
-    Returns the fields of a ``custom`` ArchSpec (see :func:`growsearch.arch.ArchSpec.from_user_model`).
+    Returns the fields of a ``custom`` ArchSpec (see :meth:`growsearch.arch.ArchSpec.from_user_model`).
     """
     from growsearch.exceptions import MorphError
-    from growsearch.morph._graph import analyse_widen, trace
+    from growsearch.morph import analyse_model
 
-    model = load_factory(factory)()
-    if not isinstance(model, nn.Module):
-        raise SpecError(f"factory {factory!r}: returned {type(model).__name__}, not an nn.Module")
+    model = make_model(factory)
     if weights is not None:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -147,42 +146,79 @@ def describe(
             raise SpecError(
                 f"factory {factory!r}: forward on inputs of shape {tuple(input_shape)} failed ({e})"
             ) from None
-    if tuple(out.shape) != (2, num_classes):
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        shape = tuple(out.shape)[1:] if isinstance(out, torch.Tensor) else type(out).__name__
         raise SpecError(
-            f"factory {factory!r}: outputs {tuple(out.shape)[1:]}, expected ({num_classes},) class scores"
+            f"factory {factory!r}: outputs {shape}, expected ({num_classes},) class scores"
         )
-    gm = trace(model)
-    layers: list[tuple[str, int]] = []
-    paths: list[tuple[str, str]] = []
-    taken: set[str] = set()
-    for node in gm.graph.nodes:
-        if node.op != "call_module":
-            continue
-        m = gm.get_submodule(str(node.target))
-        if not isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d):
-            continue
-        try:
-            analyse_widen(gm, str(node.target))
-        except MorphError:
-            continue  # e.g. the output layer: its width is the number of classes
-        name = _layer_name(str(node.target), taken)
-        taken.add(name)
-        width = m.out_features if isinstance(m, nn.Linear) else m.out_channels
-        layers.append((name, int(width)))
-        paths.append((name, str(node.target)))
-    if not layers:
-        raise SpecError(f"factory {factory!r}: the model has no layer the morph engine can widen")
-    return {"layers": layers, "custom": CustomModel(factory, weights, tuple(paths))}
+    try:
+        space = analyse_model(model, (2, *input_shape))
+    except MorphError as e:
+        raise SpecError(f"factory {factory!r}: {e}") from None
+    if not space.groups:
+        why = "; ".join(f"{r.module}: {r.reason}" for r in space.refused[:3])
+        raise SpecError(
+            f"factory {factory!r}: the model has no layer the morph engine can widen ({why})"
+        )
+    custom = CustomModel(
+        factory,
+        weights,
+        groups=tuple((g.name, g.producers[0]) for g in space.groups),
+        integer=tuple(g.name for g in space.groups if g.integer_factors),
+        sites=tuple((s.name, s.module, s.group, s.dims) for s in space.sites),
+        refused=tuple((r.module, r.reason) for r in space.refused),
+    )
+    return {"layers": [(g.name, g.width) for g in space.groups], "custom": custom}
 
 
-def build_custom(custom: CustomModel, calibration: torch.Tensor | None = None) -> nn.Module:
+def build_custom(
+    custom: CustomModel, input_shape: tuple[int, ...], device: str | torch.device | None = None
+) -> nn.Module:
     """The factory's model with the recorded ops replayed (new weights are placeholders)."""
-    from growsearch.morph import deepen, widen
+    from growsearch.morph import insert_block, widen
 
-    model = load_factory(custom.factory)()
+    model = make_model(custom.factory, device)
     for op in custom.history:
         if op[0] == "widen":
-            model = widen(model, str(op[1]), int(op[2]), init="zero")
+            model = widen(
+                model, str(op[1]), int(op[2]), init="zero", example_input=(2, *input_shape)
+            )
         else:
-            model = deepen(model, str(op[1]), init="zero", new_name=str(op[2]), block="residual")
+            _, site, block, dims, channels = op
+            model = insert_block(model, str(site), str(block), int(dims), int(channels))
     return model
+
+
+def mismatch(spec: Any) -> str | None:
+    """Why ``spec`` (a ``custom`` ArchSpec) and the model it builds disagree, or None.
+
+    The model is built on the ``meta`` device (no memory, no compute) and analysed afresh:
+    every layer of the spec must name its own width group, at the spec's width.
+    """
+    from growsearch.morph import analyse_model
+
+    custom = spec.custom
+    try:
+        try:
+            model = build_custom(custom, spec.input_shape, device="meta")
+        except SpecError:
+            raise
+        except Exception:  # a factory that cannot run on meta: build it for real
+            model = build_custom(custom, spec.input_shape)
+        space = analyse_model(model, (2, *spec.input_shape))
+    except GrowsearchError as e:
+        return str(e)
+    seen: dict[str, str] = {}
+    for layer in spec.layers:
+        group = space.group_of(custom.module(layer.name))
+        if group is None:
+            return f"{spec.summary()}: layer {layer.name} is no longer a width group of the model"
+        if group.width != layer.width:
+            return (
+                f"{spec.summary()}: layer {layer.name} has width {layer.width} in the spec "
+                f"but {group.width} in the model"
+            )
+        if group.name in seen.values():
+            return f"{spec.summary()}: layers {layer.name} and others share one width group"
+        seen[layer.name] = group.name
+    return None

@@ -179,7 +179,7 @@ class ArchSpec:
         from growsearch.arch._custom import describe
 
         d = describe(factory, weights, tuple(input_shape), int(num_classes))
-        layers = tuple(Layer(n, w) for n, w in d["layers"])
+        layers = tuple(Layer(n, int(w)) for n, w in d["layers"])
         return cls(
             "custom", tuple(input_shape), int(num_classes), (Stage(layers),), custom=d["custom"]
         )
@@ -222,9 +222,15 @@ class ArchSpec:
         return names
 
     def new_layer_name(self, after: str) -> str:
-        """A fresh name in the stage of ``after``: ``s<i>l<k>`` with the smallest unused k."""
-        i, _ = self.locate(after)
+        """A fresh name in the stage of ``after``: ``s<i>l<k>`` with the smallest unused k
+        (``custom``: ``<site>_b<k>`` for a block inserted at site ``after``)."""
         used = {layer.name for layer in self.layers}
+        if self.custom is not None:
+            k = 0
+            while f"{after}_b{k}" in used:
+                k += 1
+            return f"{after}_b{k}"
+        i, _ = self.locate(after)
         k = 0
         while f"s{i}l{k}" in used:
             k += 1
@@ -274,21 +280,41 @@ class ArchSpec:
     # ---- mutation (returns new specs) --------------------------------------------------------
     def apply(self, op: Op) -> ArchSpec:
         """The spec after ``op``; raises SpecError if the op does not fit this spec."""
-        child = self._apply(op)
-        if self.custom is None:
-            return child
+        if self.custom is not None:
+            return self._apply_custom(op)
+        return self._apply(op)
+
+    def _apply_custom(self, op: Op) -> ArchSpec:
+        """A user's model: widen a width group, or insert a residual block at a site."""
         c = self.custom
+        assert c is not None  # only called for custom specs
         if isinstance(op, Widen):
-            entry: tuple[Any, ...] = ("widen", c.path(op.target), op.width)
-            paths = c.paths
-        else:
-            after = c.after_path(op.after)
-            new_path = f"{after}_{op.name}"
-            entry = ("deepen", after, new_path)
-            paths = (*c.paths, (op.name, f"{new_path}.layer1"))
-        inserted = (*c.inserted, op.name) if isinstance(op, Deepen) else c.inserted
-        custom = dataclasses.replace(c, paths=paths, history=(*c.history, entry), inserted=inserted)
-        return dataclasses.replace(child, custom=custom)
+            old = self.width_of(op.target)
+            if op.target in c.integer and op.width % old:
+                raise SpecError(
+                    f"widen {op.target}: a LayerNorm or GroupNorm normalises its channels "
+                    f"together, so the new width must be a multiple of {old}, got {op.width}"
+                )
+            child = self._apply(op)
+            custom = dataclasses.replace(
+                c, history=(*c.history, ("widen", c.module(op.target), op.width))
+            )
+            return dataclasses.replace(child, custom=custom)
+        site, module, group, dims = c.site(op.after)
+        if not _NAME.match(op.name) or op.name in {x.name for x in self.layers}:
+            raise SpecError(f"deepen: new layer name {op.name!r} is invalid or taken")
+        channels = self.layer(group).width
+        layers = (*self.stages[0].layers, Layer(op.name, channels))
+        from growsearch.arch._custom import block_module
+
+        custom = dataclasses.replace(
+            c,
+            groups=(*c.groups, (op.name, f"{block_module(op.name)}.layer1")),
+            blocks=(*c.blocks, (op.name, site)),
+            history=(*c.history, ("deepen", module, op.name, dims, channels)),
+        )
+        stages = (dataclasses.replace(self.stages[0], layers=layers), *self.stages[1:])
+        return dataclasses.replace(self, stages=stages, custom=custom)
 
     def apply_all(self, ops: Iterable[Op]) -> ArchSpec:
         """The spec after ``ops``, applied in order (:meth:`apply` each)."""

@@ -7,6 +7,15 @@ child = deepen(model, "features.4", init="net2net", calibration=x_batch, seed=0)
 
 from growsearch.exceptions import MorphError
 from growsearch.morph._deepen import ResidualBlock, deepen, insert_after
+from growsearch.morph._groups import (
+    InsertedBlock,
+    ModelSpace,
+    Refusal,
+    Site,
+    WidthGroup,
+    analyse_model,
+    insert_block,
+)
 from growsearch.morph._inits import EXACT_INITS, INITS, WidenDefaults
 from growsearch.morph._recipe import (
     WarmStartRecipe,
@@ -22,6 +31,13 @@ from growsearch.morph._widen import widen
 __all__ = [
     "EXACT_INITS",
     "INITS",
+    "InsertedBlock",
+    "ModelSpace",
+    "Refusal",
+    "Site",
+    "WidthGroup",
+    "analyse_model",
+    "insert_block",
     "MorphError",
     "ResidualBlock",
     "WarmStartRecipe",

@@ -15,6 +15,7 @@ from torch import nn
 from growsearch.arch import ArchSpec, BasicBlock, Deepen, Op, Widen, build, module_name, output_name
 from growsearch.exceptions import MorphError, SpecError
 from growsearch.morph._deepen import deepen, insert_after
+from growsearch.morph._groups import insert_block
 from growsearch.morph._inits import check_init
 from growsearch.morph._widen import widen
 
@@ -39,13 +40,16 @@ def apply_op(
         return build(child_spec, seed=seed).train(model.training), child_spec
     if isinstance(op, Widen):
         morphed = widen(
-            model, module_name(spec, op.target), op.width, init=init, seed=seed, split_std=split_std
-        )
-    elif isinstance(op, Deepen) and spec.custom is not None:
-        morphed = deepen(
-            model, output_name(spec, op.after), init=init, calibration=calibration, seed=seed,
-            new_name=f"{spec.custom.after_path(op.after)}_{op.name}", block="residual",
+            model, module_name(spec, op.target), op.width, init=init, seed=seed,
+            split_std=split_std, example_input=(2, *spec.input_shape),
         )  # fmt: skip
+    elif isinstance(op, Deepen) and spec.custom is not None:
+        _, site, group, dims = spec.custom.site(op.after)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            morphed = insert_block(
+                model, site, op.name, dims, spec.width_of(group), zero=init != "random-pad"
+            )
     elif isinstance(op, Deepen) and spec.family == "resnet":
         morphed = insert_after(
             model,

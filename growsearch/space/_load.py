@@ -398,11 +398,16 @@ def _check_mutations(m: MutationSpace, seed: ArchSpec | None) -> None:
         if names == "all":
             continue
         valid = targets if key == "widen.targets" else {x.name for x in seed.layers}
+        what = "a layer name of the seed"
+        if seed.custom is not None:
+            what = "a width group" if key == "widen.targets" else "an insertion site"
+            if key == "deepen.after":
+                valid = {s[0] for s in seed.custom.sites}
         for i, n in enumerate(names):
             if n not in valid:
                 raise _Invalid(
                     f"mutations.{key}[{i}]",
-                    f"expected a layer name of the seed ({', '.join(sorted(valid))}), got {show(n)}",
+                    f"expected {what} ({', '.join(sorted(valid))}), got {show(n)}",
                 )
     widest = max([x.width for x in seed.layers] + [s.width or 0 for s in seed.stages])
     if m.widen.max_width is not None and m.widen.max_width < widest:
@@ -411,7 +416,7 @@ def _check_mutations(m: MutationSpace, seed: ArchSpec | None) -> None:
             f"expected at least the seed's largest width ({widest}), got {m.widen.max_width}",
         )
     deepest = max(len(s.layers) for s in seed.stages)
-    if m.deepen.max_layers_per_stage < deepest:
+    if seed.custom is None and m.deepen.max_layers_per_stage < deepest:
         raise _Invalid(
             "mutations.deepen.max_layers_per_stage",
             f"expected at least the seed's deepest stage ({deepest} layers), got {m.deepen.max_layers_per_stage}",

@@ -74,11 +74,14 @@ class DeepenConfig(Section):
         enabled: Whether deepen ops are proposed at all.
         after: ``all``, or the names of the layers after which a layer may be inserted.
         max_layers_per_stage: No stage grows beyond this many layers (blocks).
+        max_blocks_per_site: A user's model (``seed_model.factory``): at most this many
+            residual blocks are inserted at each insertion site.
     """
 
     enabled: Bool = True  # type: ignore[valid-type]
     after: names_or_all() = "all"  # type: ignore[valid-type]
     max_layers_per_stage: PosInt = 4  # type: ignore[valid-type]
+    max_blocks_per_site: PosInt = 2  # type: ignore[valid-type]
 
 
 class MutationSpace(Section):
@@ -101,6 +104,7 @@ class MutationSpace(Section):
     # Costs by spec digest: building a model to count is not free (FLOPs: ~0.2 s).
     _params: dict[str, int] = PrivateAttr(default_factory=dict)
     _flops: dict[str, int] = PrivateAttr(default_factory=dict)
+    _buildable: dict[str, str | None] = PrivateAttr(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         # The cost caches are not part of the value.
@@ -127,8 +131,9 @@ class MutationSpace(Section):
         return self._flops[key]
 
     def fits(self, spec: ArchSpec) -> bool:
-        """Whether ``spec`` is within every limit: widths, layers per stage, params, FLOPs."""
-        return self.limit_violation(spec) is None
+        """Whether ``spec`` is within every limit (widths, layers per stage, params, FLOPs) and
+        builds into a model that agrees with it (:meth:`buildable`)."""
+        return self.limit_violation(spec) is None and self.buildable(spec) is None
 
     def limit_violation(self, spec: ArchSpec) -> str | None:
         """Which limit ``spec`` breaks, as ``"<key>: ..."`` text, or None."""
@@ -137,8 +142,15 @@ class MutationSpace(Section):
             widths = [x.width for x in spec.layers] + [s.width for s in spec.stages if s.width]
             if max(widths) > cap:
                 return f"widen.max_width: expected every width <= {cap}, got {max(widths)}"
-        depth = max(len(s.layers) for s in spec.stages)
-        if depth > self.deepen.max_layers_per_stage:
+        if spec.custom is not None:
+            most = max((spec.custom.blocks_at(s[0]) for s in spec.custom.sites), default=0)
+            if most > self.deepen.max_blocks_per_site:
+                return (
+                    f"deepen.max_blocks_per_site: expected at most {self.deepen.max_blocks_per_site} "
+                    f"blocks at a site, got {most}"
+                )
+        elif max(len(s.layers) for s in spec.stages) > self.deepen.max_layers_per_stage:
+            depth = max(len(s.layers) for s in spec.stages)
             return (
                 f"deepen.max_layers_per_stage: expected every stage to have <= "
                 f"{self.deepen.max_layers_per_stage} layers, got {depth}"
@@ -160,7 +172,10 @@ class MutationSpace(Section):
             if allowed != "all" and target not in allowed:
                 continue
             old = spec.width_of(target)
+            integer = spec.custom is not None and target in spec.custom.integer
             for width in self._grown(old):
+                if integer and width % old:
+                    continue  # a normalisation sees these channels together
                 op = Widen(target, width)
                 if op not in ops:
                     ops.append(op)
@@ -172,6 +187,13 @@ class MutationSpace(Section):
             return []
         allowed = self.deepen.after
         ops = []
+        if spec.custom is not None:  # a user's model: residual blocks at its insertion sites
+            for site in spec.custom.sites:
+                if allowed != "all" and site[0] not in allowed:
+                    continue
+                if spec.custom.blocks_at(site[0]) < self.deepen.max_blocks_per_site:
+                    ops.append(Deepen(site[0], spec.new_layer_name(site[0])))
+            return ops
         for stage in spec.stages:
             if len(stage.layers) >= self.deepen.max_layers_per_stage:
                 continue
@@ -325,6 +347,22 @@ class MutationSpace(Section):
             return None
         k = _randint(rng, 1, len(path))
         return specs[k], tuple(path[:k])
+
+    def buildable(self, spec: ArchSpec) -> str | None:
+        """None if ``spec`` builds into a model that agrees with it, else the one-line reason.
+
+        A user's model is built on the ``meta`` device and analysed again, so a proposal whose
+        spec and model would disagree is never issued; the built-in families always agree.
+        """
+        key = spec.digest()
+        if key not in self._buildable:
+            if spec.custom is None:
+                self._buildable[key] = None
+            else:
+                from growsearch.arch._custom import mismatch
+
+                self._buildable[key] = mismatch(spec)
+        return self._buildable[key]
 
 
 def plan_growth(
