@@ -1,0 +1,176 @@
+"""The coupling analysis on the patterns real models use: every supported pattern widens
+exactly (and its whole group widens together), every unsupported one is refused in one line
+that names the node, and the rest of the model stays searchable."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from growsearch.exceptions import MorphError
+from growsearch.morph import analyse_model, insert_block, widen
+
+
+class PosEmbed(nn.Module):
+    """Tokens with a learned position embedding and a per-channel scale (get_attr operands)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(6, 8)
+        self.pos = nn.Parameter(torch.randn(1, 5, 8))
+        self.scale = nn.Parameter(torch.rand(8) + 0.5)
+        self.act = nn.PReLU(8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # (B, 5, 6)
+        h = (self.embed(x) + self.pos) * self.scale  # (B, 5, 8)
+        h = self.act(h.transpose(1, 2)).transpose(1, 2)  # PReLU on (B, C, T)
+        return self.head(h.sum(1))
+
+
+class Norms(nn.Module):
+    """LayerNorm over (C, H, W) and a GroupNorm with 2 groups: integer factors only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(2, 6, 3, padding=1)
+        self.ln = nn.LayerNorm([6, 4, 4])
+        self.b = nn.Conv2d(6, 4, 3, padding=1)
+        self.gn = nn.GroupNorm(2, 4)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):  # (B, 2, 4, 4)
+        x = F.gelu(self.ln(self.a(x)))
+        x = F.silu(self.gn(self.b(x)))
+        return self.head(torch.flatten(x, 1))
+
+
+class Depthwise(nn.Module):
+    """A depthwise conv with channel multiplier 2, then an unflatten/permute round trip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv1d(1, 4, 3, padding=1)
+        self.dw = nn.Conv1d(4, 8, 3, padding=1, groups=4)
+        self.bn = nn.BatchNorm1d(8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # (B, 1, 10)
+        x = F.hardswish(self.bn(self.dw(self.a(x))))  # (B, 8, 10)
+        x = x.permute(0, 2, 1).reshape(x.shape[0], 10, -1)  # (B, L, C)
+        return self.head(x.mean(1))
+
+
+class Refusing(nn.Module):
+    """One layer that cannot be widened (its channels are chunked), one that can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 8)
+        self.b = nn.Linear(4, 6)
+        self.head = nn.Linear(4 + 6, 3)
+
+    def forward(self, x):
+        u, _ = self.a(x).chunk(2, dim=1)
+        return self.head(torch.cat([u, F.relu(self.b(x))], 1))
+
+
+class HardCoded(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv1d(1, 4, 3, padding=1)
+        self.head = nn.Linear(40, 3)
+
+    def forward(self, x):  # (B, 1, 10)
+        return self.head(self.a(x).view(-1, 40))
+
+
+def _randomise(model: nn.Module) -> nn.Module:
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            for name in ("weight", "bias", "running_mean"):
+                t = getattr(m, name, None)
+                if isinstance(m, nn.BatchNorm1d | nn.GroupNorm | nn.LayerNorm) and t is not None:
+                    t.copy_(0.5 + torch.rand(t.shape, generator=g))
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+    return model.eval()
+
+
+CASES = [
+    (PosEmbed, (4, 5, 6), {"embed": 12}),
+    (Norms, (4, 2, 4, 4), {"a": 12, "b": 8}),
+    (Depthwise, (4, 1, 10), {"a": 6}),
+    (Refusing, (4, 4), {"b": 9}),
+]
+
+
+@pytest.mark.parametrize(("cls", "shape", "widths"), CASES, ids=[c[0].__name__ for c in CASES])
+def test_supported_patterns_widen_exactly(cls, shape, widths) -> None:
+    torch.manual_seed(0)
+    model = _randomise(cls())
+    x = torch.randn(shape)
+    with torch.no_grad():
+        before = model(x)
+    for name, width in widths.items():
+        child = widen(model, name, width, example_input=x).eval()
+        with torch.no_grad():
+            after = child(x)
+        assert float((after - before).abs().max() / before.abs().max()) <= 1e-5, name
+        space = analyse_model(child, x)
+        assert space.group_of(name) is not None and space.group_of(name).width == width
+
+
+def test_normalised_groups_grow_by_integer_factors_only() -> None:
+    model = _randomise(Norms())
+    space = analyse_model(model, (2, 2, 4, 4))
+    assert {g.name: g.integer_factors for g in space.groups} == {"a": True, "b": True}
+    with pytest.raises(MorphError, match=r"multiple of 6, got 9"):
+        widen(model, "a", 9, example_input=(2, 2, 4, 4))
+
+
+def test_refusals_name_the_node_and_keep_the_rest_searchable() -> None:
+    space = analyse_model(Refusing(), (2, 4))
+    assert [g.name for g in space.groups] == ["b"]
+    reasons = {r.module: r.reason for r in space.refused}
+    assert "chunk" in reasons["a"] or "split" in reasons["a"], reasons["a"]
+    assert "model's output" in reasons["head"]
+    assert all("\n" not in r for r in reasons.values())
+
+
+def test_a_hard_coded_size_is_refused_not_crashed() -> None:
+    with pytest.raises(MorphError, match="hard-code"):
+        widen(HardCoded(), "a", 8, example_input=(2, 1, 10))
+
+
+def test_residual_groups_and_inserted_blocks() -> None:
+    """A projection shortcut ties two convs into one group; a block inserted at a site is the
+    identity, keeps every existing name, and its inner width is a new group."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.down = nn.Conv2d(3, 8, 1)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            y = self.conv2(F.relu(self.conv1(x))) + self.down(x)
+            return self.head(F.adaptive_avg_pool2d(F.relu(y), 1).flatten(1))
+
+    model = Block().eval()
+    x = torch.randn(2, 3, 6, 6)
+    space = analyse_model(model, x)
+    groups = {g.name: set(g.producers) for g in space.groups}
+    assert groups == {"conv1": {"conv1"}, "conv2": {"conv2", "down"}}
+    site = next(s for s in space.sites if s.group == "conv2")
+    grown = insert_block(model, site.module, "b0", site.dims, 8).eval()
+    assert set(model.state_dict()) < set(grown.state_dict())
+    assert torch.equal(grown(x), model(x))
+    after = analyse_model(grown, x)
+    assert after.group_of("gs_blocks.b0.layer1") is not None
+    assert "gs_blocks.b0.layer2" in after.group_of("conv2").producers
