@@ -474,3 +474,63 @@ def _randint(rng: Rng, lo: int, hi: int) -> int:
     if isinstance(rng, random.Random):
         return rng.randint(lo, hi)
     return int(rng.integers(lo, hi + 1))
+
+
+def custom_params(space: MutationSpace, seed: ArchSpec) -> dict[str, tuple[int, ...]]:
+    """The encoding of a user's model for samplers that jump anywhere in the space (optuna):
+    ``width_<group>`` (the widths widen ops reach from the seed's; multiples of it for groups
+    that grow by integer factors) and ``blocks_<site>`` (0 to ``max_blocks_per_site``)."""
+    assert seed.custom is not None
+    out: dict[str, tuple[int, ...]] = {}
+    for layer in seed.layers:
+        choices = space.width_choices(layer.width)
+        if layer.name in seed.custom.integer:
+            choices = tuple(w for w in choices if w % layer.width == 0)
+        if space.widen.targets != "all" and layer.name not in space.widen.targets:
+            choices = (layer.width,)
+        out[f"width_{layer.name}"] = choices
+    top = space.deepen.max_blocks_per_site if space.deepen.enabled else 0
+    for site in seed.custom.sites:
+        allowed = space.deepen.after == "all" or site[0] in space.deepen.after
+        out[f"blocks_{site[0]}"] = tuple(range(top + 1)) if allowed else (0,)
+    return out
+
+
+def custom_encode(arch: ArchSpec, seed: ArchSpec) -> dict[str, int]:
+    """The :func:`custom_params` point of ``arch`` (a descendant of ``seed``)."""
+    assert arch.custom is not None and seed.custom is not None
+    params = {f"width_{x.name}": arch.width_of(x.name) for x in seed.layers}
+    params.update({f"blocks_{s[0]}": arch.custom.blocks_at(s[0]) for s in seed.custom.sites})
+    return params
+
+
+def plan_custom_growth(ancestor: ArchSpec, params: dict[str, Any]) -> list[Op] | None:
+    """The ops that grow ``ancestor`` (a user's model) to the :func:`custom_params` point
+    ``params``, or None if it cannot: a width below the ancestor's, fewer blocks at a site, or a
+    width that is not a multiple of the ancestor's for a group that grows by integer factors.
+
+    Widen ops come first, then the blocks (which so take their site's new width).
+    """
+    assert ancestor.custom is not None
+    c = ancestor.custom
+    ops: list[Op] = []
+    spec = ancestor
+    for key, value in params.items():
+        if not key.startswith("width_"):
+            continue
+        name, want = key[len("width_") :], int(value)
+        have = spec.width_of(name)
+        if want < have or (want > have and name in c.integer and want % have):
+            return None
+        if want > have:
+            ops.append(Widen(name, want))
+            spec = spec.apply(ops[-1])
+    for site in c.sites:
+        want = int(params.get(f"blocks_{site[0]}", 0))
+        have = c.blocks_at(site[0])
+        if want < have:
+            return None
+        for _ in range(want - have):
+            ops.append(Deepen(site[0], spec.new_layer_name(site[0])))
+            spec = spec.apply(ops[-1])
+    return ops
