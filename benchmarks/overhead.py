@@ -14,7 +14,7 @@ Every repeat runs, in a rotating order (so slow drifts of the machine hit every 
 * ``inproc``    — ``growsearch.train.train`` with an ``on_epoch`` that does what the trainable does
                   per epoch except ``tune.report``: the two checkpoint writes (run folder + Tune's
                   temporary checkpoint), and the test-set evaluation at the last epoch, each timed;
-* ``run_search``— a real ``growsearch.run_search`` of a one-trial search (local Ray started and shut
+* ``run_search``— a real ``growsearch.run`` of a one-trial search (local Ray started and shut
                   down by it): the trial time is Ray's ``time_total_s`` (last line of the trial's
                   ``result.json``), ``train_seconds`` comes from ``trials.parquet``, and the
                   end-to-end wall time of the call (Ray start-up included) is reported apart;
@@ -176,12 +176,11 @@ def _ray_result(run_dir: Path, trial: str = "t0000") -> dict:
 
 
 def gs_run_search(overrides: dict, run_dir: Path) -> dict:
-    from growsearch.runner._run import run_search
-    from growsearch.space import load_space
+    import growsearch
 
-    space = load_space(SPACE, {**overrides, "budget.trials": 2})
+    space = growsearch.load_space(SPACE, {**overrides, "budget.trials": 2})
     t0 = time.perf_counter()
-    df = run_search(space, run_dir, progress=False)
+    df = growsearch.run(space, name=run_dir.name, results_dir=run_dir.parent, progress=False).trials
     wall = time.perf_counter() - t0
     df = df.set_index("trial_id")
     assert (df["status"] == "completed").all(), df.to_dict()

@@ -101,13 +101,9 @@ def run_arm(arm: str, trials: int, epochs: int, out_json: Path, gpu: dict | None
         os.environ.update(env)
         info["cluster_start_s"] = _start_cluster(work, dict(os.environ))
     try:
-        import importlib
-
-        # growsearch.runner._run sets its loopback-only Ray default: import it before ray
-        run_search = importlib.import_module("growsearch.runner._run").run_search
+        # growsearch sets its loopback-only Ray default: import it before ray
+        import growsearch  # noqa: I001
         import ray
-
-        from growsearch.space import load_space
 
         concurrency = 1 if arm.endswith("c1") else 2
         overrides = {"budget.trials": trials, "training.epochs": epochs,
@@ -115,7 +111,7 @@ def run_arm(arm: str, trials: int, epochs: int, out_json: Path, gpu: dict | None
                      "resources.gpus_per_trial": gpu.get("gpus_per_trial", 0.0)}  # fmt: skip
         if gpu.get("amp"):
             overrides["training.amp"] = gpu["amp"]
-        space = load_space(SPACE, overrides)
+        space = growsearch.load_space(SPACE, overrides)
         kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         t0 = time.perf_counter()
         if cluster:
@@ -128,7 +124,7 @@ def run_arm(arm: str, trials: int, epochs: int, out_json: Path, gpu: dict | None
         info["cpus"] = ray.cluster_resources().get("CPU", 0)
         info["gpus"] = ray.cluster_resources().get("GPU", 0)
         t0 = time.perf_counter()
-        df = run_search(space, work / "run", progress=False)
+        df = growsearch.run(space, name="run", results_dir=work, progress=False).trials
         info["search_s"] = time.perf_counter() - t0
         ray.shutdown()
         info["trials"] = int((df["status"] == "completed").sum())

@@ -8,7 +8,7 @@ Same search space, same budget of cumulative training epochs (``budget.epochs``)
     optuna (TPE) warm | optuna (TPE) scratch | random scratch
 
 ("scratch" = ``warm_start: False``: the controller's proposals trained from fresh weights.)
-Each search is a real ``run_search`` (concurrency 2) on one local Ray started once for all.
+Each search is a real ``growsearch.run`` (concurrency 2) on one local Ray started once for all.
 
 Per search, trials are taken in ``trials.parquet`` order (completion order); the x axis is the
 cumulative number of training epochs actually run (the ``epochs`` column); the curve is the best
@@ -172,11 +172,10 @@ COLORS = {
 
 def run_one(dataset: str, arm: str, seed: int, budget: int, work: Path, attempt: int = 1):
     """One search; returns (trials DataFrame with the arm's columns, wall seconds)."""
-    from growsearch.runner._run import run_search
-    from growsearch.space import load_space
+    import growsearch
 
     controller, warm, extra = (*ARMS[arm], {}) if arm in ARMS else EXTRA_ARMS[arm]
-    space = load_space(
+    space = growsearch.load_space(
         SPACES / f"efficiency_{dataset}.yaml",
         {
             "controller.name": controller,
@@ -188,7 +187,7 @@ def run_one(dataset: str, arm: str, seed: int, budget: int, work: Path, attempt:
     )
     run_dir = work / f"{dataset}-{arm.replace(' ', '_')}-s{seed}-a{attempt}"
     t0 = time.perf_counter()
-    df = run_search(space, run_dir, progress=False)
+    df = growsearch.run(space, name=run_dir.name, results_dir=run_dir.parent, progress=False).trials
     # a controller that can no longer propose ends its search before the budget is spent
     # (e.g. hillclimb at a best that cannot grow): the searcher records it as ``converged``
     state = json.loads((run_dir / "search_state.json").read_text())
@@ -535,9 +534,7 @@ def main() -> None:
     waited = idle["waited_s"]
     monitor = ForeignCPU()
 
-    import importlib
-
-    importlib.import_module("growsearch.runner._run")  # its loopback-only Ray default, before ray
+    import growsearch  # noqa: F401, I001 (its loopback-only Ray default, before ray)
     import ray
 
     ray_kwargs = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False,

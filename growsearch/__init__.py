@@ -1,5 +1,12 @@
-"""growsearch: neural architecture search that grows trained networks (Net2Net) on Ray Tune."""
+"""growsearch: neural architecture search that grows trained networks (Net2Net) on Ray Tune.
 
+>>> run = growsearch.run("search_spaces/mnist1d_cnn.yaml", trials=5)
+>>> run.trials, run.best, run.best_model()
+
+See ``docs/api.md``.
+"""
+
+from growsearch.api import Run, resume, run
 from growsearch.checkpoint import load_model
 from growsearch.exceptions import (
     CheckpointError,
@@ -11,6 +18,8 @@ from growsearch.exceptions import (
     TrainingError,
 )
 from growsearch.runner._results import load_results
+from growsearch.runner._run import SearchInterrupted  # also sets Ray's loopback-only default
+from growsearch.space import SearchSpace, load_space
 
 __version__ = "0.1.0"
 
@@ -20,9 +29,15 @@ __all__ = [
     "DataError",
     "GrowsearchError",
     "MorphError",
+    "Run",
+    "SearchInterrupted",
+    "SearchSpace",
     "SpecError",
     "TrainingError",
     "__version__",
     "load_model",
     "load_results",
+    "load_space",
+    "resume",
+    "run",
 ]

@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from growsearch.exceptions import ConfigError, GrowsearchError
+from growsearch.exceptions import GrowsearchError
 
 EXIT_USER_ERROR = 2
 
@@ -64,81 +63,57 @@ def _leaderboard(df: Any, n: int = 10, title: str = "leaderboard") -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from growsearch.api import run
 
-    from growsearch.space import load_space
-
-    overrides: dict[str, Any] = {}
-    if args.trials is not None:
-        overrides["budget.trials"] = args.trials
-    if args.time_budget is not None:
-        overrides["budget.time_minutes"] = args.time_budget
-    if args.concurrency is not None:
-        overrides["resources.concurrency"] = args.concurrency
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.no_warm_start:
-        overrides["warm_start"] = False
-    if args.retries < 0:
-        raise ConfigError(f"--retries: expected an integer >= 0, got {args.retries}")
-    space = load_space(args.space, overrides)
-    name = args.name or space.name
-    run_dir = Path(args.results_dir) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"{run_dir}: a run named {name!r} already exists; choose another --name (nothing was changed)"
-        )
-    from growsearch.runner._run import run_search
-
-    console = Console(width=max(120, Console().width))
-    console.print(f"growsearch: searching {space.path.name} → {run_dir}")
-    return _finish(console, run_dir, lambda: run_search(
-        space, run_dir, address=args.address, storage=args.storage, console=console, max_failures=args.retries
+    console = _console()
+    return _finish(console, lambda: run(
+        args.space, name=args.name, results_dir=args.results_dir, trials=args.trials,
+        time_budget=args.time_budget, concurrency=args.concurrency, address=args.address,
+        storage=args.storage, seed=args.seed, warm_start=not args.no_warm_start,
+        retries=args.retries, console=console,
     ))  # fmt: skip
 
 
-def _finish(console: Any, run_dir: Path, search: Any) -> int:
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from growsearch.api import resume
+
+    console = _console()
+    return _finish(console, lambda: resume(args.run_dir, address=args.address, console=console))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(width=max(120, Console().width))
+
+
+def _finish(console: Any, search: Any) -> int:
+    """Run ``search`` (returning a Run) and print its leaderboard; 130 if it was interrupted."""
     from growsearch.runner._run import SearchInterrupted
 
     try:
-        df = search()
+        run = search()
     except SearchInterrupted as e:
         if not e.df.empty:
-            console.print(_leaderboard(e.df, title=f"{run_dir.name}: leaderboard so far"))
+            console.print(_leaderboard(e.df, title=f"{e.run_dir.name}: leaderboard so far"))
         print(f"growsearch: {e}", file=sys.stderr)
         return 130
+    df = run.trials
     if df.empty:
         console.print("no trial finished")
         return 1
-    console.print(_leaderboard(df, title=f"{run_dir.name}: leaderboard"))
-    console.print(f"best model: {run_dir / 'best'}  (growsearch.load_model)")
+    console.print(_leaderboard(df, title=f"{run.dir.name}: leaderboard"))
+    console.print(f"best model: {run.dir / 'best'}  (growsearch.load_model)")
     return 0
 
 
-def _cmd_resume(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from growsearch.runner._run import check_run_dir, resume_search
-
-    run_dir = check_run_dir(args.run_dir)
-    console = Console(width=max(120, Console().width))
-    console.print(f"growsearch: resuming {run_dir}")
-    return _finish(
-        console, run_dir, lambda: resume_search(run_dir, address=args.address, console=console)
-    )
-
-
 def _cmd_show(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from growsearch.runner import load_results
     from growsearch.runner._run import check_run_dir
 
     run_dir = check_run_dir(args.run_dir)
     df = load_results(run_dir)
-    Console(width=max(120, Console().width)).print(
-        _leaderboard(df, n=args.top, title=f"{run_dir.name}: leaderboard")
-    )
+    _console().print(_leaderboard(df, n=args.top, title=f"{run_dir.name}: leaderboard"))
     return 0
 
 

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -261,6 +261,8 @@ def run_search(
     console: Any = None,
     progress: bool = True,
     max_failures: int = 1,
+    controller: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> pd.DataFrame:
     """Run the search ``space`` describes; write everything under ``run_dir`` and return the trials.
 
@@ -272,6 +274,8 @@ def run_search(
         console: a rich Console for the live display (default: stdout).
         progress: show the live progress line.
         max_failures: how often a failed trial is retried (from its last checkpoint).
+        controller: a Controller instance (default: ``space.controller``'s, by name).
+        callbacks: more Ray Tune callbacks.
 
     Raises:
         ConfigError: bad input (checked before anything is written).
@@ -286,7 +290,8 @@ def run_search(
     check_storage(storage)
     from growsearch.controllers import make_controller
 
-    make_controller(space.controller.name, space, seed=space.seed)  # its own checks, before writing
+    if controller is None:  # its own checks, before writing
+        make_controller(space.controller.name, space, seed=space.seed)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -300,13 +305,15 @@ def run_search(
                 "storage": storage or default_storage(run_dir),
                 "address": address,
                 "max_failures": max_failures,
+                **({} if controller is None else {"controller_class": _class_path(controller)}),
                 "command": " ".join(sys.argv),
                 "sessions": 0,
             }
             (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
             return _execute(
-                space, run_dir, None, address=address, console=console, progress=progress
-            )
+                space, run_dir, None, address=address, console=console, progress=progress,
+                controller=controller, callbacks=callbacks,
+            )  # fmt: skip
     except ClusterTooSmall:
         # found once Ray was up, before any trial: leave no half-made run behind (the folder
         # was absent or empty before this call)
@@ -317,7 +324,13 @@ def run_search(
 
 
 def resume_search(
-    run_dir: str | Path, *, address: str | None = None, console: Any = None, progress: bool = True
+    run_dir: str | Path,
+    *,
+    address: str | None = None,
+    console: Any = None,
+    progress: bool = True,
+    controller: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> pd.DataFrame:
     """Continue a stopped or crashed search: finished trials are kept, running ones continue
     from their last checkpoint, the controller's state is restored, the budget is kept exactly."""
@@ -335,8 +348,9 @@ def resume_search(
         from growsearch.runner._searcher import load_state
 
         return _execute(
-            space, run_dir, load_state(run_dir), address=address, console=console, progress=progress
-        )
+            space, run_dir, load_state(run_dir), address=address, console=console,
+            progress=progress, controller=controller, callbacks=callbacks,
+        )  # fmt: skip
 
 
 def _execute(
@@ -347,6 +361,8 @@ def _execute(
     address: str | None,
     console: Any,
     progress: bool,
+    controller: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> pd.DataFrame:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -361,7 +377,8 @@ def _execute(
     store = ResultsStore(
         run_dir, run_info.get("storage"), study_name=run_dir.name, objectives=list(space.objectives)
     )
-    controller = make_controller(space.controller.name, space, seed=space.seed)
+    if controller is None:
+        controller = make_controller(space.controller.name, space, seed=space.seed)
     searcher = ControllerSearcher(
         controller,
         settings,
@@ -428,7 +445,7 @@ def _execute(
                 run_config=tune.RunConfig(
                     name=f"search-{run_info['sessions']}",
                     storage_path=str(run_dir / "ray"),
-                    callbacks=[record],
+                    callbacks=[record, *callbacks],
                     verbose=0,
                     failure_config=tune.FailureConfig(
                         max_failures=int(run_info.get("max_failures", 1))
@@ -508,6 +525,11 @@ def export_best(run_dir: str | Path, df: pd.DataFrame) -> Path | None:
     os.replace(tmp, dst)
     shutil.rmtree(old, ignore_errors=True)
     return dst
+
+
+def _class_path(obj: object) -> str:
+    """``module.QualName`` of ``obj``'s class (recorded for a run's controller instance)."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _plain(v: Any) -> Any:
