@@ -7,6 +7,8 @@ Call order, driven by the Ray Tune searcher (or by a test, directly):
    architecture, the finished trial it grows from, and the ops), or ``None`` when the controller
    must wait for running trials to finish before it can propose more (e.g. before the seed
    architecture has been trained). The very first proposal is the seed architecture.
+   ``reject(trial_id, reason)`` right after it when the runner cannot issue that proposal (its
+   child cannot be built); the runner then calls ``propose`` again with the same trial id.
 3. ``observe(result)`` once per trial when it ends (completed, failed or stopped), in completion
    order, which differs from proposal order when trials run concurrently.
 4. ``state_dict()`` / ``load_state_dict()`` at any time between calls (resume); the state is
@@ -119,6 +121,11 @@ class Controller(abc.ABC):
     @abc.abstractmethod
     def observe(self, result: TrialResult) -> None:
         """Learn from a trial that ended."""
+
+    def reject(self, trial_id: str, reason: str) -> None:  # noqa: B027 (a no-op hook)
+        """Forget the proposal just made for ``trial_id``: the runner could not issue it
+        (``reason``: why its child cannot be built), and asks again with the same trial id.
+        Default: nothing."""
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state for resume. Default: nothing beyond construction."""

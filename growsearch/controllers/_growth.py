@@ -3,18 +3,22 @@ JSON state that restores all of it exactly."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from growsearch.arch import ArchSpec
 from growsearch.controllers._base import Controller, Proposal, TrialResult
-from growsearch.exceptions import ConfigError
+from growsearch.exceptions import ConfigError, GrowsearchError
 from growsearch.space import NoOptions, SearchSpace, validate_options
 
 DUPLICATE_DRAWS = 8
 """Random children drawn before a duplicate of an earlier proposal is accepted."""
+
+log = logging.getLogger("growsearch")
 
 
 class GrowthController(Controller):
@@ -24,6 +28,10 @@ class GrowthController(Controller):
     one trial has succeeded; after that :meth:`_propose` decides. Subclasses keep any further
     state in :meth:`_extra_state` / :meth:`_load_extra_state`, and draw every random number
     from ``self.rng``.
+
+    A child that cannot be built (``mutations.buildable``) is never proposed: it is drawn
+    again, and remembered (``self.rejected``, by spec digest, with the reason) so that it is
+    not built twice; so is a proposal the runner rejects (:meth:`reject`).
     """
 
     Options: ClassVar[type[BaseModel]] = NoOptions
@@ -48,6 +56,8 @@ class GrowthController(Controller):
         self.results: dict[str, TrialResult] = {}
         self._exhausted = False
         self.spread = 0  # initial, spread-out proposals made (see _spread)
+        self.rejected: dict[str, str] = {}  # digest of a spec that cannot be built -> why
+        self._spread_id: str | None = None  # the trial id of the last spread-out proposal
 
     # ---- the history -----------------------------------------------------------------------
     @property
@@ -88,6 +98,19 @@ class GrowthController(Controller):
         self._exhausted = False
         self._observed(result)
 
+    def reject(self, trial_id: str, reason: str) -> None:
+        if trial_id in self.results:
+            return
+        proposal = self.proposed.pop(trial_id, None)
+        if proposal is None:
+            return
+        self.rejected[proposal.arch.digest()] = reason
+        if trial_id == self._spread_id:
+            self.spread -= 1  # it did not spread anything
+            self._spread_id = None
+        self._exhausted = False
+        self._rejected(proposal)
+
     def is_exhausted(self) -> bool:
         return self._exhausted
 
@@ -101,6 +124,7 @@ class GrowthController(Controller):
             "results": [r.to_dict() for r in self.results.values()],
             "exhausted": self._exhausted,
             "spread": self.spread,
+            "rejected": dict(self.rejected),
             **self._extra_state(),
         }
 
@@ -119,6 +143,7 @@ class GrowthController(Controller):
             self.results[r.trial_id] = r
         self._exhausted = bool(state.get("exhausted", False))
         self.spread = int(state.get("spread", 0))  # absent in states saved before it existed
+        self.rejected = {str(k): str(v) for k, v in state.get("rejected", {}).items()}
         self._load_extra_state(state)
 
     # ---- for subclasses --------------------------------------------------------------------
@@ -128,6 +153,25 @@ class GrowthController(Controller):
 
     def _observed(self, result: TrialResult) -> None:
         """Hook: ``result`` has just been added to ``self.results``."""
+
+    def _rejected(self, proposal: Proposal) -> None:
+        """Hook: ``proposal`` has just been rejected by the runner and removed from
+        ``self.proposed`` (see :meth:`reject`)."""
+
+    def _buildable(self, arch: ArchSpec) -> bool:
+        """Whether ``arch`` builds into a model (``mutations.buildable``); a spec that does not
+        is remembered in ``self.rejected``."""
+        key = arch.digest()
+        if key in self.rejected:
+            return False
+        reason = self.space.mutations.buildable(arch)
+        if reason is None:
+            return True
+        self.rejected[key] = reason
+        log.info(
+            "growsearch: skipped a child that cannot be built: %s (%s)", arch.summary(), reason
+        )
+        return False
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
@@ -152,25 +196,34 @@ class GrowthController(Controller):
         proposal = self._draw(trial_id, seed, self.space.mutations.random_descendant, True)
         if proposal is not None:
             self.spread += 1
+            self._spread_id = trial_id
         return proposal
 
     def _draw(
         self, trial_id: str, parent: TrialResult, sampler: Any, new_only: bool
     ) -> Proposal | None:
-        """``sampler(parent.arch, rng)`` as a proposal, drawn again while it is a duplicate."""
+        """``sampler(parent.arch, rng)`` as a proposal, drawn again while it is a duplicate or
+        cannot be built (a child that cannot be built is never accepted)."""
         seen = {p.arch.summary() for p in self.proposed.values()}
-        first = None
+        repeats = []  # duplicates drawn, in order (built only if one is accepted)
         for _ in range(DUPLICATE_DRAWS):
-            child = sampler(parent.arch, self.rng)
+            try:
+                child = sampler(parent.arch, self.rng)
+            except GrowsearchError as e:  # a candidate on the way could not be built
+                log.info("growsearch: a child of %s could not be drawn: %s", parent.trial_id, e)
+                continue
             if child is None:
                 return None
-            first = first or child
-            if child[0].summary() not in seen:
+            if child[0].summary() in seen:
+                repeats.append(child)
+            elif self._buildable(child[0]):
                 break
         else:
             if new_only:
                 return None
-            child = first
+            child = next((c for c in repeats if self._buildable(c[0])), None)
+            if child is None:
+                return None
         arch, ops = child  # type: ignore[misc]
         return Proposal(trial_id, arch, parent.trial_id, ops)
 

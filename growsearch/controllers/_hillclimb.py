@@ -81,6 +81,11 @@ class Hillclimb(GrowthController):
             self.current = result.trial_id  # the seed
         self._maybe_close_round()
 
+    def _rejected(self, proposal: Proposal) -> None:
+        if proposal.trial_id in self.round:  # its place in the round is free again
+            self.round.remove(proposal.trial_id)
+            self.round_full = False
+
     def _maybe_close_round(self) -> None:
         """Move to the best of (current, children) once every child of the round has ended."""
         if not (self.round_full and self.round and all(t in self.results for t in self.round)):

@@ -22,9 +22,9 @@ from growsearch.arch import ArchSpec
 from growsearch.controllers._base import Proposal, TrialResult
 from growsearch.controllers._growth import GrowthController, by_accuracy
 from growsearch.controllers._registry import register_controller
-from growsearch.exceptions import ConfigError
 from growsearch.space import Section, plan_growth
 from growsearch.space._fields import integer, invalid
+from growsearch.space._mutations import custom_encode, custom_params, plan_custom_growth
 
 SAMPLERS = ("tpe", "nsga2", "random")
 MAX_ASKS = 20  # asks per proposal before giving up on points beyond the limits
@@ -70,11 +70,6 @@ class OptunaController(GrowthController):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if self.space.seed_arch is not None and self.space.seed_arch.custom is not None:
-            raise ConfigError(
-                f"{self.space.path}: controller.name: expected evolution, hillclimb or random for a "
-                "user's own model (seed_model.factory), got 'optuna' (it samples a family's widths)"
-            )
         self._distributions = self._make_distributions()
         self._log: list[
             list[Any]
@@ -89,6 +84,8 @@ class OptunaController(GrowthController):
 
         seed, m = self.space.seed_arch, self.space.mutations
         assert seed is not None
+        if seed.custom is not None:  # a user's model: a width per group, blocks per site
+            return {k: CategoricalDistribution(v) for k, v in custom_params(m, seed).items()}
         top = max(m.deepen.max_layers_per_stage, max(len(s.layers) for s in seed.stages))
         dists: dict[str, Any] = {}
         for i, stage in enumerate(seed.stages):
@@ -125,7 +122,12 @@ class OptunaController(GrowthController):
     def _encode(self, arch: ArchSpec) -> dict[str, Any] | None:
         """The parameters of ``arch``, or None if it lies outside the sampler's space."""
         params: dict[str, Any] = {}
-        for i, stage in enumerate(arch.stages):
+        seed = self.space.seed_arch
+        if seed is not None and seed.custom is not None:
+            if arch.custom is None:
+                return None
+            params = dict(custom_encode(arch, seed))
+        for i, stage in enumerate(arch.stages if arch.custom is None else ()):
             params[f"depth_s{i}"] = len(stage.layers)
             for j, layer in enumerate(stage.layers):
                 params[f"width_s{i}_{j}"] = layer.width
@@ -213,11 +215,14 @@ class OptunaController(GrowthController):
         for _ in range(MAX_ASKS):
             number, params = self._ask()
             self._log.append(["ask", params])
-            widths, stage_widths = self._decode(params)
-            ops = plan_growth(seed, widths, stage_widths)
-            target = (
-                seed.apply_all(ops) if ops is not None else _scratch(seed, widths, stage_widths)
-            )
+            ops = self._plan(seed, params)
+            if ops is not None:
+                target = seed.apply_all(ops)
+            else:
+                target = _scratch(seed, *self._decode(params))
+            if not self._buildable(target):  # e.g. a model the engine cannot grow: ask again
+                self._told(number, "FAIL", None)
+                continue
             if not self.space.mutations.fits(target):
                 self._told(number, "PRUNED", None)
                 continue
@@ -232,14 +237,25 @@ class OptunaController(GrowthController):
                 continue
             self._trial_of[trial_id] = number
             for parent in by_accuracy(self.successes()):
-                ops = plan_growth(parent.arch, widths, stage_widths)
+                ops = self._plan(parent.arch, params)
                 if ops is not None:
-                    return Proposal(
-                        trial_id, parent.arch.apply_all(ops), parent.trial_id, tuple(ops)
-                    )
+                    child = parent.arch.apply_all(ops)
+                    if self._buildable(child):
+                        return Proposal(trial_id, child, parent.trial_id, tuple(ops))
             return Proposal(trial_id, target)  # nothing it grows from: from scratch
         # Every point asked was beyond the limits: a random child keeps the search going.
         return self._grow_any(trial_id, by_accuracy(self.successes()))
+
+    def _plan(self, ancestor: ArchSpec, params: dict[str, Any]) -> list[Any] | None:
+        """The ops that grow ``ancestor`` to the point ``params``, or None."""
+        if ancestor.custom is not None:
+            return plan_custom_growth(ancestor, params)
+        return plan_growth(ancestor, *self._decode(params))
+
+    def _rejected(self, proposal: Proposal) -> None:
+        number = self._trial_of.pop(proposal.trial_id, None)
+        if number is not None:  # the sampler learns that this point failed
+            self._told(number, "FAIL", None)
 
     def _observed(self, result: TrialResult) -> None:
         number = self._trial_of.get(result.trial_id)

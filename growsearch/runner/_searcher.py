@@ -5,21 +5,34 @@ search runs as a new Tune experiment in the same run folder, re-issuing the tria
 running (they continue from their last checkpoint) before asking the controller for new ones.
 After every event the searcher's state — the controller's ``state_dict``, every issued proposal,
 which ones finished — is written atomically to ``search_state.json`` (JSON, never pickle).
+
+A search never dies on a proposal: one whose child cannot be built in the driver (its cost is
+measured here, which builds it) is not issued; the controller is told (``reject``) and asked
+again, a bounded number of times. A trial that fails in its worker is recorded as failed (by the
+results callback) and observed as failed by the controller; the search goes on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
 
+from growsearch.arch import ArchSpec, build, count_flops, count_params
 from growsearch.controllers import Controller, Proposal, TrialResult
+from growsearch.exceptions import GrowsearchError
 from growsearch.runner._results import trial_status
 
 STATE_FILE = "search_state.json"
+MAX_REJECTED = 20
+"""Proposals that cannot be built, or failed ``propose`` calls, for one trial before the
+searcher stops asking: until a running trial ends, or, with none running, for the session."""
+
+log = logging.getLogger("growsearch")
 
 
 class ControllerSearcher(Searcher):
@@ -53,6 +66,8 @@ class ControllerSearcher(Searcher):
         self.ray_ids: dict[str, str] = {}  # Ray's trial id -> our id
         self.elapsed_s = 0.0  # wall time of earlier sessions (time budget across resumes)
         self.converged = False  # the controller said it will never propose again
+        self.stuck = False  # nothing buildable came in MAX_REJECTED tries, nothing running
+        self._stalled = False  # the same, with trials running: wait for one to end
         self._costs: dict[str, dict[str, int]] = {}
 
     # ---- budget ----------------------------------------------------------------------------
@@ -63,7 +78,7 @@ class ControllerSearcher(Searcher):
         )
 
     def exhausted(self) -> bool:
-        if self.converged:  # the controller has nothing left to propose within the space
+        if self.converged or self.stuck:  # nothing (buildable) left to propose
             return True
         if self.max_trials is not None and len(self.issued) >= self.max_trials:
             return True
@@ -84,10 +99,9 @@ class ControllerSearcher(Searcher):
             return Searcher.FINISHED
         else:
             ours = f"t{len(self.issued):04d}"
-            proposal = self.controller.propose(ours)
+            proposal = self._propose(ours)
             if proposal is None:
-                if self.controller.is_exhausted():  # nothing running, nothing left to grow
-                    self.converged = True
+                if self.converged or self.stuck:  # nothing running, nothing left to grow
                     self._persist()
                     return Searcher.FINISHED
                 return None  # the controller waits for running trials; Tune asks again later
@@ -95,6 +109,48 @@ class ControllerSearcher(Searcher):
         self.ray_ids[trial_id] = ours
         self._persist()
         return self._config(ours)
+
+    def _propose(self, ours: str) -> Proposal | None:
+        """The controller's next proposal whose child can be built (its cost measured), else
+        None: the controller waits or is exhausted (``converged``), or nothing buildable came
+        in :data:`MAX_REJECTED` tries (``_stalled`` until a trial ends, or ``stuck``)."""
+        if self._stalled:
+            return None
+        for _ in range(MAX_REJECTED):
+            try:
+                proposal = self.controller.propose(ours)
+            except GrowsearchError as e:
+                log.warning("growsearch: the controller could not propose trial %s: %s", ours, e)
+                continue
+            if proposal is None:
+                self.converged = self.controller.is_exhausted()
+                return None
+            try:
+                self._costs[ours] = _measure(proposal.arch)
+            except Exception as e:  # building runs the morph engine and a user's factory
+                reason = _one_line(e)
+                log.warning(
+                    "growsearch: skipped a proposal for trial %s that cannot be built: %s (%s)",
+                    ours, proposal.arch.summary(), reason,
+                )  # fmt: skip
+                self.controller.reject(ours, reason)
+                continue
+            return proposal
+        running = [t for t in self.issued if t not in self.finished]
+        if running:
+            self._stalled = True
+            log.warning(
+                "growsearch: no buildable proposal in %d tries; waiting for a running trial",
+                MAX_REJECTED,
+            )
+        else:
+            self.stuck = True
+            log.warning(
+                "growsearch: no buildable proposal in %d tries and no trial running; "
+                "ending this session (growsearch resume tries again)",
+                MAX_REJECTED,
+            )
+        return None
 
     def _config(self, ours: str) -> dict[str, Any]:
         return {
@@ -106,21 +162,23 @@ class ControllerSearcher(Searcher):
 
     def _cost(self, ours: str) -> dict[str, int]:
         """Parameters and FLOPs of a proposal, computed here in the driver: the first use of
-        torch's FLOP counter costs ~1 s in every fresh worker process, later ones ~1 ms."""
-        from growsearch.arch import ArchSpec, build, count_flops, count_params
+        torch's FLOP counter costs ~1 s in every fresh worker process, later ones ~1 ms.
 
+        Empty if an issued proposal cannot be built (one issued before a resume, by a version
+        that did not check): its trial then fails in its worker, with the error, and is recorded.
+        """
         if ours not in self._costs:
-            spec = ArchSpec.from_dict(self.issued[ours]["arch"])
-            model = build(spec)
-            self._costs[ours] = {
-                "params": count_params(model),
-                "flops": count_flops(model, spec.input_shape),
-            }
+            try:
+                self._costs[ours] = _measure(ArchSpec.from_dict(self.issued[ours]["arch"]))
+            except Exception as e:  # never fail the whole search for one trial
+                log.warning("growsearch: trial %s cannot be built here: %s", ours, _one_line(e))
+                return {}
         return self._costs[ours]
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        self._stalled = False  # a trial ended: the controller may have something new to grow
         ours = self.ray_ids.get(trial_id)
         if ours is None or ours in self.finished:
             return
@@ -131,16 +189,19 @@ class ControllerSearcher(Searcher):
         """Tell the controller that trial ``ours`` ended (also used when reconciling a resume)."""
         self.finished.add(ours)
         r = result or {}
-        self.controller.observe(
-            TrialResult(
-                proposal=Proposal.from_dict(self.issued[ours]),
-                status=status,
-                val_acc=float(r["val_acc"]) if "val_acc" in r else None,
-                params=int(r.get("params", 0)),
-                flops=int(r.get("flops", 0)),
-                epochs=int(r.get("epoch", 0)),
+        try:
+            self.controller.observe(
+                TrialResult(
+                    proposal=Proposal.from_dict(self.issued[ours]),
+                    status=status,
+                    val_acc=float(r["val_acc"]) if "val_acc" in r else None,
+                    params=int(r.get("params", 0)),
+                    flops=int(r.get("flops", 0)),
+                    epochs=int(r.get("epoch", 0)),
+                )
             )
-        )
+        except GrowsearchError as e:  # e.g. an objective's cost that cannot be computed
+            log.warning("growsearch: the controller could not learn from trial %s: %s", ours, e)
         self._persist()
 
     # ---- state -----------------------------------------------------------------------------
@@ -177,6 +238,17 @@ class ControllerSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path) as f:
             self.set_state(json.load(f))
+
+
+def _measure(spec: ArchSpec) -> dict[str, int]:
+    """Parameters and FLOPs of ``spec``'s model (builds it: raises if it cannot be built)."""
+    model = build(spec)
+    return {"params": count_params(model), "flops": count_flops(model, spec.input_shape)}
+
+
+def _one_line(e: BaseException) -> str:
+    """``Type: message``, on one line."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
 def load_state(run_dir: str | Path) -> dict[str, Any] | None:

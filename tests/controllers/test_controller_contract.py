@@ -8,9 +8,10 @@ import pickle
 
 import pytest
 
-from growsearch.arch import build
+from growsearch.arch import ArchSpec, build
 from growsearch.controllers import CONTROLLERS, TrialResult, make_controller
-from growsearch.space import SearchSpace
+from growsearch.exceptions import MorphError
+from growsearch.space import MutationSpace, SearchSpace
 from tests.controllers._controller_contract import Cluster, objective, roundtrip
 
 NAMES = sorted(CONTROLLERS)
@@ -142,3 +143,60 @@ def test_children_build(name: str, spaces: dict[str, SearchSpace]) -> None:
 def test_objective_is_deterministic(spaces: dict[str, SearchSpace]) -> None:
     space = spaces["cnn"]
     assert objective(space, space.seed_arch) == objective(space, space.seed_arch)
+
+
+def _no_width_above(limit: int):
+    """A stand-in for ``MutationSpace.buildable``: specs with a width above ``limit`` fail."""
+
+    def buildable(self: MutationSpace, spec: ArchSpec) -> str | None:
+        widths = [layer.width for layer in spec.layers] + [s.width or 0 for s in spec.stages]
+        return None if max(widths) <= limit else f"widen: width {max(widths)} cannot be built"
+
+    return buildable
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_children_that_cannot_be_built_are_never_proposed(
+    name: str, spaces: dict[str, SearchSpace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MutationSpace, "buildable", _no_width_above(24))
+    space = spaces["cnn"]  # widths up to 64
+    controller = make_controller(name, space, seed=1)
+    cluster = Cluster(space, concurrency=3, seed=2)
+    cluster.run(controller, 20)
+    assert len(cluster.ended) >= 5
+    assert all(max(x.width for x in p.arch.layers) <= 24 for p in cluster.proposals)
+    json.dumps(controller.state_dict())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_rejected_proposal_is_forgotten(name: str, spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["cnn"]
+    controller = make_controller(name, space, seed=0)
+    Cluster(space, concurrency=2).run(controller, 5)
+    first = controller.propose("t99")
+    assert first is not None
+    controller.reject("t99", "MorphError: cannot grow it")
+    assert "t99" not in controller.proposed
+    again = controller.propose("t99")  # asked again, same id: something else
+    assert again is not None and again.arch.digest() != first.arch.digest()
+    assert controller.rejected[first.arch.digest()] == "MorphError: cannot grow it"
+    restored = make_controller(name, space, seed=5)
+    restored.load_state_dict(roundtrip(controller.state_dict()))
+    assert restored.rejected == controller.rejected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_sampler_error_is_a_draw_that_failed(
+    name: str, spaces: dict[str, SearchSpace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = spaces["cnn"]
+    controller = make_controller(name, space, seed=0)
+    Cluster(space, concurrency=2).run(controller, 3)
+
+    def broken(self: MutationSpace, spec: ArchSpec, rng: object) -> None:
+        raise MorphError("widen layer2.conv2: new width must be an integer > 24, got 24")
+
+    monkeypatch.setattr(MutationSpace, "random_child", broken)
+    monkeypatch.setattr(MutationSpace, "random_descendant", broken)
+    controller.propose("t50")  # a proposal or None (optuna samples its own), never the error

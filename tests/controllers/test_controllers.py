@@ -91,22 +91,27 @@ def test_options_come_from_the_space(spaces: dict[str, SearchSpace]) -> None:
     assert make_controller("evolution", space).options.population == 8  # defaults
 
 
-def test_user_models_grow_with_evolution_but_not_optuna(tmp_path) -> None:
+@pytest.mark.parametrize("name", ["evolution", "hillclimb", "random", "optuna"])
+def test_every_controller_grows_a_user_model(tmp_path, name: str) -> None:
     from pathlib import Path
 
     models = Path(__file__).parents[1] / "fixtures" / "user_models.py"
     path = tmp_path / "user.yaml"
     path.write_text(f"dataset: {{name: digits}}\nseed_model: {{factory: '{models}:digits_net'}}\n")
     space = load_space(path)
-    controller = make_controller("evolution", space, options={"population": 4, "sample": 2})
+    options = {"population": 4, "sample": 2} if name == "evolution" else None
+    controller = make_controller(name, space, options=options)
     seed = controller.propose("t0")
     assert seed.arch == space.seed_arch and seed.arch.family == "custom"
     _finish(controller, space, seed)
-    child = controller.propose("t1")
-    assert child.parent_id == "t0" and child.arch.dominates(seed.arch)
-    assert seed.arch.apply_all(child.ops) == child.arch
-    with pytest.raises(ConfigError, match="controller.name"):
-        make_controller("optuna", space)
+    for k in range(1, 4):
+        child = controller.propose(f"t{k}")
+        assert child is not None
+        assert child.parent_id is not None and child.arch.dominates(seed.arch)
+        parent = controller.proposed[child.parent_id].arch
+        assert parent.apply_all(child.ops) == child.arch
+        assert space.mutations.buildable(child.arch) is None  # spec == model
+        _finish(controller, space, child)
 
 
 def test_evolution_never_waits_after_the_seed(spaces: dict[str, SearchSpace]) -> None:
@@ -317,3 +322,35 @@ def test_hillclimb_does_not_restart_into_duplicates(tmp_path) -> None:
     cluster.run(controller, 10)
     archs = [p.arch.summary() for p in cluster.proposals]
     assert controller.is_exhausted() and len(archs) == len(set(archs)) == 2, archs
+
+
+def test_hillclimb_a_rejected_child_frees_its_place_in_the_round(
+    spaces: dict[str, SearchSpace],
+) -> None:
+    space = spaces["cnn"]
+    controller = make_controller(
+        "hillclimb", space, seed=0, options={"neighbours": 2, "initial": 0}
+    )
+    assert isinstance(controller, Hillclimb)
+    _finish(controller, space, controller.propose("t0"))
+    controller.propose("t1")
+    rejected = controller.propose("t2")
+    assert rejected is not None and controller.round_full
+    controller.reject("t2", "SpecError: cannot be built")
+    assert controller.round == ["t1"] and not controller.round_full
+    again = controller.propose("t2")
+    assert again is not None and again.parent_id == "t0" and again.arch != rejected.arch
+    assert controller.round == ["t1", "t2"] and controller.propose("t3") is None
+
+
+def test_optuna_tells_its_sampler_that_a_rejected_point_failed(
+    spaces: dict[str, SearchSpace],
+) -> None:
+    space = spaces["cnn"]
+    controller = make_controller("optuna", space, seed=0)
+    Cluster(space, concurrency=2).run(controller, 4)
+    assert controller.propose("t9") is not None
+    number = controller._trial_of["t9"]
+    controller.reject("t9", "SpecError: cannot be built")
+    assert "t9" not in controller._trial_of
+    assert controller._study.trials[number].state.name == "FAIL"

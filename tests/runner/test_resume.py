@@ -144,3 +144,60 @@ def test_a_run_folder_in_use_is_refused(space_file: Path, tmp_path: Path) -> Non
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
+
+
+def test_a_run_that_died_on_a_proposal_resumes_and_spends_its_budget(tmp_path: Path) -> None:
+    """The reported crash: once the seed had trained, the driver issued a proposal whose child
+    could not be built, raised building it (``growsearch: error: widen ...``), and every resume
+    re-issued it and died the same way (here the child's user model file has gone). Here: a run of 3 trials, then the state such a driver
+    left (t0003 issued, unbuildable, never run) and a budget of 5. The resume runs t0003 to a
+    recorded failure and finishes the budget; a second resume has nothing left to do."""
+    from growsearch.controllers import Proposal
+    from tests.runner.test_failures import unbuildable_spec
+
+    space = tmp_path / "crashed.yaml"
+    space.write_text(
+        tiny_space(
+            trials=3,
+            name="crashed",
+            training="{epochs: 1, seed_epochs: 2, batch_size: 64, lr: 0.003}",
+        )
+    )
+    first = subprocess.run(
+        [*CLI, "run", str(space), "--results-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stdout + first.stderr
+    run_dir = tmp_path / "runs" / "crashed"
+    before = _rows(run_dir)
+    assert len(before) == 3 and (before["status"] == "completed").all()
+
+    bad = Proposal("t0003", unbuildable_spec(tmp_path)).to_dict()  # from scratch
+    state = json.loads((run_dir / "search_state.json").read_text())
+    state["issued"]["t0003"] = bad
+    state["controller"]["proposed"].append(bad)
+    (run_dir / "search_state.json").write_text(json.dumps(state))
+    settings = json.loads((run_dir / "space.json").read_text())
+    settings["budget"]["trials"] = 5
+    (run_dir / "space.json").write_text(json.dumps(settings))
+
+    done = _resume(run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    df = _rows(run_dir)
+    assert sorted(df["trial_id"]) == [f"t{i:04d}" for i in range(5)], df[["trial_id", "status"]]
+    row = df.set_index("trial_id").loc["t0003"]
+    assert row["status"] == "failed" and "SpecError: factory" in row["error"]
+    assert "cannot import" in row["error"]
+    others = df[df["trial_id"] != "t0003"]
+    assert (others["status"] == "completed").all(), others[["trial_id", "status", "error"]]
+    merged = before.merge(df, on="trial_id", suffixes=("_before", "_after"))
+    assert len(merged) == 3  # the trials finished before are kept as they were, not re-run
+    assert (merged["val_acc_before"] == merged["val_acc_after"]).all()
+    assert (merged["train_seconds_before"] == merged["train_seconds_after"]).all()
+    state = json.loads((run_dir / "search_state.json").read_text())
+    results = {r["proposal"]["trial_id"]: r["status"] for r in state["controller"]["results"]}
+    assert results["t0003"] == "failed" and len(results) == 5
+
+    again = _resume(run_dir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(_rows(run_dir)) == 5
