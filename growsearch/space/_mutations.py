@@ -337,7 +337,10 @@ class MutationSpace(Section):
         random length >= 1; None when ``spec`` cannot grow."""
         path: list[Op] = []
         specs = [spec]  # specs[k]: spec after the first k ops of the path
-        while True:
+        # a user's model can grow for hundreds of ops before a limit, each checked by building
+        # it: walk a uniform length up to twice ops_per_child's maximum instead
+        budget = _randint(rng, 1, 2 * self.ops_per_child[1]) if spec.custom is not None else None
+        while budget is None or len(path) < budget:
             op = self.random_op(specs[-1], rng)
             if op is None:
                 break
