@@ -183,8 +183,11 @@ def _uses_session(proc: Path, session: str) -> bool:
     return False
 
 
-def _start_ray(address: str | None, run_dir: Path) -> bool:
+def _start_ray(
+    address: str | None, run_dir: Path, runtime_env: dict[str, Any] | None = None
+) -> bool:
     """Connect to ``address``, else start a local loopback-only Ray (and record its processes).
+    ``runtime_env``: the job's (the user's model code, see ``_usercode``).
     Returns True if this process started or connected it (and so must shut it down)."""
     import ray
 
@@ -195,6 +198,8 @@ def _start_ray(address: str | None, run_dir: Path) -> bool:
         "log_to_driver": False,
         "configure_logging": False,
     }
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
     try:
         ray.init(address=address, **kwargs)
     except Exception as e:  # ConnectionError, TimeoutError, ValueError...
@@ -408,7 +413,9 @@ def _execute(
         df = load_results(run_dir)
         export_best(run_dir, df)
         return df
-    owns_ray = _start_ray(address, run_dir)
+    from growsearch.runner._usercode import prepare_user_code
+
+    owns_ray = _start_ray(address, run_dir, prepare_user_code(space, run_dir, address))
     try:
         note = check_cluster_resources(space, address)
     except ClusterTooSmall:

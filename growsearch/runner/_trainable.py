@@ -23,6 +23,7 @@ from growsearch.controllers import Proposal
 from growsearch.data import Dataset, load_dataset
 from growsearch.exceptions import GrowsearchError
 from growsearch.morph import apply_ops, perturb_student, student_train_overrides
+from growsearch.runner._usercode import seed_weights
 from growsearch.space import TrainingConfig as TrainingConfig_
 from growsearch.train import (
     TrainConfig,
@@ -159,7 +160,9 @@ def train_trial(config: dict[str, Any]) -> None:
         model = build(spec, seed=seed).to(device)
         if spec.custom is not None and spec.custom.weights and proposal.parent_id is None:
             # the seed of a search over a user's model starts from the user's trained weights
-            model.load_state_dict(load_file(spec.custom.weights, device=str(device)), strict=True)
+            # (the run folder's copy: this worker may lack the user's file, see _usercode)
+            weights = seed_weights(settings["run_dir"], spec.custom.weights)
+            model.load_state_dict(load_file(weights, device=str(device)), strict=True)
 
     if ck is not None and start_epoch >= epochs:  # it had finished before the search stopped
         tune.report(dict(ck.meta["metrics"]))

@@ -3,7 +3,9 @@
 One Ray instance serves the whole module (started here, handed to each ``growsearch run`` with
 ``--address``, shut down at the end), so each search pays only its own trials' start-up.
 Each search: the user's trained model as the seed, default mutation settings except
-``ops_per_child: [1, 2]``, 6 trials of 1 epoch, 2 at a time. Asserted: every trial completed,
+``ops_per_child: [1, 2]``, 6 trials of 1 epoch, 2 at a time; evolution with ``initial: 0``, so
+every child is 1-2 ops from its parent (the default initial population draws random points of
+the whole space, ``mutations.random_descendant``: see test_zoo_engine's timing test of it). Asserted: every trial completed,
 every warm child computed its parent's function (``preserve_err <= 1e-5``), and ``best/`` loads
 with :func:`growsearch.load_model` and scores the test accuracy the run recorded for it.
 """
@@ -64,7 +66,7 @@ name: zoo_{name}
 dataset: {{name: {dataset}}}
 seed_model: {{factory: '{factory}', weights: '{weights}'}}
 mutations: {{ops_per_child: [1, 2]}}
-controller: {{name: evolution, population: 3, sample: 2}}
+controller: {{name: evolution, population: 3, sample: 2, initial: 0}}
 training: {{epochs: 1, seed_epochs: 1, batch_size: 64, lr: 0.003}}
 budget: {{trials: {TRIALS}}}
 resources: {{cpus_per_trial: 1, concurrency: 2}}
