@@ -151,15 +151,6 @@ RUN_CASES = [
         [],
         "expected (10,) class scores",
     ),
-    (
-        "optuna on a user model",
-        _edit(
-            "seed_model: {family: cnn, stages: [[8], [16]], kernel_size: 3}",
-            f"seed_model: {{factory: '{USER_MODELS}:digits_net'}}",
-        ).replace("name: evolution, population: 4, sample: 2", "name: optuna"),
-        [],
-        "controller.name",
-    ),
     ("unreachable --address", BASE, ["--address", "127.0.0.1:1"], "no Ray cluster answers"),
     ("bad --storage url", BASE, ["--storage", "not a url"], "--storage"),
     ("unknown storage driver", BASE, ["--storage", "nosuchdb://u@h/db"], "--storage"),
