@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from growsearch.arch import ArchSpec, Widen, build
-from growsearch.morph import apply_ops
+from growsearch.morph import EXACT_INITS, WarmStartRecipe, apply_ops
 from growsearch.space._mutations import MutationSpace
 from tests.fixtures.zoo import ZOO
 
 GENERATIONS = 3  # grow the grown model again: the recorded history is replayed each time
+SEARCH_INIT = WarmStartRecipe().init  # what a search's warm children use by default
 TOL = 1e-5
 
 
@@ -39,7 +40,7 @@ def _randomise(model: nn.Module, seed: int) -> None:
                     m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
 
 
-@pytest.mark.slow  # 5-35 s per model on a 2-core machine: each proposal is built to check it
+@pytest.mark.slow  # 0.5-6 s per model on an idle 2-core machine (each proposal is built)
 @pytest.mark.parametrize("name", list(ZOO))
 def test_random_descendants_preserve_the_function(name: str) -> None:
     factory, _, shape = ZOO[name]
@@ -59,7 +60,9 @@ def test_random_descendants_preserve_the_function(name: str) -> None:
         child_spec, ops = step
         with torch.no_grad():
             before = model(x)
-        child, got_spec = apply_ops(model, spec, ops, calibration=x, seed=generation)
+        child, got_spec = apply_ops(
+            model, spec, ops, init=SEARCH_INIT, calibration=x, seed=generation
+        )
         assert got_spec == child_spec
         child.eval()
         with torch.no_grad():
@@ -77,10 +80,12 @@ def test_random_descendants_preserve_the_function(name: str) -> None:
     }
 
 
+@pytest.mark.parametrize("init", EXACT_INITS)
 @pytest.mark.parametrize("name", list(ZOO))
-def test_every_width_group_widens_exactly(name: str) -> None:
-    """Each width the space offers, grown alone by its smallest allowed step, preserves the
-    function (groups that a LayerNorm/GroupNorm normalises together grow by integer factors)."""
+def test_every_width_group_widens_exactly(name: str, init: str) -> None:
+    """Each width the space offers, grown alone by its smallest allowed step with each exact
+    init, preserves the function (groups that a LayerNorm/GroupNorm normalises together grow by
+    integer factors)."""
     factory, _, shape = ZOO[name]
     spec = ArchSpec.from_user_model(factory, None, shape, 10)
     torch.manual_seed(0)
@@ -96,11 +101,28 @@ def test_every_width_group_widens_exactly(name: str) -> None:
             smallest[op.target] = op
     assert set(smallest) == set(spec.widen_targets()), (smallest, spec.widen_targets())
     errors = {}
-    for target, op in smallest.items():
-        child, _ = apply_ops(model, spec, [op], seed=1)
+    for op in smallest.values():
+        child, _ = apply_ops(model, spec, [op], init=init, seed=1)
         child.eval()
         with torch.no_grad():
             after = child(x)
         errors[str(op)] = float((after - before).abs().max() / before.abs().max())
     assert errors, f"{name}: nothing to widen"
     assert max(errors.values()) <= TOL, errors
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_random_point_of_a_user_models_space_is_drawn_in_seconds() -> None:
+    """evolution's and hillclimb's default initial proposals are ``random_descendant``s of the
+    seed; for a user's model each must come in seconds, or a search with the default controller
+    never gets past its seed."""
+    import time
+
+    factory, _, shape = ZOO["basic_resnet"]
+    spec = ArchSpec.from_user_model(factory, None, shape, 10)
+    t0 = time.perf_counter()
+    got = MutationSpace().random_descendant(spec, random.Random(0))
+    seconds = time.perf_counter() - t0
+    assert got is not None
+    assert seconds < 30, f"random_descendant took {seconds:.0f}s ({len(got[1])} ops)"

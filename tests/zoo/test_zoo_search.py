@@ -3,11 +3,11 @@
 One Ray instance serves the whole module (started here, handed to each ``growsearch run`` with
 ``--address``, shut down at the end), so each search pays only its own trials' start-up.
 Each search: the user's trained model as the seed, default mutation settings except
-``ops_per_child: [1, 2]``, 6 trials of 1 epoch, 2 at a time; evolution with ``initial: 0``, so
-every child is 1-2 ops from its parent (the default initial population draws random points of
-the whole space, ``mutations.random_descendant``: see test_zoo_engine's timing test of it). Asserted: every trial completed,
-every warm child computed its parent's function (``preserve_err <= 1e-5``), and ``best/`` loads
-with :func:`growsearch.load_model` and scores the test accuracy the run recorded for it.
+``ops_per_child: [1, 2]``, 6 trials of 1 epoch, 2 at a time, evolution with its default
+initial population (random points of the space, ``mutations.random_descendant``, then 1-2 op
+mutations). Asserted: every trial completed, every warm child computed its parent's function
+(``preserve_err <= 1e-5``), and ``best/`` loads with :func:`growsearch.load_model` and scores the
+test accuracy the run recorded for it.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ name: zoo_{name}
 dataset: {{name: {dataset}}}
 seed_model: {{factory: '{factory}', weights: '{weights}'}}
 mutations: {{ops_per_child: [1, 2]}}
-controller: {{name: evolution, population: 3, sample: 2, initial: 0}}
+controller: {{name: evolution, population: 3, sample: 2}}
 training: {{epochs: 1, seed_epochs: 1, batch_size: 64, lr: 0.003}}
 budget: {{trials: {TRIALS}}}
 resources: {{cpus_per_trial: 1, concurrency: 2}}
@@ -121,6 +121,7 @@ def test_zoo_model_grows_through_the_cli(name: str, tmp_path: Path, ray_address:
     top = ranked(df).iloc[0]
     assert evaluate(best, data.test)[1] == pytest.approx(top["test_acc"], abs=1e-9)
     print(
-        f"\n{name}: {len(df)} trials completed in {TIMINGS[name]:.0f}s, "
-        f"max preserve_err {children['preserve_err'].max():.2e}, best {top['arch_summary']}"
+        f"\n{name}: {len(df)} trials completed in {TIMINGS[name]:.0f}s, best {top['arch_summary']}"
     )
+    for c in children.itertuples():
+        print(f"  {c.trial_id} <- {c.parent_id}: preserve_err {c.preserve_err:.2e}  {c.ops}")
