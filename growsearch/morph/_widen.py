@@ -92,7 +92,9 @@ def widen_planned(
     gen = torch.Generator().manual_seed(seed)
     mapping = _mapping(plan, n, width, gen)
     child = copy.deepcopy(model)
-    fresh_new = init in ("zero", "random-pad")
+    # new units start fresh, except under "zero" when a normalisation sees the channels
+    # together: there they are copies (its statistics stay put) whose outgoing weights are zero
+    fresh_new = init == "random-pad" or (init == "zero" and not plan.uniform)
     trivial = View(0, 0, n)
 
     for target in plan.producers:

@@ -174,3 +174,19 @@ def test_residual_groups_and_inserted_blocks() -> None:
     after = analyse_model(grown, x)
     assert after.group_of("gs_blocks.b0.layer1") is not None
     assert "gs_blocks.b0.layer2" in after.group_of("conv2").producers
+
+
+@pytest.mark.parametrize("init", ["net2net", "zero"])
+def test_exact_inits_are_exact_under_norms_over_the_channels(init: str) -> None:
+    """Under ``zero`` the new units of a group a LayerNorm/GroupNorm sees together are copies
+    with zero outgoing weights (fresh units would move the normalisation's statistics)."""
+    torch.manual_seed(0)
+    model = _randomise(Norms())
+    x = torch.randn(4, 2, 4, 4)
+    with torch.no_grad():
+        before = model(x)
+    for name, width in {"a": 12, "b": 8}.items():
+        child = widen(model, name, width, init=init, example_input=x).eval()
+        with torch.no_grad():
+            err = float((child(x) - before).abs().max() / before.abs().max())
+        assert err <= 1e-5, (name, err)
