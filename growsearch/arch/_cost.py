@@ -7,13 +7,15 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from growsearch.arch._build import build
+from growsearch.arch._custom import build_custom_meta
 from growsearch.arch._spec import ArchSpec
 
 
 def count_params(model_or_spec: nn.Module | ArchSpec) -> int:
     """Number of trainable parameters."""
     if isinstance(model_or_spec, ArchSpec) and model_or_spec.custom is not None:
-        model = _meta_or_real(model_or_spec)  # a user's model may be large: count on meta
+        # a user's model may be large: count on meta
+        model = build_custom_meta(model_or_spec.custom, model_or_spec.input_shape)
     elif isinstance(model_or_spec, ArchSpec):
         model = build(model_or_spec)
     else:
@@ -39,18 +41,3 @@ def count_flops(
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
-
-
-def _meta_or_real(spec: ArchSpec) -> nn.Module:
-    """A custom spec's model on the meta device (no memory), or on the CPU if its factory
-    cannot build on meta."""
-    from growsearch.arch._custom import build_custom
-    from growsearch.exceptions import SpecError
-
-    assert spec.custom is not None
-    try:
-        return build_custom(spec.custom, spec.input_shape, device="meta")
-    except SpecError:
-        raise
-    except Exception:  # the user's factory does something meta tensors cannot
-        return build_custom(spec.custom, spec.input_shape)

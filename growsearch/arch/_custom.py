@@ -189,6 +189,17 @@ def build_custom(
     return model
 
 
+def build_custom_meta(custom: CustomModel, input_shape: tuple[int, ...]) -> nn.Module:
+    """:func:`build_custom` on the ``meta`` device (no memory, no compute), or on the CPU if
+    the user's factory does something meta tensors cannot."""
+    try:
+        return build_custom(custom, input_shape, device="meta")
+    except GrowsearchError:
+        raise
+    except Exception:  # the user's code on meta tensors
+        return build_custom(custom, input_shape)
+
+
 def mismatch(spec: Any) -> str | None:
     """Why ``spec`` (a ``custom`` ArchSpec) and the model it builds disagree, or None.
 
@@ -199,12 +210,7 @@ def mismatch(spec: Any) -> str | None:
 
     custom = spec.custom
     try:
-        try:
-            model = build_custom(custom, spec.input_shape, device="meta")
-        except SpecError:
-            raise
-        except Exception:  # a factory that cannot run on meta: build it for real
-            model = build_custom(custom, spec.input_shape)
+        model = build_custom_meta(custom, spec.input_shape)
         space = analyse_model(model, (2, *spec.input_shape))
     except GrowsearchError as e:
         return str(e)

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from growsearch.arch._custom import CustomModel
+from growsearch.arch._custom import CustomModel, block_module
 from growsearch.exceptions import SpecError
 
 FAMILIES = ("mlp", "cnn", "resnet", "custom")
@@ -305,8 +305,6 @@ class ArchSpec:
             raise SpecError(f"deepen: new layer name {op.name!r} is invalid or taken")
         channels = self.layer(group).width
         layers = (*self.stages[0].layers, Layer(op.name, channels))
-        from growsearch.arch._custom import block_module
-
         custom = dataclasses.replace(
             c,
             groups=(*c.groups, (op.name, f"{block_module(op.name)}.layer1")),

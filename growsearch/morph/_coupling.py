@@ -394,11 +394,11 @@ class _Walk:
         """``backward``: ``node`` carries ``view``, make its input carry it; else ``source``
         (its input) carries ``view``, make ``node`` carry it."""
         if backward:
-            inp = _tensor_args(node)[0]
+            inp = tensor_args(node)[0]
             target_node, out_view = inp, view
         else:
             target_node, out_view = node, view
-        shape_in = self.g.shape(_tensor_args(node)[0])
+        shape_in = self.g.shape(tensor_args(node)[0])
         shape_out = self.g.shape(node)
         if isinstance(m, UNARY_MODULES):
             if isinstance(m, nn.PReLU) and m.num_parameters > 1:
@@ -465,7 +465,7 @@ class _Walk:
             self._follow(node, "bias", 0, out_view)
         self._follow(node, "<in>", 0, in_view)
         if backward:
-            self.visit(_tensor_args(node)[0], in_view, f"input of {describe(node)}")
+            self.visit(tensor_args(node)[0], in_view, f"input of {describe(node)}")
         else:
             self.visit(node, out_view, f"through {describe(node)}")
 
@@ -488,7 +488,7 @@ class _Walk:
     ) -> None:
         g = self.g
         op, target = node.op, node.target
-        args = _tensor_args(node)
+        args = tensor_args(node)
         shape_out = g.shape(node)
         if op in ("placeholder",):
             raise self.fail(
@@ -561,7 +561,7 @@ class _Walk:
     ) -> None:
         if shape_in is None or shape_out is None:
             raise self.fail(f"cannot infer the shapes around {describe(node)}")
-        dest = _tensor_args(node)[0] if backward else node
+        dest = tensor_args(node)[0] if backward else node
         options = (
             reshape_views(shape_out, shape_in, view)
             if backward
@@ -576,7 +576,7 @@ class _Walk:
         g = self.g
         parts = _cat_parts(node)
         nd = len(g.shape(node) or ())
-        dim = _cat_dim(node) % nd
+        dim = cat_dim(node) % nd
         if dim != view.axis:  # stacked along another axis: every part carries the channels
             if not backward:
                 self.visit(node, view, "concat")
@@ -614,7 +614,7 @@ class _Walk:
 
     def _reduce(self, node: fx.Node, view: View, backward: bool) -> None:
         g = self.g
-        inp = _tensor_args(node)[0]
+        inp = tensor_args(node)[0]
         nd_in = len(g.shape(inp) or ())
         dims = _reduce_dims(node, nd_in)
         keep = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
@@ -685,7 +685,7 @@ def _is(node: fx.Node, functions: set[Any], methods: set[str]) -> bool:
     return False
 
 
-def _tensor_args(node: fx.Node) -> list[fx.Node]:
+def tensor_args(node: fx.Node) -> list[fx.Node]:
     """The graph-node operands of a node (flattening lists, e.g. of torch.cat)."""
     out: list[fx.Node] = []
     for a in list(node.args) + list(node.kwargs.values()):
@@ -705,7 +705,7 @@ def _cat_parts(node: fx.Node) -> list[fx.Node]:
     return [a for a in seq if isinstance(a, fx.Node)] if isinstance(seq, list | tuple) else []
 
 
-def _cat_dim(node: fx.Node) -> int:
+def cat_dim(node: fx.Node) -> int:
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
     return int(dim)  # type: ignore[arg-type]
 
@@ -721,22 +721,21 @@ def _reduce_dims(node: fx.Node, nd: int) -> set[int] | None:
 def _permutation(node: fx.Node, nd: int) -> list[int]:
     """perm such that output axis i is input axis perm[i]."""
     name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-    rest = list(node.args[1:])
+    rest: list[Any] = list(node.args[1:])
+    kw: dict[str, Any] = dict(node.kwargs)
     if name == "permute":
         dims = rest[0] if len(rest) == 1 and isinstance(rest[0], list | tuple) else rest
-        if not rest:
-            dims = node.kwargs.get("dims")  # type: ignore[assignment]
-        return [int(d) % nd for d in dims]  # type: ignore[union-attr]
+        return [int(d) % nd for d in (dims or kw["dims"])]
     if name in ("transpose", "swapaxes", "transpose_"):
-        a = int(rest[0] if rest else node.kwargs["dim0"]) % nd  # type: ignore[arg-type]
-        b = int(rest[1] if len(rest) > 1 else node.kwargs["dim1"]) % nd  # type: ignore[arg-type]
+        a = int(rest[0] if rest else kw["dim0"]) % nd
+        b = int(rest[1] if len(rest) > 1 else kw["dim1"]) % nd
         perm = list(range(nd))
         perm[a], perm[b] = perm[b], perm[a]
         return perm
-    src = rest[0] if rest else node.kwargs["source"]
-    dst = rest[1] if len(rest) > 1 else node.kwargs["destination"]
-    srcs = [int(s) % nd for s in (src if isinstance(src, list | tuple) else [src])]  # type: ignore[union-attr]
-    dsts = [int(d) % nd for d in (dst if isinstance(dst, list | tuple) else [dst])]  # type: ignore[union-attr]
+    src = rest[0] if rest else kw["source"]
+    dst = rest[1] if len(rest) > 1 else kw["destination"]
+    srcs = [int(s) % nd for s in (src if isinstance(src, list | tuple) else [src])]
+    dsts = [int(d) % nd for d in (dst if isinstance(dst, list | tuple) else [dst])]
     perm = [-1] * nd
     for s, d in zip(srcs, dsts):
         perm[d] = s
@@ -812,6 +811,7 @@ def guess_input_shape(model: nn.Module) -> tuple[int, ...]:
     first = next((m for m in model.modules() if isinstance(m, LINEAR + CONV)), None)
     if first is None:
         raise MorphError("cannot guess the model's input shape; pass example_input")
+    candidates: list[tuple[int, ...]]
     if isinstance(first, nn.Linear):
         candidates = [(2, first.in_features)]
     else:
@@ -834,4 +834,14 @@ def guess_input_shape(model: nn.Module) -> tuple[int, ...]:
     raise MorphError("cannot guess the model's input shape; pass example_input")
 
 
-__all__ = ["Graph", "Touch", "View", "WidenPlan", "guess_input_shape", "reshape_views", "trace"]
+__all__ = [
+    "Graph",
+    "Touch",
+    "View",
+    "WidenPlan",
+    "describe",
+    "guess_input_shape",
+    "reshape_views",
+    "tensor_args",
+    "trace",
+]

@@ -11,17 +11,15 @@ from torch import fx, nn
 from growsearch.arch._blocks import ConvBlock, LinearBlock, bn_nd, conv_nd
 from growsearch.exceptions import MorphError
 from growsearch.morph import _functional as Fm
+from growsearch.morph._coupling import describe, tensor_args, trace
 from growsearch.morph._graph import (
     PER_CHANNEL,
     PRODUCERS,
     channels,
-    describe,
     is_nonnegative,
     is_spatial,
     kind,
     module_of,
-    tensor_args,
-    trace,
 )
 from growsearch.morph._inits import check_init, reinitialise
 

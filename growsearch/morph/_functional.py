@@ -1,7 +1,8 @@
 """Pure tensor functions of the Net2Net weight surgery (no modules, no graphs).
 
-Shapes: a weight is ``(out, in, *kernel)``; a channel range of the input dimension is given by an
-``offset`` and a ``block`` (the number of features per channel: 1, or H×W after a flatten).
+Shapes: a weight is ``(out, in, *kernel)``; where the channels sit along a dimension is a
+:class:`growsearch.morph._coupling.View` (an offset, the sub-axis total, features per channel
+and repeats).
 """
 
 from __future__ import annotations
@@ -20,23 +21,6 @@ def make_mapping(n: int, q: int, generator: torch.Generator) -> torch.Tensor:
 def replica_counts(mapping: torch.Tensor, n: int) -> torch.Tensor:
     """|{j : g(j) = i}| for every source unit i."""
     return torch.bincount(mapping, minlength=n)
-
-
-def expand_to_block(mapping: torch.Tensor, block: int) -> torch.Tensor:
-    """A channel mapping as a feature mapping when each channel is ``block`` features wide."""
-    if block == 1:
-        return mapping
-    return (mapping[:, None] * block + torch.arange(block)).reshape(-1)
-
-
-def remap_range(
-    t: torch.Tensor, mapping: torch.Tensor, dim: int, offset: int, n: int
-) -> torch.Tensor:
-    """Replace ``t[offset:offset+n]`` along ``dim`` by ``t[offset + mapping]`` (keeps the rest)."""
-    before = t.narrow(dim, 0, offset)
-    middle = t.narrow(dim, offset, n).index_select(dim, mapping.to(t.device))
-    after = t.narrow(dim, offset + n, t.shape[dim] - offset - n)
-    return torch.cat([before, middle, after], dim=dim)
 
 
 def split_factors(
@@ -71,36 +55,6 @@ def split_factors(
     mean = group_sum.index_select(1, sub) / counts[sub].to(torch.float32).reshape(sub_view)
     factors.index_add_(1, replicated, eps - mean)
     return factors
-
-
-def widen_in(
-    weight: torch.Tensor,
-    mapping: torch.Tensor,
-    offset: int,
-    n: int,
-    block: int,
-    factors: torch.Tensor | None,
-) -> torch.Tensor:
-    """Widen the input dimension (dim 1) of ``weight`` for one channel range.
-
-    The range ``[offset, offset + n·block)`` becomes ``q·block`` columns: new channel j reads
-    source channel g(j)'s columns times ``factors[:, j]`` (shape ``(out, q, block, *kernel)``,
-    or None for zero outgoing weights on the new channels).
-    """
-    out = weight.shape[0]
-    rest = tuple(weight.shape[2:])
-    q = mapping.numel()
-    seg = weight.narrow(1, offset, n * block).reshape(out, n, block, *rest)
-    seg = seg.index_select(1, mapping.to(weight.device))  # (out, q, block, *kernel)
-    if factors is None:  # "zero": old channels keep their weights, new channels read nothing
-        seg = seg.clone()
-        seg[:, n:] = 0
-    else:
-        seg = (seg.float() * factors.to(weight.device)).to(weight.dtype)
-    seg = seg.reshape(out, q * block, *rest)
-    before = weight.narrow(1, 0, offset)
-    after = weight.narrow(1, offset + n * block, weight.shape[1] - offset - n * block)
-    return torch.cat([before, seg, after], dim=1)
 
 
 def identity_weight(channels: int, kernel: tuple[int, ...]) -> torch.Tensor:
@@ -144,7 +98,7 @@ def remap(
     """
     shape = tuple(t.shape)
     outer, total, inner = view.outer, view.total, view.inner
-    src_n = split[0] if split is not None else _span(mapping, view)
+    src_n = split[0] if split is not None else _span(mapping)
     t2 = t.reshape(shape[:dim] + (outer, total, inner) + shape[dim + 1 :])
     d = dim + 1
     before = t2.narrow(d, 0, view.offset)
@@ -164,7 +118,7 @@ def remap(
     return out.reshape(shape[:dim] + (-1,) + shape[dim + 1 :])
 
 
-def _span(mapping: torch.Tensor, view: Any) -> int:
+def _span(mapping: torch.Tensor) -> int:
     """The number of source channels: every source appears in a mapping."""
     return int(mapping.max()) + 1
 
@@ -172,7 +126,7 @@ def _span(mapping: torch.Tensor, view: Any) -> int:
 def new_positions(mapping: torch.Tensor, view: Any) -> torch.Tensor:
     """Indices, along a remapped axis, of the replicas that are not their source's first."""
     q = mapping.numel()
-    n = _span(mapping, view)
+    n = _span(mapping)
     total_new = view.total - n + q
     idx = torch.arange(view.outer * total_new * view.inner).reshape(
         view.outer, total_new, view.inner

@@ -127,7 +127,7 @@ def analyse_model(
         for node_name, view in plan.views.items():
             if view.plain:
                 node_group.setdefault(node_name, (name, view.axis))
-    for target, nodes in graph.calls.items():  # grouped convs are never producers
+    for target in graph.calls:  # grouped convs are never producers
         m = graph.modules[target]
         if isinstance(m, CONV) and m.groups != 1 and target not in done:
             refused.append(
@@ -169,7 +169,8 @@ def _sites(graph: Graph, node_group: dict[str, tuple[str, int]]) -> list[Site]:
     sites = []
     taken: set[str] = set()
     nodes = {n.name: n for n in graph.gm.graph.nodes}
-    for node_name, path in by_node.items():
+    order = {n.name: i for i, n in enumerate(graph.gm.graph.nodes)}
+    for node_name, path in sorted(by_node.items(), key=lambda item: order[item[0]]):
         node = nodes[node_name]
         carried = node_group.get(node_name)
         shape = graph.shape(node)
@@ -185,11 +186,7 @@ def _sites(graph: Graph, node_group: dict[str, tuple[str, int]]) -> list[Site]:
         name = _unique(readable(path), taken)
         taken.add(name)
         sites.append(Site(name, path, group, dims))
-    order = {n.name: i for i, n in enumerate(graph.gm.graph.nodes)}
-    inv = {s.module: s for s in sites}
-    return sorted(
-        sites, key=lambda s: order[next(k for k, v in by_node.items() if v == inv[s.module].module)]
-    )
+    return sites
 
 
 def _output_node(graph: Graph, path: str) -> fx.Node | None:

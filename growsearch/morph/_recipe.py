@@ -26,7 +26,7 @@ from torch import fx, nn
 
 from growsearch.arch import ArchSpec, Op, build
 from growsearch.exceptions import MorphError
-from growsearch.morph._graph import trace
+from growsearch.morph._coupling import trace
 from growsearch.morph._inits import INITS
 from growsearch.morph._spec_ops import apply_ops
 

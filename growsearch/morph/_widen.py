@@ -11,7 +11,7 @@ from torch import nn
 
 from growsearch.exceptions import MorphError
 from growsearch.morph import _functional as Fm
-from growsearch.morph._coupling import CONV, Graph, View, WidenPlan, propagate_shapes
+from growsearch.morph._coupling import CONV, NORMS, Graph, View, WidenPlan, propagate_shapes, trace
 from growsearch.morph._inits import INITS, WidenDefaults, check_init, reinitialise
 
 _Layer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
@@ -59,24 +59,6 @@ def widen(
     """
     check_init(init)
     graph = Graph(model, example_input)
-    return widen_planned(
-        model, graph, name, width, init=init, seed=seed, split_std=split_std, noise_std=noise_std
-    )
-
-
-def widen_planned(
-    model: nn.Module,
-    graph: Graph,
-    name: str,
-    width: int,
-    *,
-    init: str = "net2net",
-    seed: int = 0,
-    split_std: float | None = None,
-    noise_std: float | None = None,
-) -> nn.Module:
-    """:func:`widen` with the model's :class:`Graph` already built."""
-    check_init(init)
     defaults = WidenDefaults()
     split_std = defaults.split_std if split_std is None else split_std
     noise_std = defaults.noise_std if noise_std is None else noise_std
@@ -228,7 +210,7 @@ def _resize_follow(m: nn.Module, dim: int, added: int) -> None:
         m.normalized_shape = tuple(ns)
     elif isinstance(m, nn.PReLU):
         m.num_parameters += added
-    elif hasattr(m, "num_features"):
+    elif isinstance(m, NORMS):
         m.num_features += added
 
 
@@ -244,8 +226,6 @@ def _set_attr(model: nn.Module, path: str, value: torch.Tensor) -> None:
 
 def _check_runs(child: nn.Module, graph: Graph, name: str) -> None:
     """The child's forward still runs: a forward that hard-codes a size fails here, not later."""
-    from growsearch.morph._coupling import trace
-
     shape = next(n for n in graph.gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
     try:
         propagate_shapes(trace(child), tuple(shape))
@@ -255,4 +235,4 @@ def _check_runs(child: nn.Module, graph: Graph, name: str) -> None:
         ) from None
 
 
-__all__ = ["INITS", "widen", "widen_planned"]
+__all__ = ["INITS", "widen"]
