@@ -83,6 +83,7 @@ PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "movedim", "transpose_"}
 REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin}
 REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
 NEUTRAL_METHODS = {"size", "dim", "numel"}
+BROADCAST_METHODS = {"expand", "expand_as", "repeat"}  # pass when the channel axis keeps its size
 CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
 
 
@@ -538,6 +539,16 @@ class _Walk:
                 )
             else:
                 self.visit(node, replace(view, axis=perm.index(view.axis)), describe(node))
+        elif _is(node, {torch.broadcast_to}, BROADCAST_METHODS):
+            shape_in = g.shape(args[0])
+            if (
+                shape_in is None
+                or shape_out is None
+                or len(shape_in) != len(shape_out)
+                or shape_in[view.axis] != shape_out[view.axis]
+            ):
+                raise self.fail(f"{describe(node)} repeats the widened channels")
+            self._same(node, args[0], view, backward)
         elif _is(node, REDUCE_FUNCTIONS, REDUCE_METHODS):
             self._reduce(node, view, backward)
         elif op == "call_function" and target is operator.getitem:

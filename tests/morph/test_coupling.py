@@ -190,3 +190,43 @@ def test_exact_inits_are_exact_under_norms_over_the_channels(init: str) -> None:
         with torch.no_grad():
             err = float((child(x) - before).abs().max() / before.abs().max())
         assert err <= 1e-5, (name, err)
+
+
+class ClassToken(nn.Module):
+    """A ViT-style residual stream: a class token expanded over the batch, a position
+    embedding, pre-norm MLP; the attention's qkv is chunked, so only it is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(1, 8, 2, stride=2)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = nn.Parameter(torch.randn(1, 5, 8))
+        self.ln = nn.LayerNorm(8)
+        self.qkv = nn.Linear(8, 24)
+        self.proj = nn.Linear(8, 8)
+        self.fc = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # (B, 1, 4, 4)
+        x = self.patch(x).flatten(2).transpose(1, 2)  # (B, 4, 8)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos  # (B, 5, 8)
+        q, k, v = self.qkv(self.ln(x)).chunk(3, dim=-1)
+        x = x + self.proj(torch.softmax(q @ k.transpose(1, 2), -1) @ v)
+        x = x + self.fc(F.gelu(x))
+        return self.head(x[:, 0])
+
+
+def test_a_class_token_expanded_over_the_batch_follows_the_stream() -> None:
+    torch.manual_seed(0)
+    model = ClassToken().eval()
+    x = torch.randn(3, 1, 4, 4)
+    space = analyse_model(model, x)
+    stream = space.group_of("patch")
+    assert stream is not None and set(stream.producers) == {"patch", "proj", "fc"}
+    assert stream.integer_factors  # the LayerNorm normalises the stream's channels together
+    assert {r.module for r in space.refused} == {"qkv", "head"}
+    with torch.no_grad():
+        before = model(x)
+        child = widen(model, "patch", 16, init="zero", example_input=x).eval()
+        assert child.cls.shape == (1, 1, 16) and child.pos.shape == (1, 5, 16)
+        assert float((child(x) - before).abs().max() / before.abs().max()) <= 1e-5
