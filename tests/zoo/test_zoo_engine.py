@@ -64,6 +64,8 @@ def test_random_descendants_preserve_the_function(name: str) -> None:
             model, spec, ops, init=SEARCH_INIT, calibration=x, seed=generation
         )
         assert got_spec == child_spec
+        # spec == model: the grown model, analysed afresh, has the spec's width groups and widths
+        assert space.buildable(child_spec) is None, space.buildable(child_spec)
         child.eval()
         with torch.no_grad():
             after = child(x)
