@@ -18,7 +18,7 @@ import torch
 
 from growsearch.arch import ArchSpec, Deepen, Op, Widen, build
 from growsearch.data import Dataset, load_dataset
-from growsearch.morph._recipe import WarmStartRecipe, prepare_student, student_train_overrides
+from growsearch.grow import WarmStartRecipe, grow_child
 from growsearch.train import TrainConfig, evaluate, train
 
 ARMS = ("net2net", "net2net-noise", "zero", "random-pad", "scratch")
@@ -127,7 +127,7 @@ def run_student(
 
     Every arm of a seed trains on the same batches in the same order (TrainConfig.seed) for the
     same number of steps; warm-started arms use the recipe's learning rate and warm-up, scratch
-    the base ones, exactly as :func:`student_train_overrides` says.
+    the base ones: :func:`growsearch.grow.grow_child`, as in a search.
     """
     setting = SETTINGS[name]
     data = dataset(name)
@@ -138,11 +138,11 @@ def run_student(
     ops = student_ops(spec, experiment)
     arm_recipe = dataclasses.replace(recipe, init=arm)
     calibration = data.train.x[: setting.calibration_size]
-    student, _ = prepare_student(
+    child = grow_child(
         teacher, spec, ops, arm_recipe, calibration=calibration, seed=seed, total_steps=steps
     )
-    overrides = student_train_overrides(arm_recipe, base_lr=setting.lr, total_steps=steps)
-    cfg = setting.config(steps, seed, **overrides)
+    student = child.model
+    cfg = setting.config(steps, seed, **child.train_overrides(setting.lr))
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
 

@@ -4,9 +4,8 @@ Teachers are trained to convergence; each is then grown into a wider student (ev
 ×2) and, separately, a deeper one (an identity layer inserted in every stage). Every arm —
 ``net2net``, ``net2net-noise``, ``zero``, ``random-pad`` and ``scratch`` — trains its student
 for the same number of steps on the same batches in the same order (per seed). Warm-started
-arms are made and trained exactly as the search does it: ``prepare_student`` and
-``student_train_overrides`` of :mod:`growsearch.morph._recipe` with the default
-``WarmStartRecipe`` (its init replaced by the arm's).
+arms are made and trained exactly as the search does it: :func:`growsearch.grow.grow_child`
+with the default ``WarmStartRecipe`` (its init replaced by the arm's).
 
     python benchmarks/net2net_replication.py                 # the full run (results/)
     python benchmarks/net2net_replication.py --quick         # a smoke run, < 1 min
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _common as C  # noqa: E402
 
-from growsearch.morph._recipe import WarmStartRecipe  # noqa: E402
+from growsearch.grow import WarmStartRecipe  # noqa: E402
 
 # Recipe variants the ablation compares (each against scratch). Every field not named keeps
 # the WarmStartRecipe default; "default" is the recipe itself.

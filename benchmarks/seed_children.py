@@ -45,11 +45,7 @@ import torch  # noqa: E402
 
 from growsearch.arch import ArchSpec, build, count_params  # noqa: E402
 from growsearch.data import Dataset, load_dataset  # noqa: E402
-from growsearch.morph._recipe import (  # noqa: E402
-    WarmStartRecipe,
-    prepare_student,
-    student_train_overrides,
-)
+from growsearch.grow import WarmStartRecipe, grow_child  # noqa: E402
 from growsearch.space import load_space  # noqa: E402
 from growsearch.train import TrainConfig, evaluate, train  # noqa: E402
 
@@ -83,11 +79,8 @@ def _data(name: str) -> Dataset:
 
 
 def _config(training: Any, epochs: int, seed: int, lr: float, warmup: int = 0) -> TrainConfig:
-    return TrainConfig(
-        epochs=epochs, batch_size=training.batch_size, lr=lr, optimizer=training.optimizer,
-        weight_decay=training.weight_decay, schedule=training.schedule, warmup_steps=warmup,
-        device="cpu", amp=False, seed=seed,
-    )  # fmt: skip
+    """How a search's trial trains (``training`` is the space's section), on the CPU."""
+    return training.train_config(epochs=epochs, device="cpu", seed=seed, lr=lr, warmup_steps=warmup)  # type: ignore[no-any-return]
 
 
 def _seed_model(dataset: str, seed: int) -> tuple[Any, ArchSpec, torch.nn.Module, float]:
@@ -128,12 +121,13 @@ def run_one(job: tuple[str, int, int, str]) -> dict[str, Any]:
         model = build(arch, seed=tseed)
         train(model, data, _config(t, epochs, tseed, t.lr))
     else:
-        recipe = dataclasses.replace(WarmStartRecipe(), **fields).for_steps(steps)
-        shrink = float(recipe.shrink)
-        model, _ = prepare_student(
-            parent, spec, ops, recipe, calibration=data.train.x[:CALIBRATION], seed=tseed
-        )
-        o = student_train_overrides(recipe, base_lr=t.lr, total_steps=steps)
+        recipe = dataclasses.replace(WarmStartRecipe(), **fields)
+        child = grow_child(
+            parent, spec, ops, recipe, calibration=data.train.x[:CALIBRATION], seed=tseed,
+            total_steps=steps,
+        )  # fmt: skip
+        model, shrink = child.model, float(child.recipe.shrink)
+        o = child.train_overrides(t.lr)
         train(model, data, _config(t, epochs, tseed, o["lr"], o["warmup_steps"]))
     return {
         "dataset": dataset, "seed": seed, "child": k, "variant": variant, "arch": arch.summary(),

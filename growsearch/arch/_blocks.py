@@ -1,47 +1,11 @@
-"""Building blocks. Attribute names match what the morph engine and checkpoints refer to."""
+"""The built-in families' building blocks; the plain ones are the engine's (deepen inserts them)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-
-def conv_nd(
-    dims: int, cin: int, cout: int, k: int, stride: int = 1, bias: bool = True
-) -> nn.Conv1d | nn.Conv2d:
-    cls = nn.Conv1d if dims == 1 else nn.Conv2d
-    return cls(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
-
-
-def bn_nd(dims: int, c: int) -> nn.BatchNorm1d | nn.BatchNorm2d:
-    return nn.BatchNorm1d(c) if dims == 1 else nn.BatchNorm2d(c)
-
-
-class LinearBlock(nn.Module):
-    """Linear → BatchNorm → ReLU (→ Dropout)."""
-
-    def __init__(self, cin: int, cout: int, batch_norm: bool = True, dropout: float = 0.0):
-        super().__init__()
-        self.linear = nn.Linear(cin, cout)
-        self.bn = nn.BatchNorm1d(cout) if batch_norm else nn.Identity()
-        self.act = nn.ReLU()
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, cin) -> (B, cout)
-        return self.drop(self.act(self.bn(self.linear(x))))
-
-
-class ConvBlock(nn.Module):
-    """Conv → BatchNorm → ReLU, 1-D or 2-D; 'same' padding keeps the resolution."""
-
-    def __init__(self, dims: int, cin: int, cout: int, k: int = 3, batch_norm: bool = True):
-        super().__init__()
-        self.conv = conv_nd(dims, cin, cout, k, bias=not batch_norm)
-        self.bn = bn_nd(dims, cout) if batch_norm else nn.Identity()
-        self.act = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, cin, *S) -> (B, cout, *S)
-        return self.act(self.bn(self.conv(x)))
+from growsearch.morph import ConvBlock, LinearBlock, bn_nd, conv_nd
 
 
 class BasicBlock(nn.Module):
@@ -65,3 +29,6 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, cin, *S) -> (B, cout, *S/stride)
         h = self.act1(self.bn1(self.conv1(x)))
         return self.act(self.bn2(self.conv2(h)) + self.shortcut(x))
+
+
+__all__ = ["BasicBlock", "ConvBlock", "LinearBlock", "bn_nd", "conv_nd"]

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from growsearch.arch._blocks import BasicBlock, ConvBlock, LinearBlock, bn_nd, conv_nd
+from growsearch.arch._blocks import BasicBlock
 from growsearch.arch._spec import ArchSpec
+from growsearch.morph import ConvBlock, LinearBlock, bn_nd, conv_nd
 
 
 class MLP(nn.Module):

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from growsearch.arch._factory import load_factory
-from growsearch.exceptions import GrowsearchError, SpecError
+from growsearch.exceptions import GrowsearchError, MorphError, SpecError
+from growsearch.morph import analyse_model, insert_block, widen
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,6 @@ def describe(
 
     Returns the fields of a ``custom`` ArchSpec (see :meth:`growsearch.arch.ArchSpec.from_user_model`).
     """
-    from growsearch.exceptions import MorphError
-    from growsearch.morph import analyse_model
 
     model = make_model(factory)
     if weights is not None:
@@ -175,7 +174,6 @@ def build_custom(
     custom: CustomModel, input_shape: tuple[int, ...], device: str | torch.device | None = None
 ) -> nn.Module:
     """The factory's model with the recorded ops replayed (new weights are placeholders)."""
-    from growsearch.morph import insert_block, widen
 
     model = make_model(custom.factory, device)
     for op in custom.history:
@@ -206,7 +204,6 @@ def mismatch(spec: Any) -> str | None:
     The model is built on the ``meta`` device (no memory, no compute) and analysed afresh:
     every layer of the spec must name its own width group, at the spec's width.
     """
-    from growsearch.morph import analyse_model
 
     custom = spec.custom
     try:

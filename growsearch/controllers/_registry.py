@@ -43,9 +43,21 @@ def make_controller(
         options: The controller's options (default: ``space.controller.options`` when
             ``space.controller.name == name``, else the controller's defaults).
 
+    The controller checks its own options (its ``Options`` model): search-space loading keeps
+    them as written, so a new controller brings its options without touching the loader.
+
     Raises:
-        ConfigError: The name is unknown or an option is invalid.
+        ConfigError: The name is unknown or an option is invalid, in one line that starts with
+            the search-space file it came from (when it came from one).
     """
+    where = "" if str(space.path).startswith("<") else f"{space.path}: "
     if name not in CONTROLLERS:
-        raise ConfigError(f"controller.name: expected one of {sorted(CONTROLLERS)}, got {name!r}")
-    return CONTROLLERS[name](space, seed=seed, options=options)  # type: ignore[call-arg]
+        raise ConfigError(
+            f"{where}controller.name: expected one of {sorted(CONTROLLERS)}, got {name!r}"
+        )
+    try:
+        return CONTROLLERS[name](space, seed=seed, options=options)  # type: ignore[call-arg]
+    except ConfigError as e:
+        if where and not str(e).startswith(where) and str(e).startswith("controller"):
+            raise ConfigError(f"{where}{e}") from None
+        raise

@@ -8,9 +8,9 @@ from typing import cast
 import torch
 from torch import fx, nn
 
-from growsearch.arch._blocks import ConvBlock, LinearBlock, bn_nd, conv_nd
 from growsearch.exceptions import MorphError
 from growsearch.morph import _functional as Fm
+from growsearch.morph._blocks import ConvBlock, LinearBlock, bn_nd, conv_nd
 from growsearch.morph._coupling import describe, tensor_args, trace
 from growsearch.morph._graph import (
     PER_CHANNEL,

@@ -1,16 +1,19 @@
-"""The Ray Tune trainable: one trial = (morph the parent's weights | fresh init) → train → report.
+"""The Ray Tune trainable: one trial = (grow the parent | fresh init) → train → report.
 
 Runs in a Ray worker process. Everything it needs arrives in the trial config: the proposal
-(child spec, parent id, ops) and the run's settings (plain JSON: dataset, training, paths).
+(child spec, parent id, ops) and the run's settings as JSON, validated again here into the
+search space's typed sections (:class:`TrialSettings`), once per worker.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +21,14 @@ import torch
 from safetensors.torch import load_file
 
 from growsearch.arch import build, count_flops, count_params
-from growsearch.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from growsearch.checkpoint import load_checkpoint, save_checkpoint
 from growsearch.controllers import Proposal
 from growsearch.data import Dataset, load_dataset
 from growsearch.exceptions import GrowsearchError
-from growsearch.morph import apply_ops, perturb_student, student_train_overrides
+from growsearch.grow import grow_child
 from growsearch.runner._usercode import seed_weights
-from growsearch.space import TrainingConfig as TrainingConfig_
-from growsearch.train import (
-    TrainConfig,
-    evaluate,
-    pick_device,
-    precision_name,
-    precision_plan,
-    train,
-)
+from growsearch.space import DatasetConfig, ResourcesConfig, TrainingConfig
+from growsearch.train import evaluate, pick_device, precision_name, precision_plan, train
 
 PROBE_SIZE = 256
 log = logging.getLogger("growsearch")
@@ -43,6 +39,37 @@ _warned_no_cuda = False
 def _dataset(name: str, root: str | None, flat: bool) -> Dataset:
     # cached per worker process: with reuse_actors, later trials skip the data preparation
     return load_dataset(name, root=root, flat=flat)
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """The run's settings a trial needs, as the search space's typed sections."""
+
+    run_dir: Path
+    seed: int
+    warm_start: bool
+    early_stopping: bool  # a scheduler may stop a trial after any epoch
+    dataset: DatasetConfig
+    training: TrainingConfig
+    resources: ResourcesConfig
+
+    @classmethod
+    def from_config(cls, settings: dict[str, Any]) -> TrialSettings:
+        return _parse_settings(json.dumps(settings, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_settings(text: str) -> TrialSettings:
+    s = json.loads(text)
+    return TrialSettings(
+        run_dir=Path(s["run_dir"]),
+        seed=int(s["seed"]),
+        warm_start=bool(s["warm_start"]),
+        early_stopping=s.get("scheduler") is not None,
+        dataset=DatasetConfig.model_validate(s["dataset"]),
+        training=TrainingConfig.model_validate(s["training"]),
+        resources=ResourcesConfig.model_validate(s["resources"]),
+    )
 
 
 def models_dir(run_dir: str | Path) -> Path:
@@ -82,23 +109,20 @@ def train_trial(config: dict[str, Any]) -> None:
     """The function trainable registered with Ray Tune."""
     from ray import tune  # imported here: the rest of the module is usable without Ray
 
-    settings = config["settings"]
+    settings = TrialSettings.from_config(config["settings"])
+    training = settings.training
     proposal = Proposal.from_dict(config["proposal"])
-    threads = max(1, int(settings["resources"]["cpus_per_trial"]))
-    torch.set_num_threads(threads)
-    ds = settings["dataset"]
-    data = _dataset(ds["name"], ds.get("root"), proposal.arch.family == "mlp")  # custom: as is
-    training = settings["training"]
+    torch.set_num_threads(max(1, int(settings.resources.cpus_per_trial)))
+    # a model family's MLP takes flat inputs; a user's model takes the data as it is
+    data = _dataset(settings.dataset.name, settings.dataset.root, proposal.arch.family == "mlp")
     gpu_ids = list(_ray_gpu_ids())
-    device, warning = trial_device(training.get("device", "auto"), gpu_ids)
+    device, warning = trial_device("auto", gpu_ids)
     if warning is not None:
         _warn_once(warning)  # in the worker's log; the driver warns on its console (RecordCallback)
-    amp = training.get("amp", "auto")
     bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else True
-    seed = int(settings["seed"]) * 100_003 + int(config.get("index", 0))
+    seed = settings.seed * 100_003 + int(config.get("index", 0))
     spec = proposal.arch
-    warm = bool(settings["warm_start"]) and proposal.parent_id is not None
-    recipe = TrainingConfig_(**training).recipe()
+    warm = settings.warm_start and proposal.parent_id is not None
     info: dict[str, Any] = {
         "warm_start": warm,
         "parent_acc": None,
@@ -109,12 +133,12 @@ def train_trial(config: dict[str, Any]) -> None:
     placement = {
         "device": str(device),
         "gpu_ids": ",".join(str(g) for g in gpu_ids),
-        "precision": precision_name(precision_plan(amp, device.type, bf16)[0]),
+        "precision": precision_name(precision_plan(training.amp, device.type, bf16)[0]),
     }
 
     node_id = _ray_node_id()
     resumed = tune.get_checkpoint()
-    own = models_dir(settings["run_dir"]) / proposal.trial_id
+    own = models_dir(settings.run_dir) / proposal.trial_id
     start_epoch, optimizer_state = 0, None
     ck = None
     if resumed is not None:  # Tune restarted this trial (e.g. its worker or node died)
@@ -122,62 +146,55 @@ def train_trial(config: dict[str, Any]) -> None:
             ck = load_checkpoint(d)
     elif own.is_dir():  # the search was resumed: continue from this trial's last epoch
         ck = load_checkpoint(own)
-    epochs = int(training["epochs"] if proposal.parent_id is not None else training["seed_epochs"])
-    steps = max(1, len(data.train) // int(training["batch_size"])) * epochs
+    epochs = training.epochs_for(child=proposal.parent_id is not None)
+    steps = max(1, len(data.train) // training.batch_size) * epochs
+    lr, warmup = training.lr, 0
     if ck is not None:
         model = ck.model(device).train()
         optimizer_state = ck.optimizer_state
         start_epoch = int(ck.meta.get("epoch", 0))
         info.update({k: v for k, v in ck.meta.get("info", {}).items() if k not in placement})
         info["restarts"] = int(info.get("restarts") or 0) + 1
+        lr = float(info.get("lr", lr))
+        warmup = int(info.get("warmup_steps") or 0)
     elif warm:
-        recipe = recipe.for_steps(steps)  # shrink "auto" depends on the child's length
-        info["shrink"] = float(recipe.shrink) if recipe.init != "scratch" else None
-        parent = load_checkpoint(models_dir(settings["run_dir"]) / str(proposal.parent_id))
-        parent_model = parent.model(device)
-        probe = data.val.x[:PROBE_SIZE].to(device)
-        calibration = data.train.x[:PROBE_SIZE].to(device)
-        model, child_spec = apply_ops(
-            parent_model, parent.spec, proposal.ops, init=recipe.init, calibration=calibration,
-            seed=seed, split_std=recipe.split_std,
+        parent = load_checkpoint(models_dir(settings.run_dir) / str(proposal.parent_id))
+
+        def after_morph(morphed: torch.nn.Module) -> None:  # before the recipe's perturbation
+            info["acc_before"] = evaluate(morphed, data.val, device=device)[1]
+
+        child = grow_child(
+            parent.model(device), parent.spec, proposal.ops, training.recipe(),
+            total_steps=steps, seed=seed, calibration=data.train.x[:PROBE_SIZE].to(device),
+            probe=data.val.x[:PROBE_SIZE].to(device), after_morph=after_morph,
         )  # fmt: skip
-        if child_spec != spec:
+        if child.spec != spec:
             raise GrowsearchError(
                 f"trial {proposal.trial_id}: ops {[str(o) for o in proposal.ops]} on "
-                f"{parent.spec.summary()} give {child_spec.summary()}, not {spec.summary()}"
+                f"{parent.spec.summary()} give {child.spec.summary()}, not {spec.summary()}"
             )
-        model.eval()
-        parent_model.eval()
-        with torch.no_grad():
-            a, b = parent_model(probe), model(probe)
-        info["preserve_err"] = float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
+        model = child.model
+        overrides = child.train_overrides(training.lr)
+        lr, warmup = float(overrides["lr"]), int(overrides["warmup_steps"])
+        info["shrink"] = float(child.recipe.shrink) if child.recipe.init != "scratch" else None
+        info["preserve_err"] = child.preserve_err
         info["parent_acc"] = float(parent.meta.get("metrics", {}).get("val_acc", float("nan")))
-        info["acc_before"] = evaluate(model, data.val, device=device)[1]
-        # then the recipe's deliberate, non-exact step (shrink-and-perturb); see WarmStartRecipe
-        model = perturb_student(model, child_spec, recipe, calibration=calibration, seed=seed)
         info["acc_start"] = evaluate(model, data.val, device=device)[1]
+        info["lr"], info["warmup_steps"] = lr, warmup
     else:
         model = build(spec, seed=seed).to(device)
         if spec.custom is not None and spec.custom.weights and proposal.parent_id is None:
             # the seed of a search over a user's model starts from the user's trained weights
             # (the run folder's copy: this worker may lack the user's file, see _usercode)
-            weights = seed_weights(settings["run_dir"], spec.custom.weights)
+            weights = seed_weights(settings.run_dir, spec.custom.weights)
             model.load_state_dict(load_file(weights, device=str(device)), strict=True)
 
     if ck is not None and start_epoch >= epochs:  # it had finished before the search stopped
         tune.report(dict(ck.meta["metrics"]))
         return
-    lr, warmup = float(training["lr"]), 0
-    if warm:
-        overrides = student_train_overrides(recipe, base_lr=lr, total_steps=steps)
-        lr, warmup = overrides["lr"], overrides["warmup_steps"]
-        info.setdefault("warmup_steps", warmup)  # a resumed trial keeps its first start's
-    cfg = TrainConfig(
-        epochs=epochs - start_epoch, batch_size=int(training["batch_size"]), lr=lr,
-        optimizer=training.get("optimizer", "adam"), weight_decay=float(training.get("weight_decay", 0.0)),
-        warmup_steps=warmup, label_smoothing=float(training.get("label_smoothing", 0.0)),
-        schedule=training.get("schedule", "cosine"), grad_clip=training.get("grad_clip"),
-        device=str(device), amp=amp, seed=seed + start_epoch,
+    cfg = training.train_config(
+        epochs=epochs - start_epoch, lr=lr, warmup_steps=warmup, device=str(device),
+        seed=seed + start_epoch,
     )  # fmt: skip
     cost = config.get("cost") or {}  # computed by the searcher in the driver (see its _cost)
     params = int(cost.get("params") or count_params(model))
@@ -191,8 +208,6 @@ def train_trial(config: dict[str, Any]) -> None:
     first_step_unix = time.time()  # for the start-up benchmark: launch → first training step
     spent = float(info.get("train_seconds", 0.0))
 
-    early_stopping = settings.get("scheduler") is not None
-
     def on_epoch(res, model, optimizer) -> None:  # type: ignore[no-untyped-def]
         epoch = start_epoch + res.epoch
         seconds = spent + time.perf_counter() - t0
@@ -204,8 +219,8 @@ def train_trial(config: dict[str, Any]) -> None:
             **placement, "ended_unix": time.time(),
         }  # fmt: skip
         # The test set is for reporting, not selection: evaluate it once, at the end — or every
-        # epoch when a scheduler may stop the trial at any epoch (~7% of a small trial's time).
-        if epoch >= epochs or early_stopping:
+        # epoch when a scheduler may stop the trial at any epoch.
+        if epoch >= epochs or settings.early_stopping:
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, data.test, device=device)
         meta = {
             **lineage,
@@ -216,7 +231,7 @@ def train_trial(config: dict[str, Any]) -> None:
             "info": {**info, "train_seconds": seconds, **placement},
         }
         save_checkpoint(
-            models_dir(settings["run_dir"]) / proposal.trial_id, spec, model,
+            models_dir(settings.run_dir) / proposal.trial_id, spec, model,
             optimizer_state=optimizer.state_dict(), meta=meta, overwrite=True,
         )  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
@@ -242,9 +257,4 @@ def _ray_gpu_ids() -> list[Any]:
     return list(ray.get_gpu_ids()) if ray.is_initialized() else []
 
 
-def read_parent(run_dir: str | Path, trial_id: str) -> Checkpoint:
-    """The latest checkpoint of a trial in a run (for tools and tests)."""
-    return load_checkpoint(models_dir(run_dir) / trial_id)
-
-
-__all__ = ["models_dir", "read_parent", "train_trial", "trial_device"]
+__all__ = ["TrialSettings", "models_dir", "train_trial", "trial_device"]

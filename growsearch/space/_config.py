@@ -27,7 +27,7 @@ from growsearch.space._mutations import MutationSpace
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 WARM_INITS = ("net2net", "net2net-noise", "zero", "random-pad")
-SHRINK_SCOPES = ("all", "scale-invariant")  # growsearch.morph.SHRINK_SCOPES (no torch import here)
+SHRINK_SCOPES = ("all", "scale-invariant")  # growsearch.grow.SHRINK_SCOPES (no torch import here)
 SCHEDULERS = ("asha",)
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # growsearch.train.AMP_MODES (no torch import here)
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
@@ -124,8 +124,8 @@ class ControllerConfig(Section):
 
     Attributes:
         name: A name from :data:`growsearch.controllers.CONTROLLERS`.
-        options: The controller's own options, validated by its ``Options`` model, with its
-            defaults filled in.
+        options: The controller's own options as written; the controller validates them
+            (its ``Options`` model) when it is made.
     """
 
     name: str = "evolution"
@@ -150,7 +150,7 @@ class TrainingConfig(Section):
             gradient scaler), ``off``, or ``bf16``/``fp16`` on any device, CPU included.
 
     The warm-start recipe (how a warm-started child is made and trained); each null means
-    the measured default of :class:`growsearch.morph.WarmStartRecipe`:
+    the measured default of :class:`growsearch.grow.WarmStartRecipe`:
 
         init: How a warm-started child's new units are initialised: ``zero`` (the default:
             fresh incoming, zero outgoing weights; exact), ``net2net`` (replicas of existing
@@ -161,7 +161,7 @@ class TrainingConfig(Section):
             (default 0.1; 0 turns it off).
         shrink: Shrink-and-perturb λ applied to the child's weights after the morph, or
             ``auto`` (the default): by the child's training steps, 0.6 up to 135, 0.3 from
-            270 on, log-linear between (:func:`growsearch.morph.auto_shrink`).
+            270 on, log-linear between (:func:`growsearch.grow.auto_shrink`).
         perturb_std: Shrink-and-perturb σ (scale of a fresh initialisation added).
         shrink_scope: ``all`` (every weight × shrink) or ``scale-invariant`` (only the layers
             a BatchNorm normalises: the child keeps its parent's predictions).
@@ -187,9 +187,27 @@ class TrainingConfig(Section):
     shrink_scope: one_of(SHRINK_SCOPES) | None = None  # type: ignore[valid-type]
     logit_scale: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
 
+    def epochs_for(self, child: bool) -> int:
+        """Epochs a trial trains: ``epochs`` for a child, ``seed_epochs`` for a seed."""
+        return int(self.epochs if child else self.seed_epochs)
+
+    def train_config(
+        self, *, epochs: int, device: str, seed: int, lr: float | None = None, warmup_steps: int = 0
+    ) -> Any:
+        """The :class:`growsearch.train.TrainConfig` of one trial: this section's settings with
+        the trial's length, device and seed, and a warm child's learning rate and warm-up."""
+        from growsearch.train import TrainConfig
+
+        return TrainConfig(
+            epochs=epochs, batch_size=self.batch_size, lr=self.lr if lr is None else lr,
+            optimizer=self.optimizer, weight_decay=self.weight_decay, schedule=self.schedule,
+            warmup_steps=warmup_steps, label_smoothing=self.label_smoothing,
+            grad_clip=self.grad_clip, device=device, amp=self.amp, seed=seed,
+        )  # fmt: skip
+
     def recipe(self) -> Any:
-        """The :class:`~growsearch.morph.WarmStartRecipe` this section describes."""
-        from growsearch.morph import WarmStartRecipe
+        """The :class:`~growsearch.grow.WarmStartRecipe` this section describes."""
+        from growsearch.grow import WarmStartRecipe
 
         fields = {
             "init": self.init, "split_std": self.split_std,

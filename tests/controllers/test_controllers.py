@@ -82,6 +82,47 @@ def test_bad_options(name: str, options: dict, key: str, spaces: dict[str, Searc
     assert key in str(info.value)
 
 
+BASE = "dataset: {name: digits}\nseed_model: {family: cnn, stages: [[8], [16]]}\n"
+
+# (file text, the start of the message after "<file>: "): the controller checks its options
+BAD_CONTROLLERS = [
+    (
+        BASE + "controller: {name: evoluton}\n",
+        "controller.name: expected one of ['evolution', 'hillclimb', 'optuna', 'random'], got 'evoluton'",
+    ),
+    (
+        BASE + "controller: {name: evolution, populaton: 3}\n",
+        "controller: unknown key 'populaton' (valid keys: name, population, sample, initial)",
+    ),
+    (
+        BASE + "controller: {name: evolution, population: 2, sample: 3}\n",
+        "controller.sample: expected an integer <= population (2), got 3",
+    ),
+    (
+        BASE + "controller: {name: optuna, sampler: cmaes}\n",
+        "controller.sampler: expected one of ['tpe', 'nsga2', 'random'] (cmaes",
+    ),
+    (
+        BASE + "controller: {name: optuna, sampler: grid}\n",
+        "controller.sampler: expected one of ['tpe', 'nsga2', 'random'], got 'grid'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_CONTROLLERS)
+def test_a_bad_controller_section_is_one_line_naming_the_file(
+    tmp_path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    space = load_space(path)  # the loader keeps the options as written
+    with pytest.raises(ConfigError) as info:
+        make_controller(space.controller.name, space)
+    line = str(info.value)
+    assert line.startswith(f"{path}: {message}"), line
+    assert "\n" not in line and "pydantic" not in line.lower()
+
+
 def test_options_come_from_the_space(spaces: dict[str, SearchSpace]) -> None:
     space = spaces["cnn"].with_overrides(
         {"controller.name": "hillclimb", "controller.neighbours": 2}

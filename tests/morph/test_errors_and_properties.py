@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from growsearch.arch import ArchSpec, Deepen, Widen, build, module_name
-from growsearch.morph import MorphError, apply_op, deepen, widen
+from growsearch.grow import apply_op
+from growsearch.morph import MorphError, deepen, widen
 from tests.morph._models import randomise_bn
 
 

@@ -60,7 +60,7 @@ def test_trials_table(warm_run: Path) -> None:
 def test_warm_start_is_real(warm_run: Path) -> None:
     """A child's accuracy before its first step equals its parent's final accuracy."""
     from growsearch.data import load_dataset
-    from growsearch.morph import auto_shrink
+    from growsearch.grow import auto_shrink
 
     train = load_dataset("digits").train
     df = growsearch.load_results(warm_run).set_index("trial_id")

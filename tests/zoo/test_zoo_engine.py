@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from growsearch.arch import ArchSpec, Widen, build
-from growsearch.morph import EXACT_INITS, WarmStartRecipe, apply_ops
+from growsearch.grow import WarmStartRecipe, apply_ops
+from growsearch.morph import EXACT_INITS
 from growsearch.space._mutations import MutationSpace
 from tests.fixtures.zoo import ZOO
 

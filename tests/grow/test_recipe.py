@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from growsearch.arch import ArchSpec, Deepen, Widen, build
-from growsearch.morph._recipe import (
+from growsearch.grow import (
     WarmStartRecipe,
     auto_shrink,
+    grow_child,
     perturb_student,
-    prepare_student,
     recalibrate_batchnorm,
     student_train_overrides,
 )
@@ -20,6 +20,20 @@ from tests.morph._models import randomise_bn
 
 # The accuracy a perturbing (inexact) recipe may cost right after the morph, before training.
 MAX_ACC_DROP = 0.10
+
+
+def prepare_student(parent, spec, ops, recipe=None, *, calibration, seed, total_steps=None):
+    """(child, child_spec) of :func:`grow_child` (a numeric shrink does not depend on the length)."""
+    child = grow_child(
+        parent,
+        spec,
+        ops,
+        recipe,
+        calibration=calibration,
+        seed=seed,
+        total_steps=total_steps or 1000,
+    )
+    return child.model, child.spec
 
 
 def _spec() -> ArchSpec:
@@ -225,7 +239,7 @@ def _family_cases():
 def test_scale_invariant_shrink_keeps_predictions_and_scales_logits(
     cid: str, model: torch.nn.Module, shape: tuple[int, ...], train_mode: bool
 ) -> None:
-    from growsearch.morph._recipe import output_layer, shrink_scale_invariant
+    from growsearch.grow import output_layer, shrink_scale_invariant
 
     x = torch.randn(64, *shape, generator=torch.Generator().manual_seed(2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -264,7 +278,7 @@ def test_scale_invariant_recipe_touches_only_bn_fed_layers_and_the_logits() -> N
     recipe = WarmStartRecipe(shrink=0.3, shrink_scope="scale-invariant", logit_scale=0.5)
     assert recipe.keeps_predictions and not recipe.exact
     child, _ = prepare_student(parent, spec, ops, recipe, calibration=x, seed=0)
-    from growsearch.morph._recipe import output_layer
+    from growsearch.grow import output_layer
 
     head = output_layer(child)
     head_params = {id(p) for p in head.parameters()}
@@ -301,7 +315,7 @@ def test_scale_invariant_recipe_keeps_a_trained_teachers_accuracy() -> None:
 
 def test_logit_scale_needs_a_logits_layer() -> None:
     from growsearch.exceptions import MorphError
-    from growsearch.morph._recipe import output_layer
+    from growsearch.grow import output_layer
 
     class EndsInSoftmaxFree(torch.nn.Module):
         def __init__(self) -> None:
@@ -344,7 +358,7 @@ def test_recipe_rejects_a_bad_shrink(bad) -> None:
 
 
 def test_auto_shrink_is_the_numeric_shrink_for_that_length() -> None:
-    """prepare_student with shrink 'auto' gives exactly the child of the resolved number."""
+    """grow_child with shrink 'auto' gives exactly the child of the resolved number."""
     spec = _spec()
     parent = randomise_bn(build(spec, seed=0)).eval()
     x = torch.randn(32, 1, 16, generator=torch.Generator().manual_seed(1))
@@ -362,17 +376,46 @@ def test_auto_shrink_is_the_numeric_shrink_for_that_length() -> None:
     assert torch.allclose(w_long, w_short * 0.3 / 0.6, atol=1e-6)
 
 
-def test_auto_shrink_needs_the_childs_length() -> None:
+def test_perturbation_needs_a_resolved_shrink() -> None:
     spec = _spec()
     parent = build(spec, seed=0)
     x = torch.randn(8, 1, 16)
-    with pytest.raises(ValueError, match="pass total_steps"):
-        prepare_student(parent, spec, _ops(spec, "wider"), calibration=x, seed=0)
     child, child_spec = prepare_student(
         parent, spec, _ops(spec, "wider"), WarmStartRecipe(shrink=1.0), calibration=x, seed=0
     )
     with pytest.raises(ValueError, match="for_steps"):
         perturb_student(child, child_spec, WarmStartRecipe(), calibration=x, seed=0)
+    with pytest.raises(ValueError, match="total_steps >= 1"):
+        grow_child(parent, spec, _ops(spec, "wider"), calibration=x, seed=0, total_steps=0)
+
+
+def test_grow_child_reports_preservation_and_the_childs_schedule() -> None:
+    """What the trainable records: the morph's error on a probe (before the deliberate
+    perturbation), the morphed child seen by ``after_morph``, and the child's lr and warm-up."""
+    spec = _spec()
+    parent = randomise_bn(build(spec, seed=0)).train()
+    x = torch.randn(32, 1, 16, generator=torch.Generator().manual_seed(1))
+    seen: list[float] = []
+
+    def after_morph(model: torch.nn.Module) -> None:
+        assert not model.training
+        seen.append(_rel_err(parent, model, x))
+
+    child = grow_child(
+        parent, spec, _ops(spec, "wider"), calibration=x, probe=x, seed=0, total_steps=400,
+        after_morph=after_morph,
+    )  # fmt: skip
+    assert parent.training and child.model.training  # modes kept
+    assert child.preserve_err is not None and child.preserve_err <= 1e-5
+    assert seen == [pytest.approx(child.preserve_err, abs=1e-7)]
+    assert child.recipe.shrink == auto_shrink(400)
+    assert _rel_err(parent, child.model, x) > 1e-3  # the default recipe's shrink came after
+    assert child.train_overrides(3e-3) == {"lr": pytest.approx(3e-3), "warmup_steps": 40}
+    scratch = grow_child(
+        parent, spec, _ops(spec, "wider"), WarmStartRecipe(init="scratch"), probe=x, seed=0,
+        total_steps=400,
+    )  # fmt: skip
+    assert scratch.preserve_err is None and scratch.train_overrides(3e-3)["warmup_steps"] == 0
 
 
 def test_default_recipe_warms_the_childs_learning_rate_up() -> None:

@@ -1,34 +1,25 @@
-"""The warm-start recipe: how a search turns a trained parent into a child it then trains.
+"""The warm-start recipe: what happens around the morph when a search grows a child.
 
-The morph alone (Net2Net, function-preserving) is not enough to make a grown child worth its
-warm start: replicas that start identical stay close, and a network warm-started from a
-converged parent generalises worse than a fresh one (Ash & Adams, "On Warm-Starting Neural
-Network Training", NeurIPS 2020). The recipe is everything *around* the morph that decides
-whether the child beats a freshly initialised network of the same shape, kept as data so the
-search and the benchmark (``benchmarks/net2net_replication.py``) apply exactly the same thing:
-
-    child, child_spec = prepare_student(
-        parent, parent_spec, ops, recipe, calibration=x, seed=s, total_steps=steps
-    )
-    overrides = student_train_overrides(recipe, base_lr=cfg.lr, total_steps=steps)
-    train(child, data, dataclasses.replace(cfg, **overrides))
+The morph alone keeps the parent's function, but a network warm-started from a converged parent
+tends to generalise worse than a fresh one (Ash & Adams, NeurIPS 2020). The recipe is the data
+that decides what the child starts from and how it trains: the morph's init, shrink-and-perturb,
+a BatchNorm re-estimate, the child's learning rate and warm-up. The search and the benchmarks
+apply it through one function, :func:`growsearch.grow.grow_child`. Why the defaults are what
+they are: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 from torch import fx, nn
 
-from growsearch.arch import ArchSpec, Op, build
+from growsearch.arch import ArchSpec, build
 from growsearch.exceptions import MorphError
-from growsearch.morph._coupling import trace
-from growsearch.morph._inits import INITS
-from growsearch.morph._spec_ops import apply_ops
+from growsearch.morph import INITS, trace
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -41,23 +32,10 @@ AUTO_SHRINK_LONG = (270, 0.3)  # from this many steps on: the strong shrink
 def auto_shrink(total_steps: int) -> float:
     """The shrink λ that ``shrink="auto"`` uses for a child trained ``total_steps`` steps.
 
-    0.6 up to 135 steps, 0.3 from 270 steps on, linear in log(steps) between. Why it depends
-    on the length: the shrink raises the loss of the parent's weights so the child leaves the
-    parent's basin (Ash & Adams), and a child needs steps to win that loss back. Measured
-    (``results/search_efficiency.md``, ``results/search_efficiency_length.md``):
-
-    - 135-step children (5 epochs of 27 steps), on MNIST 5k and on MNIST-1D: with 0.6, children
-      of trained children gain over their parents instead of losing (+0.3 against -0.3 points
-      of validation accuracy on MNIST 5k, +0.2 against -1.0 on MNIST-1D) and the searches end
-      higher; children of the seed do the same with either.
-    - 189-step children (7 epochs; here λ = 0.454): the interpolated λ ended best on MNIST-1D
-      (99.50% against 99.37% with 0.3 and 99.47% with 0.6) and between the two on MNIST 5k
-      (97.80% against 97.50% and 98.13%).
-    - 270-step children (10 epochs): on MNIST-1D 0.3 is better for children of the seed (0.6
-      costs them 0.6 points of test accuracy) and the same for later children; MNIST 5k still
-      ended higher with 0.6 (98.17% against 97.73%). The rule keeps 0.3 from here on.
-    - 2,400-step students need 0.3 (with 0.6 they miss the replication target on both wider
-      settings: ``results/net2net_replication_ablation_zero_shrink06_table.md``).
+    ``AUTO_SHRINK_SHORT``'s λ up to its step count, ``AUTO_SHRINK_LONG``'s from its step count
+    on, linear in log(steps) between. The shrink raises the loss of the parent's weights so the
+    child leaves the parent's basin, and a child needs steps to win that loss back: short
+    children get the milder shrink. Measurements: ``docs/benchmarks.md#the-warm-start-recipe``.
 
     Raises:
         ValueError: ``total_steps`` < 1.
@@ -77,52 +55,16 @@ def auto_shrink(total_steps: int) -> float:
 class WarmStartRecipe:
     """How a warm-started child is made and how its training differs from a fresh network's.
 
-    The defaults are the recipe measured in ``results/net2net_replication.md`` and chosen by
-    ``results/search_efficiency_{mnist1d,mnist5k}_recipes.md``: an exact morph whose new units
-    get fresh incoming weights and zero outgoing weights (``init="zero"``, as Auto-Keras and NNI
-    widen; for deepen it is the same identity layer as ``net2net``), then every parameter × λ
-    (``shrink``, ``shrink_scope="all"``) and a BatchNorm re-estimate. The shrink raises the loss
-    of a converged teacher again and makes Adam's steps relatively larger, so the child keeps
-    learning instead of sitting in the teacher's basin (the warm-start gap of Ash & Adams,
-    NeurIPS 2020). It does not keep the parent's predictions exactly (in deep children it can
-    cost most of the accuracy right after the morph; they recover within their first epochs).
-    λ depends on how long the child trains (``shrink="auto"``, :func:`auto_shrink`): 0.3 from
-    270 steps on (the 2,400-step replication students need it), 0.6 up to 135 steps (such short
-    children lose more to the strong shrink than they can win back).
-
-    The child then trains with a linear learning-rate warm-up over its first 10% of steps
-    (``warmup_fraction``), then the cosine decay. Measured, paired on the same architectures:
-
-    - Children of MNIST 5k's seed (135 steps, λ 0.6; ``results/seed_children_mnist5k.md``):
-      +0.23 points of test accuracy (higher in 13 of 18, lower in 3), 97.17% against 97.21% for
-      the same architectures trained from scratch for the seed's and the child's epochs
-      together; 5% and 20% did as well.
-    - Children of MNIST-1D's seed (270 steps, λ 0.3; ``results/seed_children_mnist1d.md``):
-      neutral (−0.01 points, 9 higher and 9 lower).
-    - Searches (``results/search_efficiency.md``): every warm controller stood higher at 1/3 of
-      the budget on both datasets; TPE on MNIST 5k reached the from-scratch target with 1/3 of
-      the compute instead of 0.42.
-    - The replication's 2,400-step students, side by side with the recipe without it
-      (``results/net2net_replication_ablation_warmup_table.md``): 0.2 to 0.5 points higher in
-      all four settings, the ≤ 1/4-of-the-steps target still met in each.
-
-    A likely reason, not isolated: Adam's first steps are about ``lr`` in size whatever the
-    gradient, so a fresh optimizer at the full rate moves the inherited weights far before its
-    moments settle; a fresh network has nothing to lose that way.
-
-    Why ``zero`` and not ``net2net``'s replicas (random zero-sum split of outgoing weights,
-    ``split_std`` 0.5; both exact): the replicas start as copies of existing features, the zero
-    units as new ones. With the same shrink, ``zero`` meets the replication target (≤ 1/4 of
-    the steps to the fresh student's final accuracy, no worse at the end) in all four settings,
-    ``net2net`` in the two deeper ones only; in searches (3 seeds, one run per dataset) it ends
-    better on MNIST 5k with every controller (97.1–97.5% vs 96.4–96.7%) and on MNIST-1D with
-    evolution (99.3% vs 98.9%), at about the same compute to the from-scratch target.
-
-    ``shrink_scope="scale-invariant"`` with ``logit_scale=0.09`` keeps every prediction exactly
-    and learns as well in the replication benchmark, but searches with it were slower: on
-    MNIST-1D warm searches reached the from-scratch search's final best with 0.55–0.60 of the
-    compute against 0.25–0.35 with this default (same run, 3 seeds); on MNIST 5k it was a little
-    better for evolution (97.0% vs 96.4%) and the same for TPE.
+    The default: an exact morph whose new units get fresh incoming and zero outgoing weights
+    (``init="zero"``; for deepen the same identity layer as ``net2net``), then every parameter
+    × λ (``shrink="auto"``, :func:`auto_shrink`) and a BatchNorm re-estimate; the child then
+    trains with a linear learning-rate warm-up over its first ``warmup_fraction`` of steps. The
+    shrink raises the loss of a converged parent again and makes Adam's steps relatively
+    larger, so the child keeps learning instead of sitting in the parent's basin; it does not
+    keep the parent's predictions exactly (``keeps_predictions``). The warm-up keeps a fresh
+    optimizer's first, ``lr``-sized steps from moving the inherited weights far. The
+    measurements behind each default, and the alternatives tried:
+    ``docs/benchmarks.md#the-warm-start-recipe``.
 
     Attributes:
         init: The morph's init (``net2net``, ``net2net-noise``, ``zero``, ``random-pad`` or
@@ -130,13 +72,12 @@ class WarmStartRecipe:
         split_std: Spread of the random split of a source unit's outgoing weights over its
             replicas for ``net2net`` (exact for any value; ``None``: the engine's default).
         student_lr_factor: The child's peak learning rate as a factor of the base (teacher's)
-            learning rate. The paper advises 1/10; measured, that is too small here.
+            learning rate.
         warmup_fraction: Linear learning-rate warm-up over this fraction of the child's steps
             (0.1: the first 10%; 0 starts at the peak learning rate).
         shrink: λ of shrink-and-perturb, applied after the morph to every parameter
             (``θ ← λ·θ + σ·θ_fresh``); 1 keeps the weights. ``"auto"`` (the default): by the
-            child's length, 0.6 up to 135 training steps, 0.3 from 270 on
-            (:func:`auto_shrink`); resolve it with :meth:`for_steps`.
+            child's length (:func:`auto_shrink`); resolve it with :meth:`for_steps`.
         perturb_std: σ of shrink-and-perturb: the scale of a fresh initialisation of the child
             (``build(child_spec)``) added to the weights; 0 adds nothing.
         recalibrate_bn: After a shrink/perturb, re-estimate BatchNorm running statistics on the
@@ -226,58 +167,6 @@ class WarmStartRecipe:
         )
 
 
-def prepare_student(
-    parent_model: nn.Module,
-    parent_spec: ArchSpec,
-    ops: Sequence[Op],
-    recipe: WarmStartRecipe | None = None,
-    *,
-    calibration: torch.Tensor | None,
-    seed: int,
-    total_steps: int | None = None,
-) -> tuple[nn.Module, ArchSpec]:
-    """Grow ``parent_model`` by ``ops`` the way ``recipe`` says; the parent is not modified.
-
-    Applies the morph with :func:`growsearch.morph.apply_ops` (the recipe's ``init`` and
-    ``split_std``), then, for warm-started inits, shrink-and-perturb
-    (``θ ← shrink·θ + perturb_std·θ_fresh`` with ``θ_fresh`` a seeded fresh build of the
-    child spec) and a re-estimate of the BatchNorm running statistics on ``calibration``.
-
-    Args:
-        parent_model: A trained model built from ``parent_spec``.
-        parent_spec: Its architecture.
-        ops: The widen/deepen ops that turn ``parent_spec`` into the child's spec.
-        recipe: The recipe (default: :class:`WarmStartRecipe`'s defaults).
-        calibration: An input batch (needed by deepen with BatchNorm and by the re-estimate).
-        seed: Seeds the morph (mapping, split, fresh units) and the perturbation.
-        total_steps: The optimizer steps the child will train; needed when the recipe's
-            ``shrink`` is ``"auto"``.
-
-    Returns:
-        ``(child_model, child_spec)``; the child is in the parent's train/eval mode.
-    """
-    recipe = recipe or WarmStartRecipe()
-    if recipe.shrink == "auto" and recipe.init != "scratch":
-        if total_steps is None:
-            raise ValueError(
-                "prepare_student: the recipe's shrink is 'auto' (it depends on the child's "
-                "length); pass total_steps=<the child's training steps> or a numeric shrink"
-            )
-        recipe = recipe.for_steps(total_steps)
-    child, child_spec = apply_ops(
-        parent_model,
-        parent_spec,
-        list(ops),
-        init=recipe.init,
-        calibration=calibration,
-        seed=seed,
-        split_std=recipe.split_std,
-    )
-    return perturb_student(
-        child, child_spec, recipe, calibration=calibration, seed=seed
-    ), child_spec
-
-
 def perturb_student(
     child: nn.Module,
     child_spec: ArchSpec,
@@ -289,8 +178,8 @@ def perturb_student(
     """The recipe's step after the morph: shrink-and-perturb, then a BatchNorm re-estimate.
 
     Modifies ``child`` in place and returns it. A no-op for ``scratch`` children and for
-    ``shrink == 1, perturb_std == 0``. Split from :func:`prepare_student` so a caller can check
-    the morph's function preservation before the (deliberately non-exact) perturbation.
+    ``shrink == 1, perturb_std == 0``. Kept apart from the morph so
+    :func:`growsearch.grow.grow_child` can measure the morph's function preservation first.
 
     Raises:
         ValueError: The recipe's ``shrink`` is ``"auto"``: resolve it first with
@@ -324,7 +213,7 @@ def perturb_student(
     if changed_stats and recipe.recalibrate_bn and any(isinstance(m, _BN) for m in child.modules()):
         if calibration is None:
             raise MorphError(
-                "prepare_student: shrink/perturb changes what BatchNorm sees; pass calibration=<input batch>"
+                "grow_child: shrink/perturb changes what BatchNorm sees; pass calibration=<input batch>"
             )
         recalibrate_batchnorm(child, calibration)
     return child
@@ -437,7 +326,6 @@ __all__ = [
     "auto_shrink",
     "output_layer",
     "perturb_student",
-    "prepare_student",
     "recalibrate_batchnorm",
     "shrink_scale_invariant",
     "student_train_overrides",

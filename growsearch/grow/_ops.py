@@ -14,10 +14,7 @@ from torch import nn
 
 from growsearch.arch import ArchSpec, BasicBlock, Deepen, Op, Widen, build, module_name, output_name
 from growsearch.exceptions import MorphError, SpecError
-from growsearch.morph._deepen import deepen, insert_after
-from growsearch.morph._groups import insert_block
-from growsearch.morph._inits import check_init
-from growsearch.morph._widen import widen
+from growsearch.morph import check_init, deepen, insert_after, insert_block, widen
 
 
 def apply_op(

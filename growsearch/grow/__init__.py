@@ -1,0 +1,41 @@
+"""Growing children from trained parents: spec-level ops and the warm-start recipe.
+
+Sits above the engine (:mod:`growsearch.morph`, any PyTorch model) and the architectures
+(:mod:`growsearch.arch`): it applies an :class:`~growsearch.arch.ArchSpec`'s widen/deepen ops
+to a model built from it, then the recipe that decides what the child starts from.
+
+    child = grow_child(parent, parent_spec, ops, total_steps=steps, seed=0, calibration=x)
+    train(child.model, data, dataclasses.replace(cfg, **child.train_overrides(cfg.lr)))
+"""
+
+from growsearch.grow._child import GrownChild, grow_child
+from growsearch.grow._ops import apply_op, apply_ops
+from growsearch.grow._recipe import (
+    AUTO_SHRINK_LONG,
+    AUTO_SHRINK_SHORT,
+    SHRINK_SCOPES,
+    WarmStartRecipe,
+    auto_shrink,
+    output_layer,
+    perturb_student,
+    recalibrate_batchnorm,
+    shrink_scale_invariant,
+    student_train_overrides,
+)
+
+__all__ = [
+    "AUTO_SHRINK_LONG",
+    "AUTO_SHRINK_SHORT",
+    "SHRINK_SCOPES",
+    "GrownChild",
+    "WarmStartRecipe",
+    "apply_op",
+    "apply_ops",
+    "auto_shrink",
+    "grow_child",
+    "output_layer",
+    "perturb_student",
+    "recalibrate_batchnorm",
+    "shrink_scale_invariant",
+    "student_train_overrides",
+]
