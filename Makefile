@@ -34,3 +34,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# The tables of docs/benchmarks.md and README.md, from the CSVs in results/ (--check: compare only).
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python benchmarks/docs_tables.py
