@@ -236,9 +236,6 @@ class ArchSpec:
             k += 1
         return f"s{i}l{k}"
 
-    def depth(self) -> int:
-        return len(self.layers)
-
     def dominates(self, other: ArchSpec) -> bool:
         """True if this spec can be grown from ``other``: same skeleton, every width >= and every
         layer of ``other`` present (by name, in the same stage and order)."""

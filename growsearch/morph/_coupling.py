@@ -754,22 +754,6 @@ def _permutation(node: fx.Node, nd: int) -> list[int]:
     return [p if p >= 0 else next(others) for p in perm]
 
 
-def _expand(items: list[Any], nd: int) -> list[Any]:
-    """Index items with Ellipsis expanded and None dropped: one per input axis."""
-    real = [it for it in items if it is not None]
-    out: list[Any] = []
-    for it in real:
-        if it is Ellipsis:
-            out.extend([slice(None)] * (nd - (len(real) - 1)))
-        else:
-            out.append(it)
-    return out + [slice(None)] * (nd - len(out))
-
-
-def _full(it: Any) -> bool:
-    return isinstance(it, slice) and it == slice(None)
-
-
 def reshape_views(shape_in: Sequence[int], shape_out: Sequence[int], view: View) -> list[View]:
     """Every view the channels can have after a reshape (row-major, as ``view``/``flatten`` do),
     first axis first; empty if they do not land in one axis of the output. More than one only
