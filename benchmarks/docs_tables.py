@@ -153,7 +153,7 @@ ABLATION_LABELS = {
 
 
 def _ablation(runs: list[str]) -> str:
-    df = _csv("net2net_replication_ablation.csv")
+    df = _csv("net2net_replication_ablations.csv")
     rows, seen_scratch = [], set()
     for run in runs:
         for d, e, v, s, target in _students(df[df["run"] == run], "variant"):
@@ -411,7 +411,7 @@ def search_start_and_repeats() -> str:
 
 
 def seed_children() -> str:
-    df = _csv("seed_children.csv")
+    df = _csv("seed_children_runs.csv")
     rows = []
     for run, d in df.groupby("run", sort=False):
         p = d.pivot_table(index=["seed", "child"], columns="variant", values="test_acc")
