@@ -28,7 +28,14 @@ from growsearch.exceptions import GrowsearchError
 from growsearch.grow import grow_child
 from growsearch.runner._usercode import seed_weights
 from growsearch.space import DatasetConfig, ResourcesConfig, TrainingConfig
-from growsearch.train import evaluate, pick_device, precision_name, precision_plan, train
+from growsearch.train import (
+    TrainState,
+    evaluate,
+    pick_device,
+    precision_name,
+    precision_plan,
+    train,
+)
 
 PROBE_SIZE = 256
 log = logging.getLogger("growsearch")
@@ -139,7 +146,7 @@ def train_trial(config: dict[str, Any]) -> None:
     node_id = _ray_node_id()
     resumed = tune.get_checkpoint()
     own = models_dir(settings.run_dir) / proposal.trial_id
-    start_epoch, optimizer_state = 0, None
+    start_epoch, optimizer_state, resume = 0, None, None
     ck = None
     if resumed is not None:  # Tune restarted this trial (e.g. its worker or node died)
         with resumed.as_directory() as d:
@@ -157,6 +164,8 @@ def train_trial(config: dict[str, Any]) -> None:
         info["restarts"] = int(info.get("restarts") or 0) + 1
         lr = float(info.get("lr", lr))
         warmup = int(info.get("warmup_steps") or 0)
+        if ck.meta.get("train_state") is not None:  # continue the interrupted run exactly
+            resume = TrainState.from_dict(ck.meta["train_state"])
     elif warm:
         parent = load_checkpoint(models_dir(settings.run_dir) / str(proposal.parent_id))
 
@@ -192,10 +201,15 @@ def train_trial(config: dict[str, Any]) -> None:
     if ck is not None and start_epoch >= epochs:  # it had finished before the search stopped
         tune.report(dict(ck.meta["metrics"]))
         return
-    cfg = training.train_config(
-        epochs=epochs - start_epoch, lr=lr, warmup_steps=warmup, device=str(device),
-        seed=seed + start_epoch,
-    )  # fmt: skip
+    if resume is not None:  # the same run as before the interruption, from where it stopped
+        cfg = training.train_config(
+            epochs=epochs, lr=lr, warmup_steps=warmup, device=str(device), seed=seed
+        )
+    else:  # a checkpoint without the loop's state: the remaining epochs as a new run
+        cfg = training.train_config(
+            epochs=epochs - start_epoch, lr=lr, warmup_steps=warmup, device=str(device),
+            seed=seed + start_epoch,
+        )  # fmt: skip
     cost = config.get("cost") or {}  # computed by the searcher in the driver (see its _cost)
     params = int(cost.get("params") or count_params(model))
     flops = int(cost.get("flops") or count_flops(model, spec.input_shape))
@@ -209,7 +223,7 @@ def train_trial(config: dict[str, Any]) -> None:
     spent = float(info.get("train_seconds", 0.0))
 
     def on_epoch(res, model, optimizer) -> None:  # type: ignore[no-untyped-def]
-        epoch = start_epoch + res.epoch
+        epoch = res.epoch if resume is not None else start_epoch + res.epoch
         seconds = spent + time.perf_counter() - t0
         metrics = {
             "epoch": epoch, "epochs_planned": epochs, "val_acc": res.val_acc, "val_loss": res.val_loss,
@@ -229,6 +243,8 @@ def train_trial(config: dict[str, Any]) -> None:
             "pid": os.getpid(),  # which worker process wrote it (tools, fault-injection tests)
             "node_id": node_id,  # which Ray node ran it (multi-node clusters)
             "info": {**info, "train_seconds": seconds, **placement},
+            # only for a run that can be continued exactly (not one restarted without it)
+            "train_state": res.state.to_dict() if start_epoch == 0 or resume else None,
         }
         save_checkpoint(
             models_dir(settings.run_dir) / proposal.trial_id, spec, model,
@@ -240,7 +256,7 @@ def train_trial(config: dict[str, Any]) -> None:
             )
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(path)))
 
-    train(model, data, cfg, optimizer_state=optimizer_state, on_epoch=on_epoch)
+    train(model, data, cfg, optimizer_state=optimizer_state, resume=resume, on_epoch=on_epoch)
 
 
 def _ray_node_id() -> str | None:

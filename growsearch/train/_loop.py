@@ -8,12 +8,14 @@ included), and validation after every epoch.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,12 +100,14 @@ class EpochResult:
 
     Attributes:
         epoch: 1-based epoch number.
-        step: Optimizer steps taken so far in this call of :func:`train`.
+        step: Optimizer steps taken so far (counting those before a ``resume``).
         train_loss: Mean training loss over the epoch's batches (sample-weighted).
         val_loss: Mean loss on the validation split after the epoch.
         val_acc: Accuracy on the validation split after the epoch.
         seconds: Wall-clock time of the epoch, its evaluations included.
         lr: Learning rate of the epoch's last step.
+        state: Where the run stands after this epoch: pass it back as ``train(resume=...)``
+            (with the optimizer's state) to continue exactly as if it had not stopped.
     """
 
     epoch: int
@@ -113,6 +117,92 @@ class EpochResult:
     val_acc: float
     seconds: float
     lr: float
+    state: TrainState | None = None
+
+
+def _b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
+
+
+def _unb64(s: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8).clone()
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Everything besides the weights and the optimizer that a run of :func:`train` needs to
+    continue exactly after an epoch: the position in the learning-rate schedule, the data
+    order's generator, the global random generators (dropout...) and the fp16 gradient
+    scaler. Plain JSON (:meth:`to_dict`), so a checkpoint can hold it without pickle.
+
+    Attributes:
+        epoch: Epochs completed.
+        step: Optimizer steps taken.
+        shuffle: State of the generator that draws each epoch's order (base64).
+        rng: Global generator states: ``torch``, ``cuda`` (one per device), ``numpy``, ``python``.
+        scaler: The gradient scaler's state (fp16 only).
+    """
+
+    epoch: int
+    step: int
+    shuffle: str
+    rng: dict[str, Any] = field(default_factory=dict)
+    scaler: dict[str, Any] | None = None
+
+    @classmethod
+    def capture(
+        cls, epoch: int, step: int, shuffle: torch.Generator, scaler: torch.amp.GradScaler
+    ) -> TrainState:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, mt, py_gauss = random.getstate()
+        rng = {
+            "torch": _b64(torch.get_rng_state()),
+            "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()]
+            if torch.cuda.is_available() and torch.cuda.is_initialized()
+            else [],
+            "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(mt), py_gauss],
+        }
+        return cls(
+            epoch=epoch,
+            step=step,
+            shuffle=_b64(shuffle.get_state()),
+            rng=rng,
+            scaler=scaler.state_dict() if scaler.is_enabled() else None,
+        )
+
+    def restore(self, shuffle: torch.Generator, scaler: torch.amp.GradScaler) -> None:
+        """Put the generators (and the scaler) back where they were."""
+        shuffle.set_state(_unb64(self.shuffle))
+        torch.set_rng_state(_unb64(self.rng["torch"]))
+        cuda = self.rng.get("cuda") or []
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([_unb64(s) for s in cuda])
+        kind, keys, pos, has_gauss, gauss = self.rng["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+        version, mt, py_gauss = self.rng["python"]
+        random.setstate((version, tuple(mt), py_gauss))
+        if self.scaler is not None and scaler.is_enabled():
+            scaler.load_state_dict(self.scaler)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "shuffle": self.shuffle,
+            "rng": self.rng,
+            "scaler": self.scaler,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainState:
+        return cls(
+            epoch=int(data["epoch"]),
+            step=int(data["step"]),
+            shuffle=str(data["shuffle"]),
+            rng=dict(data["rng"]),
+            scaler=data.get("scaler"),
+        )
 
 
 EpochCallback = Callable[[EpochResult, nn.Module, torch.optim.Optimizer], bool | None]
@@ -242,6 +332,7 @@ def train(
     cfg: TrainConfig,
     *,
     optimizer_state: dict | None = None,
+    resume: TrainState | None = None,
     on_epoch: EpochCallback | None = None,
     eval_every_steps: int | None = None,
     on_eval: Callable[[int, float, float], None] | None = None,
@@ -258,7 +349,11 @@ def train(
         data: The dataset.
         cfg: The training configuration.
         optimizer_state: A state dict saved from the optimizer of an earlier run, to resume
-            its moments; the learning-rate schedule starts again from step 0 of this call.
+            its moments.
+        resume: The :attr:`EpochResult.state` of an earlier, interrupted call with the same
+            ``cfg`` (and ``optimizer_state`` from the same epoch): training continues from
+            there — schedule, warm-up, data order and random generators — and ends with the
+            weights an uninterrupted call would have. Without it the schedule starts at step 0.
         on_epoch: Called after every epoch with the result, the model and the optimizer
             (e.g. to report or checkpoint); returning True stops training.
         eval_every_steps: Evaluate on the validation split at step 0 (before any update) and
@@ -288,6 +383,8 @@ def train(
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     autocast_dtype, scaler = _mixed_precision(cfg, device)
+    if resume is not None:
+        resume.restore(shuffle_rng, scaler)
 
     batch_size = min(cfg.batch_size, n)
     steps_per_epoch = n // batch_size
@@ -300,9 +397,13 @@ def train(
             on_eval(step, *evaluate(model, data.val, device=device))
 
     results: list[EpochResult] = []
-    step, lr = 0, lr_at(0, total_steps, cfg)
-    maybe_eval(step)
-    for epoch in range(1, cfg.epochs + 1):
+    first, step = (1, 0) if resume is None else (resume.epoch + 1, resume.step)
+    lr = lr_at(step, total_steps, cfg)
+    if resume is None:
+        maybe_eval(step)
+    for epoch in range(first, cfg.epochs + 1):
+        if step >= total_steps:
+            break
         start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=shuffle_rng)
@@ -351,6 +452,7 @@ def train(
             val_acc=val_acc,
             seconds=time.perf_counter() - start,
             lr=lr,
+            state=TrainState.capture(epoch, step, shuffle_rng, scaler),
         )
         results.append(result)
         if on_epoch is not None and on_epoch(result, model, optimizer):

@@ -129,6 +129,55 @@ def test_resume_loads_the_optimizer_state(digits: Dataset) -> None:
     assert resumed["state"][0]["step"].item() == 2 * STEPS_PER_EPOCH
 
 
+@pytest.mark.parametrize("amp", ["off", "fp16"])
+def test_an_interrupted_run_resumed_from_a_checkpoint_ends_with_the_same_weights(
+    digits: Dataset, tmp_path, amp: str
+) -> None:
+    """Stopped after epoch 2 of 5, saved, loaded and resumed: schedule, warm-up, data order,
+    dropout and the fp16 scaler continue, and the weights match an uninterrupted run's."""
+    import random as pyrandom
+
+    import numpy as np
+
+    from growsearch.arch import ArchSpec, build
+    from growsearch.checkpoint import load_checkpoint, save_checkpoint
+    from growsearch.train import TrainState
+
+    spec = ArchSpec.create("mlp", (64,), 10, [[32]], dropout=0.3)
+    config = cfg(epochs=5, warmup_steps=20, schedule="cosine", amp=amp, seed=7)
+    straight = build(spec, seed=0)
+    train(straight, digits, config)
+
+    def stop_after_two(result, model, optimizer) -> bool:
+        if result.epoch == 2:
+            meta = {"train_state": result.state.to_dict()}
+            save_checkpoint(
+                tmp_path / "ck", spec, model, optimizer_state=optimizer.state_dict(), meta=meta
+            )
+        return result.epoch == 2
+
+    first = build(spec, seed=0)
+    assert [r.epoch for r in train(first, digits, config, on_epoch=stop_after_two)] == [1, 2]
+    # another process: its generators are wherever they happen to be
+    torch.manual_seed(123), np.random.seed(5), pyrandom.seed(9)
+    ck = load_checkpoint(tmp_path / "ck")
+    resumed = ck.model().train()
+    state = TrainState.from_dict(ck.meta["train_state"])
+    rest = train(resumed, digits, config, optimizer_state=ck.optimizer_state, resume=state)
+    assert [r.epoch for r in rest] == [3, 4, 5] and rest[-1].step == 5 * STEPS_PER_EPOCH
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    # without the state, the schedule restarts: not the same run
+    again = ck.model().train()
+    train(
+        again,
+        digits,
+        cfg(epochs=3, warmup_steps=20, amp=amp, seed=7),
+        optimizer_state=ck.optimizer_state,
+    )
+    assert not torch.equal(again.state_dict()["head.weight"], straight.state_dict()["head.weight"])
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
