@@ -51,7 +51,7 @@ ARMS = {  # name: (controller, warm_start)
 # of the time; the name dates from runs made while the scale-invariant shrink + logit
 # temperature was the default), "zero init" alone is zero init + that scale-invariant shrink.
 # Every arm measured before the default shrink became "auto" (0.6 for children of up to 135
-# steps, 0.3 from 270: see growsearch.morph.auto_shrink) pins the 0.3 it had then.
+# steps, 0.3 from 270: see growsearch.grow.auto_shrink) pins the 0.3 it had then.
 SHRINK_03 = {"training.shrink": 0.3}
 SHRINK_ALL = {"training.shrink_scope": "all", "training.logit_scale": 1.0, **SHRINK_03}
 SCALE_INVARIANT = {
@@ -120,7 +120,7 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "hillclimb warm (shrink 0.3)": ("hillclimb", True, {**SHRINK_03, **SPREAD}),
     "optuna warm (shrink 0.3)": ("optuna", True, SHRINK_03),
     # a linear learning-rate warm-up over the child's first 10% of steps (children of MNIST 5k's
-    # seed gained +0.2 points from it: results/seed_children_mnist5k.md); the default since
+    # seed gained from it: docs/benchmarks.md, seed children); the default since
     "evolution warm (warm-up 0.1)": ("evolution", True, {"training.student_warmup_fraction": 0.1}),
     "hillclimb warm (warm-up 0.1)": ("hillclimb", True, {"training.student_warmup_fraction": 0.1}),
     "optuna warm (warm-up 0.1)": ("optuna", True, {"training.student_warmup_fraction": 0.1}),
