@@ -17,9 +17,11 @@ from growsearch.exceptions import (
     SpecError,
     TrainingError,
 )
-from growsearch.runner._results import load_results
-from growsearch.runner._run import SearchInterrupted  # also sets Ray's loopback-only default
+from growsearch.runner import SearchInterrupted, load_results
+from growsearch.runner._ray import set_env_defaults
 from growsearch.space import SearchSpace, load_space
+
+set_env_defaults()  # before anything imports ray: a local Ray binds to loopback only
 
 __version__ = "0.1.0"
 

@@ -39,7 +39,7 @@ class Run:
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]):
-        from growsearch.runner._run import check_run_dir
+        from growsearch.runner._checks import check_run_dir
 
         self.dir: Path = check_run_dir(Path(run_dir))
 
@@ -153,7 +153,7 @@ def run(
         raise ConfigError(
             f"{run_dir}: a run named {name!r} already exists; choose another --name (nothing was changed)"
         )
-    from growsearch.runner._run import run_search
+    from growsearch.runner import run_search
 
     console = _console(console, progress)
     if progress:
@@ -201,7 +201,9 @@ def resume(
         SearchInterrupted: Stopped again before the budget was spent.
     """
     from growsearch.controllers import Controller
-    from growsearch.runner._run import _class_path, check_run_dir, resume_search
+    from growsearch.runner import resume_search
+    from growsearch.runner._checks import check_run_dir
+    from growsearch.runner._run import controller_class
 
     path = check_run_dir(Path(run_dir))
     recorded = _recorded_controller(path)
@@ -214,10 +216,10 @@ def resume(
             f"{path}: this run's controller is an instance of {recorded}; resume it from Python "
             "with growsearch.resume(run_dir, controller=<a new instance>)"
         )
-    if controller is not None and recorded != _class_path(controller):
+    if controller is not None and recorded != controller_class(controller):
         what = "a registered controller" if recorded is None else f"an instance of {recorded}"
         raise ConfigError(
-            f"controller: this run's controller is {what}, got an instance of {_class_path(controller)}"
+            f"controller: this run's controller is {what}, got an instance of {controller_class(controller)}"
         )
     console = _console(console, progress)
     if progress:

@@ -6,7 +6,6 @@ Errors caused by user input (any GrowsearchError) print one line and exit with s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -89,7 +88,7 @@ def _console() -> Any:
 
 def _finish(console: Any, search: Any) -> int:
     """Run ``search`` (returning a Run) and print its leaderboard; 130 if it was interrupted."""
-    from growsearch.runner._run import SearchInterrupted
+    from growsearch.runner import SearchInterrupted
 
     try:
         run = search()
@@ -109,7 +108,7 @@ def _finish(console: Any, search: Any) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from growsearch.runner import load_results
-    from growsearch.runner._run import check_run_dir
+    from growsearch.runner._checks import check_run_dir
 
     run_dir = check_run_dir(args.run_dir)
     df = load_results(run_dir)
@@ -173,7 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

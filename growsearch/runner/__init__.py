@@ -1,6 +1,7 @@
 """Execution on Ray Tune: the trainable, the searcher bridge, callbacks and the results store."""
 
 from growsearch.runner._results import COLUMNS, ResultsStore, load_results
+from growsearch.runner._run import SearchInterrupted, resume_search, run_search
 
 __all__ = [
     "COLUMNS",
@@ -10,11 +11,3 @@ __all__ = [
     "resume_search",
     "run_search",
 ]
-
-
-def __getattr__(name: str):  # these import Ray: only when asked for
-    if name in ("run_search", "resume_search", "SearchInterrupted"):
-        from growsearch.runner import _run
-
-        return getattr(_run, name)
-    raise AttributeError(name)

@@ -29,7 +29,7 @@ def _error_line(trial: Any) -> str:
 class RecordCallback(Callback):
     """Keeps each trial's learning curve and writes every finished trial to the results store."""
 
-    def __init__(self, store: ResultsStore, progress: Progress | None = None):
+    def __init__(self, store: ResultsStore, progress: Progress):
         self.store = store
         self.progress = progress
         self.curves: dict[str, list[float]] = {}
@@ -38,7 +38,7 @@ class RecordCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(_ours(trial))
-        self._update(trials)
+        self._update()
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -53,15 +53,15 @@ class RecordCallback(Callback):
                 f"warning: Ray gave trial {_ours(trial)} GPU {result['gpu_ids']} but CUDA is not "
                 "available in its worker; such trials train on the CPU (column 'device')"
             )
-        self._update(trials)
+        self._update()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._record(trial, None)
-        self._update(trials)
+        self._update()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._record(trial, _error_line(trial))
-        self._update(trials)
+        self._update()
 
     def _record(self, trial: Any, error: str | None) -> None:
         self.running.discard(_ours(trial))
@@ -71,7 +71,7 @@ class RecordCallback(Callback):
         self.store.record(trial_row(trial.config["proposal"], r, status, error, curve))
 
     def _warn(self, message: str) -> None:
-        console = self.progress.console if self.progress is not None else None
+        console = self.progress.console  # None in a copy unpickled from Tune's state
         if console is not None:
             console.print(f"growsearch: {message}", style="yellow", markup=False)
         else:
@@ -79,9 +79,8 @@ class RecordCallback(Callback):
 
             logging.getLogger("growsearch").warning(message)
 
-    def _update(self, trials: list) -> None:
-        if self.progress is not None:
-            self.progress.update(self.store, len(self.running))
+    def _update(self) -> None:
+        self.progress.update(self.store, len(self.running))
 
 
 def _ours(trial: Any) -> str:

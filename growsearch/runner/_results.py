@@ -160,9 +160,6 @@ class ResultsStore:
         state["study"] = None
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
     def known(self) -> set[str]:
         return set(self.df["trial_id"]) if len(self.df) else set()
 

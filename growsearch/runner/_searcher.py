@@ -51,10 +51,8 @@ class ControllerSearcher(Searcher):
         max_trials: int | None,
         max_epochs: int | None,
         state_dir: str | Path | None = None,
-        metric: str = "val_acc",
-        mode: str = "max",
     ):
-        super().__init__(metric=metric, mode=mode)
+        super().__init__(metric="val_acc", mode="max")
         self.controller = controller
         self.settings = settings
         self.max_trials = max_trials

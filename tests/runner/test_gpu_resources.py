@@ -114,7 +114,7 @@ def gpu_run(tmp_path_factory) -> tuple[Path, str, list[tuple[float, float]]]:
     meanwhile, Ray's free GPU is sampled from the driver every 0.1 s."""
     from rich.console import Console
 
-    from growsearch.runner._run import run_search  # sets Ray's loopback default: before `ray`
+    from growsearch.runner import run_search  # importing growsearch sets Ray's defaults: first
     from growsearch.space import load_space
 
     # isort: split
@@ -219,7 +219,7 @@ def test_resume_on_a_cluster_without_gpus_fails_cleanly(gpu_run, tmp_path: Path)
     after = _tree(run_dir)
     # only Ray's session record (which processes to clean up after a crash) and the lock file
     assert {k: v for k, v in after.items() if k not in skip} == before
-    from growsearch.runner._run import run_lock
+    from growsearch.runner._lock import run_lock
 
     with run_lock(run_dir):  # not left locked
         pass

@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from growsearch.runner._run import _uses_session
+from growsearch.runner._ray import _uses_session
 from tests.fixtures.spaces import tiny_space
 
 pytestmark = pytest.mark.slow
