@@ -190,7 +190,7 @@ class Dashboard:
         port: int = 8080,
         refresh_seconds: float = REFRESH_SECONDS,
     ):
-        from growsearch.runner._run import check_run_dir
+        from growsearch.runner._checks import check_run_dir
 
         self.run_dir = check_run_dir(run_dir)
         optuna_dashboard = _import_dashboard()

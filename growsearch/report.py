@@ -110,7 +110,7 @@ def write_report(run_dir: str | Path, pngs: bool = True) -> Path:
         ConfigError: ``run_dir`` is not a growsearch run or has no finished trial yet.
     """
     from growsearch.runner import load_results
-    from growsearch.runner._run import check_run_dir
+    from growsearch.runner._checks import check_run_dir
 
     run_dir = check_run_dir(run_dir)
     df = load_results(run_dir)

@@ -26,6 +26,7 @@ from growsearch.arch import ArchSpec, build, count_flops, count_params
 from growsearch.controllers import Controller, Proposal, TrialResult
 from growsearch.exceptions import GrowsearchError
 from growsearch.runner._results import trial_status
+from growsearch.space import TrainingConfig
 
 STATE_FILE = "search_state.json"
 MAX_REJECTED = 20
@@ -54,7 +55,8 @@ class ControllerSearcher(Searcher):
     ):
         super().__init__(metric="val_acc", mode="max")
         self.controller = controller
-        self.settings = settings
+        self.settings = settings  # JSON, sent to every trial (see _trainable.TrialSettings)
+        self._training = TrainingConfig.model_validate(settings["training"])
         self.max_trials = max_trials
         self.max_epochs = max_epochs
         self.state_dir = None if state_dir is None else str(state_dir)
@@ -70,10 +72,8 @@ class ControllerSearcher(Searcher):
 
     # ---- budget ----------------------------------------------------------------------------
     def _planned_epochs(self) -> int:
-        t = self.settings["training"]
-        return sum(
-            int(t["epochs"] if p["parent_id"] else t["seed_epochs"]) for p in self.issued.values()
-        )
+        t = self._training
+        return sum(t.epochs_for(child=p["parent_id"] is not None) for p in self.issued.values())
 
     def exhausted(self) -> bool:
         if self.converged or self.stuck:  # nothing (buildable) left to propose
