@@ -121,3 +121,14 @@ def test_pickle_payload_with_forged_hash_executes_nothing(saved: Path) -> None:
 def test_not_a_directory(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint directory"):
         load_checkpoint(tmp_path / "nope")
+
+
+def test_a_custom_model_spec_in_an_older_format_is_one_clear_line() -> None:
+    """Runs saved before width groups named layers by module path; they say so, not KeyError."""
+    from growsearch.exceptions import SpecError
+
+    old = ArchSpec.create("cnn", (1, 8, 8), 10, [[4]]).to_dict()
+    old["family"] = "custom"
+    old["custom"] = {"factory": "model.py:make", "weights": None, "paths": [["l1", "conv1"]]}
+    with pytest.raises(SpecError, match=r"'model.py:make': saved by an older growsearch"):
+        ArchSpec.from_dict(old)

@@ -82,6 +82,13 @@ class CustomModel:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CustomModel:
+        """Raises SpecError for a spec another growsearch version wrote in another format."""
+        if "groups" not in d and ("paths" in d or "inserted" in d):
+            raise SpecError(
+                f"custom model {d.get('factory')!r}: saved by an older growsearch (layers by "
+                "module path, before width groups), which this version cannot rebuild; start a "
+                "new run from the same factory and weights"
+            )
         return cls(
             factory=str(d["factory"]),
             weights=d.get("weights"),
