@@ -9,7 +9,10 @@ Layout of a checkpoint directory::
                           every other file, so truncation, corruption or tampering is detected
 
 Writes are atomic: everything goes to a temporary sibling directory that is renamed into place,
-and an existing checkpoint is never overwritten unless ``overwrite=True``.
+and an existing checkpoint is never overwritten unless ``overwrite=True``. On a remote location
+(``s3://...``, see :mod:`growsearch.storage`), which has no rename, the files are uploaded one by
+one with ``meta.json`` last; a reader that finds hashes that do not match (a checkpoint being
+overwritten as it reads) reads it again, so a half-written checkpoint is never used.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +34,12 @@ from torch import nn
 
 from growsearch.arch import ArchSpec, build
 from growsearch.exceptions import CheckpointError, SpecError
+from growsearch.storage import Location, location
 
 FORMAT = "growsearch-checkpoint/1"
 _FILES = ("spec.json", "model.safetensors", "optimizer.safetensors")
+REMOTE_READ_TRIES = 5
+"""Reads of a remote checkpoint whose hashes do not match, before it is declared corrupt."""
 
 
 @dataclass
@@ -88,16 +95,26 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any])
 
 
 def save_checkpoint(
-    path: str | Path,
+    path: str | Path | Location,
     spec: ArchSpec,
     model: nn.Module,
     *,
     optimizer_state: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
     overwrite: bool = False,
-) -> Path:
-    """Write a checkpoint directory atomically and return its path."""
-    path = Path(path)
+) -> Path | Location:
+    """Write a checkpoint directory atomically and return its path (a local path or a URI)."""
+    loc = location(path)
+    if loc.local is None:
+        if not overwrite and (loc / "meta.json").is_file():
+            raise CheckpointError(f"{loc}: a checkpoint already exists; refusing to overwrite it")
+        with tempfile.TemporaryDirectory(prefix="growsearch-ck-") as staging:
+            save_checkpoint(
+                Path(staging) / "ck", spec, model, optimizer_state=optimizer_state, meta=meta
+            )
+            loc.upload_dir(Path(staging) / "ck", last=("meta.json",))
+        return loc
+    path = loc.local
     if path.exists() and not overwrite:
         raise CheckpointError(f"{path}: a checkpoint already exists; refusing to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,14 +147,19 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read and verify a checkpoint directory. Never unpickles anything.
+def load_checkpoint(
+    path: str | Path | Location, *, map_location: str | torch.device = "cpu"
+) -> Checkpoint:
+    """Read and verify a checkpoint directory (a local path or a URI). Never unpickles anything.
 
     Raises:
         CheckpointError: missing files, a hash mismatch (truncated, corrupted or tampered), or
             contents that are not a growsearch checkpoint.
     """
-    path = Path(path)
+    loc = location(path)
+    if loc.local is None:
+        return _load_remote(loc, map_location)
+    path = loc.local
     if not path.is_dir():
         raise CheckpointError(f"{path}: no checkpoint directory there")
     try:
@@ -169,6 +191,24 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return Checkpoint(spec=spec, state_dict=weights, optimizer_state=opt, meta=meta)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def _load_remote(loc: Location, map_location: str | torch.device) -> Checkpoint:
+    """Download and verify; read again while the hashes do not match (being overwritten)."""
+    for attempt in range(REMOTE_READ_TRIES):
+        if not (loc / "meta.json").is_file():
+            raise CheckpointError(f"{loc}: no checkpoint there (no meta.json)")
+        with tempfile.TemporaryDirectory(prefix="growsearch-ck-") as tmp:
+            try:
+                loc.download_dir(tmp, first=("meta.json",))
+                return load_checkpoint(tmp, map_location=map_location)
+            except (CheckpointError, FileNotFoundError) as e:
+                if attempt == REMOTE_READ_TRIES - 1:
+                    raise CheckpointError(
+                        f"{loc}: {str(e).replace(tmp, '').lstrip('/: ')}"
+                    ) from None
+        time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def load_model(path: str | Path | Location, device: str | torch.device = "cpu") -> nn.Module:
     """Load a saved model (e.g. ``results/<run>/best``) as a ready ``nn.Module`` in eval mode."""
     return load_checkpoint(path).model(device)

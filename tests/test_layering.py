@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "growsearch"
 # Lowest first: a part may import only parts listed before it (and itself).
 LAYERS = [
     "exceptions",
+    "storage",  # run locations: local paths and URIs (pyarrow.fs)
     "morph",  # the engine: graph analysis, widen, deepen, inits
     "data",
     "arch",  # specs and building models from them
