@@ -44,6 +44,72 @@ class Split:
         # The default repr would print every tensor element.
         return f"Split(x={tuple(self.x.shape)} {self.x.dtype}, y={tuple(self.y.shape)})"
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the split's tensors hold."""
+        return self.x.nbytes + self.y.nbytes
+
+    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` samples as ``(x, y)`` (e.g. a probe or calibration batch)."""
+        return self.x[:n], self.y[:n]
+
+    def to(self, device: torch.device | str) -> Split:
+        """The split with its tensors on ``device`` (itself when they are there already)."""
+        device = torch.device(device)
+        if self.x.device == device and self.y.device == device:
+            return self
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True)
+class StreamedSplit:
+    """One split of a dataset too large to hold in memory: a map-style torch ``Dataset``
+    yielding ``(x, y)``, read in batches through a ``DataLoader`` with worker processes.
+
+    Attributes:
+        source: The samples (``source[i]`` is ``(x, y)``, x float32 of the dataset's
+            ``input_shape``, y an integer class label).
+        workers: ``DataLoader`` worker processes (0: read in the training process).
+    """
+
+    source: torch.utils.data.Dataset
+    workers: int = 2
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"StreamedSplit({type(self.source).__name__}, {len(self)} samples)"
+
+    def loader(
+        self,
+        batch_size: int,
+        order: list[int] | None = None,
+        *,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.utils.data.DataLoader:
+        """Batches in ``order`` (default: sample order). ``generator`` seeds the workers (the
+        loader draws one number from it per epoch), so a resumed run reads the same batches."""
+        return torch.utils.data.DataLoader(
+            self.source,
+            batch_size=batch_size,
+            sampler=order if order is not None else range(len(self)),
+            drop_last=drop_last,
+            num_workers=self.workers,
+            generator=generator,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` samples as ``(x, y)``."""
+        x, y = zip(*(self.source[i] for i in range(min(n, len(self)))))
+        return torch.stack([torch.as_tensor(v) for v in x]), torch.as_tensor(y, dtype=torch.int64)
+
+
+AnySplit = Split | StreamedSplit
+"""A split held in memory or streamed from a map-style torch ``Dataset``."""
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -51,7 +117,7 @@ class Dataset:
 
     Attributes:
         name: The registry name (``"mnist1d"``, ``"digits"``...).
-        train: Training split.
+        train: Training split (in memory, or a :class:`StreamedSplit`).
         val: Validation split (for model selection; never trained on).
         test: Held-out test split.
         input_shape: Shape of one sample, e.g. ``(1, 40)``, ``(1, 28, 28)`` or ``(784,)``.
@@ -59,9 +125,9 @@ class Dataset:
     """
 
     name: str
-    train: Split
-    val: Split
-    test: Split
+    train: AnySplit
+    val: AnySplit
+    test: AnySplit
     input_shape: tuple[int, ...]
     num_classes: int
 

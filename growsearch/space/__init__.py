@@ -7,6 +7,7 @@
 
 from growsearch.space._config import (
     OBJECTIVES,
+    AugmentConfig,
     BudgetConfig,
     ControllerConfig,
     DatasetConfig,
@@ -21,6 +22,7 @@ from growsearch.space._mutations import DeepenConfig, MutationSpace, Rng, WidenC
 
 __all__ = [
     "OBJECTIVES",
+    "AugmentConfig",
     "BudgetConfig",
     "ControllerConfig",
     "DatasetConfig",

@@ -73,17 +73,61 @@ def _dataset_names() -> tuple[str, ...]:
     return DATASETS
 
 
+def _in_memory(v: Any) -> bool | str:
+    if v == "auto" or isinstance(v, bool):
+        return v
+    raise invalid("auto, true or false", v)
+
+
+InMemory = Annotated[bool | str, BeforeValidator(_in_memory)]
+Factory = text(
+    "a string 'package.module:function' or 'file.py:function'", lambda s: bool(_FACTORY.match(s))
+)
+
+
 class DatasetConfig(Section):
     """``dataset``: which data the search trains on.
+
+    A name (a built-in dataset, ``imagefolder`` with ``root``, ``table`` with ``path`` and
+    ``target``) or a user's ``factory``, never both.
 
     Attributes:
         name: A name from :data:`growsearch.data.DATASETS`.
         root: A local folder (``imagefolder`` only), resolved against the search-space file's
             folder when relative.
+        path: A CSV or parquet file (``table`` only), resolved the same way.
+        target: The table's column of class labels (``table`` only).
+        factory: ``package.module:function`` or ``file.py:function`` returning
+            ``{"train", "val" (optional), "test"}`` (see :func:`growsearch.data.dataset_from_factory`).
+        in_memory: A factory's ``torch.utils.data.Dataset``: ``auto`` (read into memory when it
+            fits, else streamed), ``true`` or ``false`` (always streamed).
+        workers: ``DataLoader`` worker processes that read a ``Dataset``.
     """
 
-    name: one_of(_dataset_names)  # type: ignore[valid-type]
+    name: one_of(_dataset_names) | None = None  # type: ignore[valid-type]
     root: text("a folder path") | None = None  # type: ignore[valid-type]
+    path: text("a file path") | None = None  # type: ignore[valid-type]
+    target: text("a column name") | None = None  # type: ignore[valid-type]
+    factory: Factory | None = None  # type: ignore[valid-type]
+    in_memory: InMemory = "auto"
+    workers: NonNegInt = 2  # type: ignore[valid-type]
+
+    def load(self, flat: bool = False) -> Any:
+        """The :class:`growsearch.data.Dataset` this section names (``flat``: samples flattened
+        to 1-D, for the mlp family); a factory is imported and called here."""
+        from growsearch.arch._factory import load_factory
+        from growsearch.data import dataset_from_factory, flatten, load_dataset
+
+        if self.factory is not None:
+            fn = load_factory(self.factory)
+            name = self.factory.rpartition(":")[2]
+            data = dataset_from_factory(
+                fn, name=name, in_memory=self.in_memory, workers=int(self.workers)
+            )
+            return flatten(data) if flat else data
+        return load_dataset(
+            str(self.name), root=self.root, path=self.path, target=self.target, flat=flat
+        )
 
 
 class SeedModelConfig(Section):
@@ -109,13 +153,7 @@ class SeedModelConfig(Section):
     kernel_size: integer(lo=1) = 3  # type: ignore[valid-type]
     batch_norm: Bool = True  # type: ignore[valid-type]
     dropout: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
-    factory: (
-        text(  # type: ignore[valid-type]
-            "a string 'package.module:function' or 'file.py:function'",
-            lambda s: bool(_FACTORY.match(s)),
-        )
-        | None
-    ) = None
+    factory: Factory | None = None  # type: ignore[valid-type]
     weights: text("a file path") | None = None  # type: ignore[valid-type]
 
 
@@ -130,6 +168,23 @@ class ControllerConfig(Section):
 
     name: str = "evolution"
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AugmentConfig(Section):
+    """``training.augment``: random changes to each training batch (never to val/test).
+
+    Attributes:
+        crop: Random crop with padding: pad each side by this many pixels and crop back at a
+            random offset (0 = off).
+        flip: Random horizontal flip of half the samples.
+    """
+
+    crop: NonNegInt = 0  # type: ignore[valid-type]
+    flip: Bool = False  # type: ignore[valid-type]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.crop or self.flip)
 
 
 class TrainingConfig(Section):
@@ -148,6 +203,7 @@ class TrainingConfig(Section):
         label_smoothing: Label smoothing of the loss.
         amp: Mixed precision: ``auto`` (on CUDA only: bf16 where supported, else fp16 with a
             gradient scaler), ``off``, or ``bf16``/``fp16`` on any device, CPU included.
+        augment: Augmentation of training batches (:class:`AugmentConfig`).
 
     The warm-start recipe (how a warm-started child is made and trained); each null means
     the measured default of :class:`growsearch.grow.WarmStartRecipe`:
@@ -178,6 +234,7 @@ class TrainingConfig(Section):
     grad_clip: number(gt=0.0) | None = None  # type: ignore[valid-type]
     label_smoothing: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
     amp: Amp = "auto"
+    augment: AugmentConfig = AugmentConfig()
     init: one_of(WARM_INITS) | None = None  # type: ignore[valid-type]
     split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     student_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
@@ -196,13 +253,15 @@ class TrainingConfig(Section):
     ) -> Any:
         """The :class:`growsearch.train.TrainConfig` of one trial: this section's settings with
         the trial's length, device and seed, and a warm child's learning rate and warm-up."""
-        from growsearch.train import TrainConfig
+        from growsearch.train import Augment, TrainConfig
 
+        augment = self.augment
         return TrainConfig(
             epochs=epochs, batch_size=self.batch_size, lr=self.lr if lr is None else lr,
             optimizer=self.optimizer, weight_decay=self.weight_decay, schedule=self.schedule,
             warmup_steps=warmup_steps, label_smoothing=self.label_smoothing,
             grad_clip=self.grad_clip, device=device, amp=self.amp, seed=seed,
+            augment=Augment(int(augment.crop), bool(augment.flip)) if augment.enabled else None,
         )  # fmt: skip
 
     def recipe(self) -> Any:

@@ -222,12 +222,7 @@ def _finish(
 ) -> SearchSpace:
     """Cross-field checks, path resolution and the seed architecture."""
     base = path.parent
-    dataset = model.dataset
-    if dataset.root is not None:
-        root = _resolve(dataset.root, base)
-        if not root.is_dir():
-            raise _Invalid("dataset.root", f"expected an existing folder, got {show(dataset.root)}")
-        dataset = dataset.model_copy(update={"root": str(root)})
+    dataset = _check_dataset(model.dataset, base)
 
     seed_model, user_model = model.seed_model, None
     if seed_model.factory is not None:
@@ -284,9 +279,7 @@ def _finish(
 
     seed_arch = None
     if user_model is None:
-        input_shape, num_classes = _data_shape(
-            dataset.name, dataset.root, seed_model.family == "mlp"
-        )
+        input_shape, num_classes = _data_shape(dataset, seed_model.family == "mlp")
         try:
             seed_arch = ArchSpec.create(
                 seed_model.family,  # type: ignore[arg-type]
@@ -317,7 +310,7 @@ def _finish(
             factory = f"{module_path}:{fn}"
             user_model = UserModel(factory, user_model.weights)
             seed_model = seed_model.model_copy(update={"factory": factory})
-        input_shape, num_classes = _data_shape(dataset.name, dataset.root, False)
+        input_shape, num_classes = _data_shape(dataset, False)
         try:
             seed_arch = ArchSpec.from_user_model(
                 factory,
@@ -330,6 +323,13 @@ def _finish(
                 "seed_model.factory", f"expected a model growsearch can morph, got an error ({e})"
             ) from None
 
+    augment = model.training.augment
+    if augment.enabled and len(seed_arch.input_shape) not in (2, 3):
+        raise _Invalid(
+            "training.augment",
+            f"expected samples of shape (C, H, W) or (C, L) to crop or flip, got "
+            f"{tuple(seed_arch.input_shape)} (flat inputs: the mlp family, a table)",
+        )
     mutations = model.mutations
     _check_mutations(mutations, seed_arch)
     controller = _check_controller(model.controller)
@@ -455,15 +455,76 @@ def _check_controller(section: dict[str, Any]) -> ControllerConfig:
     return ControllerConfig(name=name, options={k: v for k, v in section.items() if k != "name"})
 
 
-@functools.lru_cache(maxsize=16)
-def _data_shape(name: str, root: str | None, flat: bool) -> tuple[tuple[int, ...], int]:
-    """(input_shape, num_classes) of a dataset; loaded once per process."""
-    from growsearch.data import load_dataset
+def _check_dataset(dataset: DatasetConfig, base: Path) -> DatasetConfig:
+    """A name or a factory, each with its own keys; paths resolved against ``base``."""
+    if dataset.factory is not None:
+        if dataset.name is not None:
+            raise _Invalid(
+                "dataset.name", f"expected no name alongside a factory, got {show(dataset.name)}"
+            )
+        module, _, fn = dataset.factory.rpartition(":")
+        if module.endswith(".py"):  # a file next to the YAML: resolve it, so workers find it
+            module_path = _resolve(module, base)
+            if not module_path.is_file():
+                raise _Invalid(
+                    "dataset.factory", f"expected an existing Python file, got {show(module)}"
+                )
+            dataset = dataset.model_copy(update={"factory": f"{module_path}:{fn}"})
+    elif dataset.name is None:
+        raise _Invalid(
+            "dataset.name",
+            "expected a dataset name (or a factory), got nothing (the key is required)",
+        )
+    table = dataset.name == "table"
+    for key, only in (("path", "table"), ("target", "table")):
+        value = getattr(dataset, key)
+        if value is not None and dataset.name != only:
+            raise _Invalid(
+                f"dataset.{key}", f"expected {key} only with name: {only}, got {show(value)}"
+            )
+    if table and dataset.target is None:
+        raise _Invalid("dataset.target", "expected the table's label column, got nothing")
+    if table and dataset.path is None:
+        raise _Invalid("dataset.path", "expected a .csv or .parquet file, got nothing")
+    if dataset.root is not None:
+        root = _resolve(dataset.root, base)
+        if not root.is_dir():
+            raise _Invalid("dataset.root", f"expected an existing folder, got {show(dataset.root)}")
+        dataset = dataset.model_copy(update={"root": str(root)})
+    if dataset.path is not None:
+        file = _resolve(dataset.path, base)
+        if not file.is_file():
+            raise _Invalid("dataset.path", f"expected an existing file, got {show(dataset.path)}")
+        dataset = dataset.model_copy(update={"path": str(file)})
+    return dataset
 
+
+def _data_shape(dataset: DatasetConfig, flat: bool) -> tuple[tuple[int, ...], int]:
+    """(input_shape, num_classes) of a dataset, its data checked; loaded once per process
+    (again when a file it reads has changed)."""
+    file = dataset.factory.rpartition(":")[0] if dataset.factory else dataset.path
+    stamp = None
+    if file is not None and Path(file).is_file():
+        st = Path(file).stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    return _data_shape_cached(dataset, flat, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _data_shape_cached(
+    dataset: DatasetConfig, flat: bool, stamp: tuple[int, int] | None
+) -> tuple[tuple[int, ...], int]:
     try:
-        data = load_dataset(name, root=root, flat=flat)
+        data = dataset.load(flat=flat)
     except GrowsearchError as e:
-        key = "dataset.root" if root is not None or name == "imagefolder" else "dataset.name"
+        if dataset.factory is not None:
+            key = "dataset.factory"
+        elif dataset.name == "table":
+            key = "dataset.path"
+        elif dataset.root is not None or dataset.name == "imagefolder":
+            key = "dataset.root"
+        else:
+            key = "dataset.name"
         raise _Invalid(key, f"expected a dataset that loads, got an error ({e})") from None
     return tuple(data.input_shape), int(data.num_classes)
 

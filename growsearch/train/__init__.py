@@ -1,5 +1,7 @@
-"""Training: a plain loop over in-memory tensors, with per-epoch validation and callbacks."""
+"""Training: a plain loop over in-memory tensors (or streamed batches), with per-epoch
+validation, augmentation of training batches and callbacks."""
 
+from growsearch.train._augment import Augment
 from growsearch.train._loop import (
     AMP_MODES,
     EpochCallback,
@@ -18,6 +20,7 @@ from growsearch.train._loop import (
 
 __all__ = [
     "AMP_MODES",
+    "Augment",
     "EpochCallback",
     "EpochResult",
     "TrainConfig",

@@ -1,9 +1,12 @@
-"""A plain supervised training loop over in-memory tensors.
+"""A plain supervised training loop over in-memory tensors (or streamed batches).
 
 One call of :func:`train` runs ``cfg.epochs`` epochs (or ``cfg.max_steps`` optimizer steps) with
 seeded shuffling, a cosine (or constant) learning rate with optional linear warm-up, optional
 mixed precision (by default on CUDA only; explicitly ``"bf16"``/``"fp16"`` on any device, CPU
-included), and validation after every epoch.
+included), optional augmentation of training batches, and validation after every epoch.
+
+Data held in memory is indexed batch by batch (on a GPU, where it is moved once when it fits);
+a :class:`~growsearch.data.StreamedSplit` is read through a ``DataLoader`` in the same order.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from growsearch.data import Dataset, Split
+from growsearch.data import AnySplit, Dataset, Split, StreamedSplit, check_batch
 from growsearch.exceptions import ConfigError, DataError, TrainingError
+from growsearch.train._augment import Augment
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -54,6 +58,8 @@ class TrainConfig:
             precision. ``"bf16"``/``"fp16"``: autocast to that dtype on any device, CPU included
             (fp16 with a gradient scaler). The weights stay float32 either way.
         seed: Seeds the shuffling and the global RNGs (dropout etc.) at the start of training.
+        augment: Random crop / flip of each training batch (never of evaluation batches), or
+            None.
     """
 
     epochs: int = 10
@@ -69,6 +75,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool | str = True
     seed: int = 0
+    augment: Augment | None = None
 
     def __post_init__(self) -> None:
         def check(ok: bool, field: str, expected: str) -> None:
@@ -141,6 +148,7 @@ class TrainState:
         shuffle: State of the generator that draws each epoch's order (base64).
         rng: Global generator states: ``torch``, ``cuda`` (one per device), ``numpy``, ``python``.
         scaler: The gradient scaler's state (fp16 only).
+        augment: State of the generator that draws the augmentation (base64), if any.
     """
 
     epoch: int
@@ -148,10 +156,16 @@ class TrainState:
     shuffle: str
     rng: dict[str, Any] = field(default_factory=dict)
     scaler: dict[str, Any] | None = None
+    augment: str | None = None
 
     @classmethod
     def capture(
-        cls, epoch: int, step: int, shuffle: torch.Generator, scaler: torch.amp.GradScaler
+        cls,
+        epoch: int,
+        step: int,
+        shuffle: torch.Generator,
+        scaler: torch.amp.GradScaler,
+        augment: torch.Generator | None = None,
     ) -> TrainState:
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         version, mt, py_gauss = random.getstate()
@@ -169,11 +183,19 @@ class TrainState:
             shuffle=_b64(shuffle.get_state()),
             rng=rng,
             scaler=scaler.state_dict() if scaler.is_enabled() else None,
+            augment=None if augment is None else _b64(augment.get_state()),
         )
 
-    def restore(self, shuffle: torch.Generator, scaler: torch.amp.GradScaler) -> None:
+    def restore(
+        self,
+        shuffle: torch.Generator,
+        scaler: torch.amp.GradScaler,
+        augment: torch.Generator | None = None,
+    ) -> None:
         """Put the generators (and the scaler) back where they were."""
         shuffle.set_state(_unb64(self.shuffle))
+        if augment is not None and self.augment is not None:
+            augment.set_state(_unb64(self.augment))
         torch.set_rng_state(_unb64(self.rng["torch"]))
         cuda = self.rng.get("cuda") or []
         if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -192,6 +214,7 @@ class TrainState:
             "shuffle": self.shuffle,
             "rng": self.rng,
             "scaler": self.scaler,
+            "augment": self.augment,
         }
 
     @classmethod
@@ -202,6 +225,7 @@ class TrainState:
             shuffle=str(data["shuffle"]),
             rng=dict(data["rng"]),
             scaler=data.get("scaler"),
+            augment=data.get("augment"),
         )
 
 
@@ -246,7 +270,7 @@ def pick_device(device: str = "auto") -> torch.device:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    split: Split,
+    split: AnySplit,
     *,
     batch_size: int = 1024,
     device: torch.device | str | None = None,
@@ -275,10 +299,10 @@ def evaluate(
     model.eval()
     try:
         loss_sum, correct = 0.0, 0
-        for start in range(0, len(split), batch_size):
-            x = split.x[start : start + batch_size].to(device, non_blocking=True)
-            y = split.y[start : start + batch_size].to(device, non_blocking=True)
+        for x, y in _batches(split, batch_size, None, device):
             logits = model(x).float()
+            if isinstance(split, StreamedSplit):
+                check_batch(x, y, x.shape[1:], logits.shape[1])
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(dim=1) == y).sum().item()
     finally:
@@ -376,15 +400,23 @@ def train(
         raise DataError(f"train: the training split of {data.name!r} is empty")
 
     device = pick_device(cfg.device)
+    augment = cfg.augment if cfg.augment is not None and cfg.augment.enabled else None
+    if augment is not None:
+        augment.check_shape(data.input_shape)
     set_seed(cfg.seed)  # dropout and other in-model randomness
     shuffle_rng = torch.Generator().manual_seed(cfg.seed)
+    # its own generator, so the data order is the same with and without augmentation
+    augment_rng = None if augment is None else torch.Generator().manual_seed(cfg.seed + 1)
     model.to(device)
     optimizer = make_optimizer(model, cfg)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     autocast_dtype, scaler = _mixed_precision(cfg, device)
     if resume is not None:
-        resume.restore(shuffle_rng, scaler)
+        resume.restore(shuffle_rng, scaler, augment_rng)
+    # data in memory goes to the GPU once (when it fits), not batch by batch
+    train_split, val_split = _resident(data.train, device), _resident(data.val, device)
+    streamed = isinstance(train_split, StreamedSplit)
 
     batch_size = min(cfg.batch_size, n)
     steps_per_epoch = n // batch_size
@@ -394,7 +426,7 @@ def train(
 
     def maybe_eval(step: int) -> None:
         if on_eval is not None and eval_every_steps is not None and step % eval_every_steps == 0:
-            on_eval(step, *evaluate(model, data.val, device=device))
+            on_eval(step, *evaluate(model, val_split, device=device))
 
     results: list[EpochResult] = []
     first, step = (1, 0) if resume is None else (resume.epoch + 1, resume.step)
@@ -408,12 +440,14 @@ def train(
         model.train()
         order = torch.randperm(n, generator=shuffle_rng)
         loss_sum, seen = 0.0, 0
-        for batch in range(steps_per_epoch):
+        batches = _batches(train_split, batch_size, order, device, generator=shuffle_rng)
+        for x, y in batches:
             if step >= total_steps:
                 break
-            idx = order[batch * batch_size : (batch + 1) * batch_size]
-            x = data.train.x[idx].to(device, non_blocking=True)
-            y = data.train.y[idx].to(device, non_blocking=True)
+            if streamed:
+                check_batch(x, y, data.input_shape, data.num_classes)
+            if augment is not None and augment_rng is not None:
+                x = augment(x, augment_rng)
 
             lr = lr_at(step, total_steps, cfg)
             for group in optimizer.param_groups:
@@ -443,7 +477,7 @@ def train(
             seen += len(y)
             maybe_eval(step)
 
-        val_loss, val_acc = evaluate(model, data.val, device=device)
+        val_loss, val_acc = evaluate(model, val_split, device=device)
         result = EpochResult(
             epoch=epoch,
             step=step,
@@ -452,7 +486,7 @@ def train(
             val_acc=val_acc,
             seconds=time.perf_counter() - start,
             lr=lr,
-            state=TrainState.capture(epoch, step, shuffle_rng, scaler),
+            state=TrainState.capture(epoch, step, shuffle_rng, scaler, augment_rng),
         )
         results.append(result)
         if on_epoch is not None and on_epoch(result, model, optimizer):
@@ -460,6 +494,46 @@ def train(
         if step >= total_steps:
             break
     return results
+
+
+def _batches(
+    split: AnySplit,
+    batch_size: int,
+    order: torch.Tensor | None,
+    device: torch.device,
+    *,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` batches on ``device``: in ``order`` with the last incomplete batch dropped
+    (training), else every sample in sample order (evaluation)."""
+    if isinstance(split, StreamedSplit):
+        loader = split.loader(
+            batch_size,
+            None if order is None else order.tolist(),
+            drop_last=order is not None,
+            generator=generator,
+        )
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return
+    if order is None:
+        for start in range(0, len(split), batch_size):
+            x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return
+    order = order.to(split.x.device)
+    for batch in range(len(order) // batch_size):
+        idx = order[batch * batch_size : (batch + 1) * batch_size]
+        yield split.x[idx].to(device, non_blocking=True), split.y[idx].to(device, non_blocking=True)
+
+
+def _resident(split: AnySplit, device: torch.device) -> AnySplit:
+    """An in-memory split on ``device`` when that is a GPU with room for it (half its free
+    memory at most), so batches are sliced there; otherwise the split as it is."""
+    if device.type != "cuda" or not isinstance(split, Split):
+        return split
+    free, _ = torch.cuda.mem_get_info(device)
+    return split.to(device) if split.nbytes <= free // 2 else split
 
 
 def _model_device(model: nn.Module) -> torch.device:

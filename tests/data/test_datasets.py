@@ -34,7 +34,7 @@ def _rows(split: Split) -> set[bytes]:
 
 
 def test_registry_lists_every_dataset() -> None:
-    assert set(DATASETS) == {*BUILTIN, "imagefolder"}
+    assert set(DATASETS) == {*BUILTIN, "imagefolder", "table"}
 
 
 def test_builtin_shapes_sizes_and_dtypes(builtin: Dataset) -> None:
