@@ -12,6 +12,7 @@ checkpoint is still ``spec + weights``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,28 +182,57 @@ def build_custom(
     custom: CustomModel, input_shape: tuple[int, ...], device: str | torch.device | None = None
 ) -> nn.Module:
     """The factory's model with the recorded ops replayed (new weights are placeholders)."""
-
     model = make_model(custom.factory, device)
     for op in custom.history:
-        if op[0] == "widen":
-            model = widen(
-                model, str(op[1]), int(op[2]), init="zero", example_input=(2, *input_shape)
-            )
-        else:
-            _, site, block, dims, channels = op
-            model = insert_block(model, str(site), str(block), int(dims), int(channels))
+        model = _replay(model, op, input_shape)
     return model
+
+
+def _replay(model: nn.Module, op: tuple[Any, ...], input_shape: tuple[int, ...]) -> nn.Module:
+    """One recorded op applied to ``model`` (which is not modified)."""
+    if op[0] == "widen":
+        return widen(model, str(op[1]), int(op[2]), init="zero", example_input=(2, *input_shape))
+    _, site, block, dims, channels = op
+    return insert_block(model, str(site), str(block), int(dims), int(channels))
+
+
+_META_CACHE: OrderedDict[tuple[Any, ...], nn.Module] = OrderedDict()
+_META_CACHE_SIZE = 256  # meta models hold no memory for their tensors
 
 
 def build_custom_meta(custom: CustomModel, input_shape: tuple[int, ...]) -> nn.Module:
     """:func:`build_custom` on the ``meta`` device (no memory, no compute), or on the CPU if
-    the user's factory does something meta tensors cannot."""
+    the user's factory does something meta tensors cannot. Shared: do not modify the result.
+
+    A search's proposals extend their ancestors' histories, so the models of history prefixes
+    are kept (by factory, input shape and ops) and a new spec replays only its new ops.
+    """
     try:
-        return build_custom(custom, input_shape, device="meta")
+        base = (custom.factory, tuple(input_shape))
+        history = tuple(tuple(op) for op in custom.history)
+        k = len(history)
+        while k > 0 and base + history[:k] not in _META_CACHE:
+            k -= 1
+        model = _META_CACHE.get(base + history[:k])
+        if model is None:
+            model = make_model(custom.factory, "meta")
+            _remember(base, model)
+        for i in range(k, len(history)):
+            model = _replay(model, history[i], input_shape)
+            _remember(base + history[: i + 1], model)
+        _META_CACHE.move_to_end(base + history)
+        return model
     except GrowsearchError:
         raise
     except Exception:  # the user's code on meta tensors
         return build_custom(custom, input_shape)
+
+
+def _remember(key: tuple[Any, ...], model: nn.Module) -> None:
+    _META_CACHE[key] = model
+    _META_CACHE.move_to_end(key)
+    while len(_META_CACHE) > _META_CACHE_SIZE:
+        _META_CACHE.popitem(last=False)
 
 
 def mismatch(spec: Any) -> str | None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from growsearch.arch import ArchSpec, Widen, build
+from growsearch.arch._custom import build_custom_meta
 from growsearch.grow import WarmStartRecipe, apply_ops
 from growsearch.morph import EXACT_INITS
 from growsearch.space._mutations import MutationSpace
@@ -78,9 +79,11 @@ def test_random_descendants_preserve_the_function(name: str) -> None:
         seen_deepen |= any(type(o).__name__ == "Deepen" for o in ops)
         model, spec = child, child_spec
     rebuilt = build(spec)  # the spec alone (factory + history) gives the grown model's shapes
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
-        k: v.shape for k, v in model.state_dict().items()
-    }
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
+    # so does the meta build, replayed from cached ancestors' builds (what proposals are checked on)
+    meta = build_custom_meta(spec.custom, spec.input_shape)
+    assert {k: v.shape for k, v in meta.state_dict().items()} == shapes
 
 
 @pytest.mark.parametrize("init", EXACT_INITS)
