@@ -101,7 +101,7 @@ class MutationSpace(Section):
     max_flops: PosInt | None = None  # type: ignore[valid-type]
     ops_per_child: Annotated[tuple[int, int], BeforeValidator(_ops_per_child)] = (1, 2)
 
-    # Costs by spec digest: building a model to count is not free (FLOPs: ~0.2 s).
+    # Costs by spec digest: counting builds a model (and runs it, for FLOPs).
     _params: dict[str, int] = PrivateAttr(default_factory=dict)
     _flops: dict[str, int] = PrivateAttr(default_factory=dict)
     _buildable: dict[str, str | None] = PrivateAttr(default_factory=dict)
