@@ -440,7 +440,7 @@ def train(
         model.train()
         order = torch.randperm(n, generator=shuffle_rng)
         loss_sum, seen = 0.0, 0
-        batches = _batches(train_split, batch_size, order, device, generator=shuffle_rng)
+        batches = _batches(train_split, batch_size, order, device)
         for x, y in batches:
             if step >= total_steps:
                 break
@@ -501,17 +501,20 @@ def _batches(
     batch_size: int,
     order: torch.Tensor | None,
     device: torch.device,
-    *,
-    generator: torch.Generator | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(x, y)`` batches on ``device``: in ``order`` with the last incomplete batch dropped
-    (training), else every sample in sample order (evaluation)."""
+    (training), else every sample in sample order (evaluation).
+
+    A streamed split reads the same batches as one in memory would. Its workers' seeds (for a
+    Dataset that draws random numbers) come from the epoch's order, so they repeat on a resume
+    and no generator of the run is disturbed."""
     if isinstance(split, StreamedSplit):
+        seed = 0 if order is None else int(order[0]) * 1_000_003 + int(order[-1])
         loader = split.loader(
             batch_size,
             None if order is None else order.tolist(),
             drop_last=order is not None,
-            generator=generator,
+            generator=torch.Generator().manual_seed(seed),
         )
         for x, y in loader:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
