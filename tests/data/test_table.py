@@ -108,3 +108,17 @@ def test_a_space_over_a_table(tmp_path: Path) -> None:
     assert s.seed_arch is not None and s.seed_arch.input_shape == (39,)
     assert s.seed_arch.num_classes == 2
     assert load_dataset("table", path=s.dataset.path, target="diagnosis").num_classes == 2
+
+
+def test_the_example_table_space_loads(tmp_path: Path) -> None:
+    """search_spaces/breast_cancer: its script writes the table, the space loads it."""
+    import runpy
+    import shutil
+
+    example = Path(__file__).parents[2] / "search_spaces" / "breast_cancer"
+    shutil.copy(example / "space.yaml", tmp_path / "space.yaml")
+    runpy.run_path(str(example / "make_csv.py"))["write"](tmp_path / "breast_cancer.csv")
+    space = load_space(tmp_path / "space.yaml")
+    assert space.seed_arch is not None and space.seed_arch.input_shape == (30,)
+    data = load_table(tmp_path / "breast_cancer.csv", "diagnosis")
+    assert data.num_classes == 2 and len(data.train) == 569 - 2 * 85
