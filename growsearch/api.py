@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
+from growsearch.storage import Location, check_reachable, location
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,16 +33,19 @@ DICT_RUN_NAME = "search"
 class Run:
     """A run folder (``<results_dir>/<name>``): its trials, its best trial and best model.
 
-    ``Run(path)`` opens an existing run without running anything.
+    ``Run(path)`` opens an existing run without running anything; ``path`` is a local folder
+    or a URI (``s3://bucket/runs/name``).
 
     Raises:
         ConfigError: ``path`` is not a growsearch run folder.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str]):
+    def __init__(self, run_dir: str | os.PathLike[str] | Location):
         from growsearch.runner._checks import check_run_dir
 
-        self.dir: Path = check_run_dir(Path(run_dir))
+        self.location: Location = check_run_dir(run_dir)
+        # a local run: its absolute Path; a run on a URI: its Location (``str()`` is the URI)
+        self.dir: Path | Location = self.location.local or self.location
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -49,9 +53,9 @@ class Run:
         with the same columns, when no trial has finished)."""
         from growsearch.runner._results import COLUMNS, load_results, trials_path
 
-        if not trials_path(self.dir).is_file():
+        if not trials_path(self.location).is_file():
             return pd.DataFrame(columns=COLUMNS)
-        return load_results(self.dir)
+        return load_results(self.location)
 
     @property
     def best(self) -> pd.Series | None:
@@ -70,7 +74,7 @@ class Run:
         """
         from growsearch.checkpoint import load_model
 
-        return load_model(self.dir / "best", device=device)
+        return load_model(self.location / "best", device=device)
 
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r})"
@@ -101,7 +105,9 @@ def run(
             against the current directory) or a :class:`~growsearch.space.SearchSpace`.
         name: The run folder's name (default: the space's ``name``, else the file's stem;
             ``"search"`` for a dict without one). It must not hold a run already.
-        results_dir: The parent folder of run folders.
+        results_dir: The parent folder of run folders: a local path or a URI that
+            ``pyarrow.fs`` opens (``s3://bucket/runs``, ``gs://...``, ``file://...``); see
+            ``docs/cluster.md``.
         trials: Overrides ``budget.trials``.
         time_budget: Overrides ``budget.time_minutes`` (wall-clock minutes).
         concurrency: Overrides ``resources.concurrency`` (trials running at once).
@@ -148,8 +154,10 @@ def run(
         )
     resolved = _load(space, overrides)
     name = name or resolved.name
-    run_dir = Path(results_dir) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
+    parent = location(results_dir)
+    check_reachable(parent)
+    run_dir = parent / name
+    if run_dir.listdir():
         raise ConfigError(
             f"{run_dir}: a run named {name!r} already exists; choose another --name (nothing was changed)"
         )
@@ -173,7 +181,7 @@ def run(
 
 
 def resume(
-    run_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str] | Location,
     *,
     address: str | None = None,
     controller: Controller | None = None,
@@ -205,7 +213,7 @@ def resume(
     from growsearch.runner._checks import check_run_dir
     from growsearch.runner._run import controller_class
 
-    path = check_run_dir(Path(run_dir))
+    path = check_run_dir(run_dir)
     recorded = _recorded_controller(path)
     if controller is not None and not isinstance(controller, Controller):
         raise ConfigError(
@@ -262,7 +270,7 @@ def _console(console: Any, progress: bool) -> Any:
     return console
 
 
-def _recorded_controller(run_dir: Path) -> str | None:
+def _recorded_controller(run_dir: Location) -> str | None:
     """The class of the controller instance a run was started with (None: a registered one,
     rebuilt from the run's space)."""
     try:

@@ -7,6 +7,10 @@ lineage) and a note (summary + leaderboard) to the same study, with
 ``save_plotly_graph_object(study, fig, graph_object_id=...)`` and ``save_note``: they appear on
 the study's page. A background thread re-reads ``trials.parquet`` every few seconds and saves
 them again when it changed, so the page follows a running search.
+
+A run on a URI (``s3://...``) with the default study: the dashboard serves a local copy of the
+run's ``study.db`` taken when it starts (restart it for newer trials in optuna-dashboard's own
+views); growsearch's figures and note still follow ``trials.parquet``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
-from growsearch.runner._results import default_storage, load_results, trials_path
+from growsearch.runner._results import load_results, study_storage, trials_path
+from growsearch.storage import Location
 from growsearch.viz import all_figures, leaderboard
 
 REFRESH_SECONDS = 3.0
@@ -44,13 +49,14 @@ def _import_dashboard() -> Any:
     return optuna_dashboard
 
 
-def run_storage(run_dir: Path) -> str:
-    """The Optuna storage URL a run writes to (``run.json``'s ``storage``)."""
+def run_storage(run_dir: Location) -> str:
+    """The Optuna storage URL of a run's study (``run.json``'s ``storage``; for the default
+    study of a run on a URI, a local copy of it)."""
     try:
         info = json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{run_dir / 'run.json'}: cannot read ({e})") from None
-    return info.get("storage") or default_storage(run_dir)
+    return study_storage(run_dir, info.get("storage"), writer=False)[0]
 
 
 def summary_note(run_name: str, df: pd.DataFrame, top: int = 10) -> str:
@@ -92,7 +98,7 @@ def summary_note(run_name: str, df: pd.DataFrame, top: int = 10) -> str:
 class FigurePublisher:
     """Saves growsearch's figures and note into a run's study when ``trials.parquet`` changes."""
 
-    def __init__(self, run_dir: Path, storage: str, log: Callable[[str], None] | None = None):
+    def __init__(self, run_dir: Location, storage: str, log: Callable[[str], None] | None = None):
         self.run_dir = run_dir
         self.storage = storage
         self.log = log or (lambda msg: print(f"growsearch dashboard: {msg}", file=sys.stderr))
@@ -119,12 +125,12 @@ class FigurePublisher:
 
     def poll(self) -> bool:
         """Publish if the results changed since the last call; True if it published."""
-        path = trials_path(self.run_dir)
         try:
-            st = path.stat()
-        except FileNotFoundError:
+            seen = trials_path(self.run_dir).signature()
+        except OSError:
+            return False  # unreachable for now: try again next time
+        if seen is None:
             return False  # no trial has finished yet
-        seen = (st.st_mtime_ns, st.st_size)
         if seen == self._seen:
             return False
         try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import html
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from growsearch.storage import Location
 from growsearch.viz import all_figures, leaderboard, lineage, save_pngs
 
 FIGURE_CAPTIONS = {
@@ -103,8 +105,10 @@ def render_report(df: pd.DataFrame, title: str, meta: str = "") -> str:
     )
 
 
-def write_report(run_dir: str | Path, pngs: bool = True) -> Path:
+def write_report(run_dir: str | Path | Location, pngs: bool = True) -> Path | Location:
     """Write ``run_dir/report.html`` (and ``run_dir/figures/*.png``); returns the HTML's path.
+
+    ``run_dir`` is a local folder or a URI (the files are written there, each atomically).
 
     Raises:
         ConfigError: ``run_dir`` is not a growsearch run or has no finished trial yet.
@@ -112,20 +116,22 @@ def write_report(run_dir: str | Path, pngs: bool = True) -> Path:
     from growsearch.runner import load_results
     from growsearch.runner._checks import check_run_dir
 
-    run_dir = check_run_dir(run_dir)
-    df = load_results(run_dir)
+    run = check_run_dir(run_dir)
+    df = load_results(run)
     try:
-        info = json.loads((run_dir / "run.json").read_text())
+        info = json.loads((run / "run.json").read_text())
     except (OSError, ValueError):
         info = {}
     meta = (
         f"{len(df)} trials · started {info.get('created', '?')} · "
-        f"report written {time.strftime('%Y-%m-%d %H:%M:%S')} · {run_dir}"
+        f"report written {time.strftime('%Y-%m-%d %H:%M:%S')} · {run}"
     )
-    path = run_dir / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_report(df, f"growsearch run {run_dir.name}", meta), encoding="utf-8")
-    tmp.replace(path)
+    (run / "report.html").write_text(render_report(df, f"growsearch run {run.name}", meta))
     if pngs:
-        save_pngs(df, run_dir / "figures")
-    return path
+        if run.local is not None:
+            save_pngs(df, run.local / "figures")
+        else:  # drawn here, then uploaded
+            with tempfile.TemporaryDirectory(prefix="growsearch-figures-") as tmp:
+                save_pngs(df, Path(tmp))
+                (run / "figures").upload_dir(tmp)
+    return run.local / "report.html" if run.local is not None else run / "report.html"

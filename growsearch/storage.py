@@ -108,6 +108,22 @@ class Location:
 
         return bool(self._type() == FileType.Directory)
 
+    def signature(self) -> tuple[int, int] | None:
+        """(modification time in ns, size) of a file, None if it does not exist: a cheap
+        "did it change" check."""
+        if self.local is not None:
+            try:
+                st = self.local.stat()
+            except FileNotFoundError:
+                return None
+            return st.st_mtime_ns, st.st_size
+        from pyarrow.fs import FileType
+
+        info = self.fs.get_file_info(self.path)
+        if info.type != FileType.File:
+            return None
+        return int(info.mtime_ns or 0), int(info.size or 0)
+
     def listdir(self) -> list[str]:
         """Names of the entries directly under this folder (empty if it does not exist)."""
         if self.local is not None:

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 from growsearch.exceptions import ConfigError
+from growsearch.storage import Location, check_reachable, location
 
 RUN_FILES = ("run.json", "space.json")
 """The files every run folder holds from its start."""
@@ -57,12 +58,13 @@ def check_storage(storage: str | None) -> None:
         ) from None
 
 
-def check_run_dir(run_dir: str | Path) -> Path:
-    """A folder that holds a growsearch run, else ConfigError."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+def check_run_dir(run_dir: str | os.PathLike[str] | Location) -> Location:
+    """A folder (a local path or a URI) that holds a growsearch run, else ConfigError."""
+    loc = location(run_dir)
+    check_reachable(loc)
+    if not loc.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
-    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    missing = [f for f in RUN_FILES if not (loc / f).is_file()]
     if missing:
         raise ConfigError(f"{run_dir}: not a growsearch run (missing {', '.join(missing)})")
-    return run_dir.resolve()
+    return loc

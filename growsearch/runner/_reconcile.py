@@ -7,18 +7,18 @@ asks the controller for anything.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from growsearch.checkpoint import load_checkpoint
 from growsearch.exceptions import CheckpointError
 from growsearch.runner._results import ResultsStore, trial_row, trial_status
+from growsearch.storage import Location
 
 if TYPE_CHECKING:
     from growsearch.runner._searcher import ControllerSearcher
 
 
-def reconcile(searcher: ControllerSearcher, store: ResultsStore, run_dir: Path) -> None:
+def reconcile(searcher: ControllerSearcher, store: ResultsStore, run_dir: Location) -> None:
     """A trial recorded in the parquet is finished for the controller too, and a finished
     trial missing from the parquet is recorded from its checkpoint's metrics."""
     known = store.known()

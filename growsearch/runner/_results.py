@@ -1,7 +1,17 @@
-"""The results store: ``trials.parquet`` (one row per trial) and an Optuna study mirroring it."""
+"""The results store: ``trials.parquet`` (one row per trial) and an Optuna study mirroring it.
+
+The study lives where ``--storage`` says (any Optuna RDB URL), by default in SQLite: the run
+folder's ``study.db`` for a local run. SQLite cannot work on an object store, so a run on a
+URI (``s3://...``) keeps its default study in a local SQLite mirror (in the driver's scratch
+folder) and uploads it to ``<run>/study.db`` after every recorded trial; a resume, or a reader
+such as the dashboard, downloads it first. The parquet file is written before the study, and a
+store that opens a study behind its parquet file catches it up, so the copy on the URI is never
+more than one trial behind and loses nothing.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -11,6 +21,9 @@ from typing import Any, Literal
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
+from growsearch.storage import Location, location, scratch_dir
+
+STUDY_FILE = "study.db"
 
 COLUMNS = [
     "trial_id", "parent_id", "ops", "arch", "arch_summary", "params", "flops", "val_acc",
@@ -96,45 +109,86 @@ def ranked(df: pd.DataFrame) -> pd.DataFrame:
     return ok.drop(columns=["_acc", "_params"])
 
 
-def trials_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "trials.parquet"
+def trials_path(run_dir: str | Path | Location) -> Location:
+    return location(run_dir) / "trials.parquet"
 
 
-def load_results(run_dir: str | Path) -> pd.DataFrame:
-    """The run's trials as a DataFrame (one row per trial; ``ops`` and ``arch`` are JSON)."""
+def load_results(run_dir: str | Path | Location) -> pd.DataFrame:
+    """The run's trials as a DataFrame (one row per trial; ``ops`` and ``arch`` are JSON).
+
+    ``run_dir`` is a local path or a URI (``s3://bucket/runs/name``)."""
     path = trials_path(run_dir)
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a growsearch run (no trials.parquet)")
     try:
-        return pd.read_parquet(path)
+        return pd.read_parquet(io.BytesIO(path.read_bytes()))
     except (OSError, ValueError) as e:  # pyarrow's errors derive from these
         msg = str(e).splitlines()[0][:200] if str(e) else ""
         raise ConfigError(f"{path}: unreadable ({type(e).__name__}: {msg})") from None
 
 
 def default_storage(run_dir: str | Path) -> str:
-    return f"sqlite:///{Path(run_dir).resolve() / 'study.db'}"
+    return f"sqlite:///{Path(run_dir).resolve() / STUDY_FILE}"
+
+
+def study_storage(
+    run_dir: Location, recorded: str | None, *, writer: bool
+) -> tuple[str, Path | None]:
+    """The Optuna storage URL to open for a run, and the local SQLite mirror to upload after
+    each write (None: the study is where the URL says).
+
+    Args:
+        run_dir: the run folder.
+        recorded: ``run.json``'s ``storage`` (None: the default study of the run folder).
+        writer: the search's own driver (its mirror is ``study.db`` in its scratch folder); a
+            reader gets a private copy of the run's study.
+    """
+    if recorded:
+        return recorded, None
+    if run_dir.local is not None:
+        return default_storage(run_dir.local), None
+    scratch = scratch_dir(run_dir)
+    db = scratch / (STUDY_FILE if writer else f"study-read-{os.getpid()}.db")
+    remote = run_dir / STUDY_FILE
+    if remote.is_file():
+        remote.download(db)
+    else:
+        db.unlink(missing_ok=True)
+    return f"sqlite:///{db}", db
 
 
 class ResultsStore:
     """Appends finished trials to the parquet file and the Optuna study; idempotent by trial id."""
 
     def __init__(
-        self, run_dir: str | Path, storage: str | None, study_name: str, objectives: list[str]
+        self,
+        run_dir: str | Path | Location,
+        storage: str | None,
+        study_name: str,
+        objectives: list[str],
+        *,
+        mirror: Path | None = None,
     ):
+        """``mirror``: the local SQLite file ``storage`` names, uploaded to the run folder's
+        ``study.db`` after every write (a run on a URI, see :func:`study_storage`)."""
         import optuna
 
-        self.run_dir = Path(run_dir)
+        self.run_dir = location(run_dir)
         self.objectives = list(objectives)
+        self.mirror = mirror
         path = trials_path(self.run_dir)
-        self.df = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+        self.df = (
+            pd.read_parquet(io.BytesIO(path.read_bytes()))
+            if path.is_file()
+            else pd.DataFrame(columns=COLUMNS)
+        )
         for col in COLUMNS:  # a run from an older version lacks the newer columns
             if col not in self.df.columns:
                 self.df[col] = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             self.study = optuna.create_study(
-                storage=storage or default_storage(self.run_dir),
+                storage=storage or default_storage(self.run_dir.local or scratch_dir(self.run_dir)),
                 study_name=study_name,
                 directions=[OBJECTIVE_DIRECTIONS[o] for o in self.objectives],
                 load_if_exists=True,
@@ -153,6 +207,7 @@ class ResultsStore:
                     {c: (None if _missing(row.get(c)) else row.get(c)) for c in COLUMNS}
                 )
                 self._in_study.add(row["trial_id"])
+                self._sync_study()
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles its callbacks with the experiment state; the study holds a DB engine
@@ -173,10 +228,14 @@ class ResultsStore:
         if row["trial_id"] not in self._in_study:
             self._add_to_study(row)
             self._in_study.add(row["trial_id"])
+            self._sync_study()
+
+    def _sync_study(self) -> None:
+        """Upload the local mirror of the study to the run folder (a run on a URI)."""
+        if self.mirror is not None and self.mirror.is_file():
+            (self.run_dir / STUDY_FILE).upload(self.mirror)
 
     def _write(self) -> None:
-        path = trials_path(self.run_dir)
-        tmp = path.with_suffix(".parquet.tmp")
         df = self.df.copy()
         for col in ("params", "flops", "epochs", "restarts", "warmup_steps"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
@@ -206,8 +265,9 @@ class ResultsStore:
             "preserve_err",
         ):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        trials_path(self.run_dir).write_bytes(buf.getvalue())  # atomic: rename, or one PUT
 
     def _add_to_study(self, row: dict[str, Any]) -> None:
         import optuna

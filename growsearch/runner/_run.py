@@ -4,12 +4,17 @@ A run folder holds ``space.json`` (the validated space), ``run.json`` (how it wa
 ``search_state.json`` (the searcher and controller state), ``trials.parquet``, ``study.db``,
 ``models/<trial>/`` (each trial's latest checkpoint), ``best/`` and ``ray/`` (Tune's own
 experiments, one per session: ``search-1``, ``search-2`` after a resume, ...).
+
+The run folder is a local path or a URI (``s3://bucket/runs/name``, see
+:mod:`growsearch.storage`); Ray Tune gets the same filesystem for its own storage, and every
+worker reads parents and writes checkpoints there. What is the driver's own business stays in
+its local scratch folder (the run folder itself when that is local): the record of the Ray it
+started (``ray_session.json``) and the local mirror of a remote run's SQLite study.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +34,14 @@ from growsearch.runner._ray import (
     ray_session,
 )
 from growsearch.runner._reconcile import reconcile
-from growsearch.runner._results import ResultsStore, default_storage, load_results
+from growsearch.runner._results import (
+    ResultsStore,
+    default_storage,
+    load_results,
+    study_storage,
+    trials_path,
+)
+from growsearch.storage import Location, check_reachable, location, scratch_dir
 
 if TYPE_CHECKING:
     from growsearch.runner._searcher import ControllerSearcher
@@ -38,7 +50,7 @@ if TYPE_CHECKING:
 class SearchInterrupted(Exception):
     """The search stopped before its budget was spent (Ctrl-C); it can be resumed."""
 
-    def __init__(self, run_dir: Path, df: pd.DataFrame):
+    def __init__(self, run_dir: Path | Location, df: pd.DataFrame):
         super().__init__(f"search interrupted; continue it with: growsearch resume {run_dir}")
         self.run_dir = run_dir
         self.df = df
@@ -46,7 +58,7 @@ class SearchInterrupted(Exception):
 
 def run_search(
     space: Any,
-    run_dir: str | Path,
+    run_dir: str | Path | Location,
     *,
     address: str | None = None,
     storage: str | None = None,
@@ -60,9 +72,11 @@ def run_search(
 
     Args:
         space: a validated :class:`growsearch.space.SearchSpace`.
-        run_dir: the run's folder; must not exist yet (nothing is ever overwritten).
+        run_dir: the run's folder, a local path or a URI (``s3://bucket/runs/name``); must not
+            hold anything yet (nothing is ever overwritten).
         address: an existing Ray cluster (default: start a local Ray bound to 127.0.0.1).
-        storage: an Optuna RDB URL (default: SQLite ``run_dir/study.db``).
+        storage: an Optuna RDB URL (default: SQLite ``run_dir/study.db``; for a run on a URI a
+            local mirror of it, uploaded there after every trial).
         console: a rich Console for the live display (default: stdout).
         progress: show the live progress line.
         max_failures: how often a failed trial is retried (from its last checkpoint).
@@ -73,8 +87,9 @@ def run_search(
         ConfigError: bad input (checked before anything is written).
         SearchInterrupted: stopped by Ctrl-C before the budget was spent; resume it.
     """
-    run_dir = Path(run_dir).resolve()
-    if run_dir.exists() and any(run_dir.iterdir()):
+    run_dir = location(run_dir)
+    check_reachable(run_dir)
+    if run_dir.listdir():
         raise ConfigError(
             f"{run_dir}: a run already exists there; choose another --name (nothing was changed)"
         )
@@ -85,7 +100,7 @@ def run_search(
     if controller is None:  # its own checks, before writing
         make_controller(space.controller.name, space, seed=space.seed)
     created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir()
     try:
         with run_lock(run_dir):
             (run_dir / "space.json").write_text(
@@ -94,7 +109,9 @@ def run_search(
             run_info = {
                 "name": run_dir.name,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "storage": storage or default_storage(run_dir),
+                # None: the default study, study.db in the run folder (see study_storage)
+                "storage": storage
+                or (default_storage(run_dir.local) if run_dir.local is not None else None),
                 "address": address,
                 "max_failures": max_failures,
                 **(
@@ -111,14 +128,14 @@ def run_search(
     except ClusterTooSmall:
         # found once Ray was up, before any trial: leave no half-made run behind (the folder
         # was absent or empty before this call)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.rmtree()
         if not created:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir()
         raise
 
 
 def resume_search(
-    run_dir: str | Path,
+    run_dir: str | Path | Location,
     *,
     address: str | None = None,
     console: Any = None,
@@ -134,12 +151,12 @@ def resume_search(
     run_dir = check_run_dir(run_dir)
     address = check_address(address)
     with run_lock(run_dir):
-        cleanup_stale_ray(run_dir)
+        cleanup_stale_ray(scratch_dir(run_dir))
         try:
             data = json.loads((run_dir / "space.json").read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{run_dir / 'space.json'}: corrupt ({e})") from None
-        space = SearchSpace.from_dict(data, path=run_dir / "space.json")
+        space = SearchSpace.from_dict(data, path=str(run_dir / "space.json"))
         return _execute(
             space, run_dir, load_state(run_dir), address=address, console=console,
             progress=progress, controller=controller, callbacks=callbacks,
@@ -148,7 +165,7 @@ def resume_search(
 
 def _execute(
     space: Any,
-    run_dir: Path,
+    run_dir: Location,
     state: dict[str, Any] | None,
     *,
     address: str | None,
@@ -166,8 +183,9 @@ def _execute(
 
     run_info = json.loads((run_dir / "run.json").read_text())
     settings = {**space.to_dict(), "run_dir": str(run_dir)}
+    url, mirror = study_storage(run_dir, run_info.get("storage"), writer=True)
     store = ResultsStore(
-        run_dir, run_info.get("storage"), study_name=run_dir.name, objectives=list(space.objectives)
+        run_dir, url, study_name=run_dir.name, objectives=list(space.objectives), mirror=mirror
     )
     if controller is None:
         controller = make_controller(space.controller.name, space, seed=space.seed)
@@ -192,7 +210,8 @@ def _execute(
         df = load_results(run_dir)
         export_best(run_dir, df)
         return df
-    with ray_session(address, run_dir, prepare_user_code(space, run_dir, address)):
+    scratch = scratch_dir(run_dir)
+    with ray_session(address, scratch, prepare_user_code(space, run_dir, address)):
         note = check_cluster_resources(space, address)
         if note is not None:
             console.print(f"growsearch: {note}", style="yellow", markup=False)
@@ -212,7 +231,7 @@ def _execute(
         finally:
             searcher.elapsed_s += time.monotonic() - started
             searcher._persist()
-    df = load_results(run_dir) if (run_dir / "trials.parquet").exists() else pd.DataFrame()
+    df = load_results(run_dir) if trials_path(run_dir).is_file() else pd.DataFrame()
     export_best(run_dir, df)
     out_of_time = time_s is not None and time.monotonic() - started >= time_s - 1
     if not searcher.complete() and not out_of_time:
@@ -223,7 +242,7 @@ def _execute(
 def _tuner(
     space: Any,
     searcher: ControllerSearcher,
-    run_dir: Path,
+    run_dir: Location,
     *,
     time_s: float | None,
     session: int,
@@ -261,7 +280,11 @@ def _tuner(
         ),
         run_config=tune.RunConfig(
             name=f"search-{session}",
-            storage_path=str(run_dir / "ray"),
+            # Tune's own storage on the run's filesystem (a URI: every node uploads there)
+            storage_path=str(run_dir / "ray")
+            if run_dir.local is not None
+            else (run_dir / "ray").path,
+            storage_filesystem=None if run_dir.local is not None else run_dir.fs,
             callbacks=callbacks,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=max_failures),

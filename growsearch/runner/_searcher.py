@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from growsearch.controllers import Controller, Proposal, TrialResult
 from growsearch.exceptions import GrowsearchError
 from growsearch.runner._results import trial_status
 from growsearch.space import TrainingConfig
+from growsearch.storage import Location, location
 
 STATE_FILE = "search_state.json"
 MAX_REJECTED = 20
@@ -51,7 +51,7 @@ class ControllerSearcher(Searcher):
         *,
         max_trials: int | None,
         max_epochs: int | None,
-        state_dir: str | Path | None = None,
+        state_dir: str | Path | Location | None = None,
     ):
         super().__init__(metric="val_acc", mode="max")
         self.controller = controller
@@ -59,7 +59,9 @@ class ControllerSearcher(Searcher):
         self._training = TrainingConfig.model_validate(settings["training"])
         self.max_trials = max_trials
         self.max_epochs = max_epochs
-        self.state_dir = None if state_dir is None else str(state_dir)
+        # the run folder (a local path or a URI): search_state.json is written there before the
+        # trial it issues starts, so a resume never issues a trial id twice
+        self.state_dir = None if state_dir is None else location(state_dir)
         self.issued: dict[str, dict[str, Any]] = {}  # our id -> proposal dict, in issue order
         self.finished: set[str] = set()
         self.pending: list[str] = []  # issued, not finished, to re-run first (after a resume)
@@ -224,10 +226,7 @@ class ControllerSearcher(Searcher):
     def _persist(self) -> None:
         if self.state_dir is None:
             return
-        path = Path(self.state_dir) / STATE_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.get_state()))
-        os.replace(tmp, path)
+        (self.state_dir / STATE_FILE).write_text(json.dumps(self.get_state()))  # atomic
 
     def save(self, checkpoint_path: str) -> None:  # Tune's own experiment checkpoint (JSON too)
         with open(checkpoint_path, "w") as f:
@@ -249,6 +248,6 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
-def load_state(run_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / STATE_FILE
+def load_state(run_dir: str | Path | Location) -> dict[str, Any] | None:
+    path = location(run_dir) / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else None

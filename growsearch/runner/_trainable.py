@@ -28,6 +28,7 @@ from growsearch.exceptions import GrowsearchError
 from growsearch.grow import grow_child
 from growsearch.runner._usercode import seed_weights
 from growsearch.space import DatasetConfig, ResourcesConfig, TrainingConfig
+from growsearch.storage import Location, location
 from growsearch.train import (
     TrainState,
     evaluate,
@@ -52,7 +53,7 @@ def _dataset(name: str, root: str | None, flat: bool) -> Dataset:
 class TrialSettings:
     """The run's settings a trial needs, as the search space's typed sections."""
 
-    run_dir: Path
+    run_dir: str  # a local path or a URI (growsearch.storage): the run folder every worker shares
     seed: int
     warm_start: bool
     early_stopping: bool  # a scheduler may stop a trial after any epoch
@@ -69,7 +70,7 @@ class TrialSettings:
 def _parse_settings(text: str) -> TrialSettings:
     s = json.loads(text)
     return TrialSettings(
-        run_dir=Path(s["run_dir"]),
+        run_dir=str(s["run_dir"]),
         seed=int(s["seed"]),
         warm_start=bool(s["warm_start"]),
         early_stopping=s.get("scheduler") is not None,
@@ -79,9 +80,10 @@ def _parse_settings(text: str) -> TrialSettings:
     )
 
 
-def models_dir(run_dir: str | Path) -> Path:
-    """Where every trial's latest weights live, read by its children (shared storage on a cluster)."""
-    return Path(run_dir) / "models"
+def models_dir(run_dir: str | Path | Location) -> Location:
+    """Where every trial's latest weights live, read by its children: a folder of the run's
+    location (a local path, or a URI such as ``s3://`` that every node of a cluster reaches)."""
+    return location(run_dir) / "models"
 
 
 def trial_device(requested: str, gpu_ids: list[Any]) -> tuple[torch.device, str | None]:
@@ -151,7 +153,7 @@ def train_trial(config: dict[str, Any]) -> None:
     if resumed is not None:  # Tune restarted this trial (e.g. its worker or node died)
         with resumed.as_directory() as d:
             ck = load_checkpoint(d)
-    elif own.is_dir():  # the search was resumed: continue from this trial's last epoch
+    elif (own / "meta.json").is_file():  # the search was resumed: continue from its last epoch
         ck = load_checkpoint(own)
     epochs = training.epochs_for(child=proposal.parent_id is not None)
     steps = max(1, len(data.train) // training.batch_size) * epochs

@@ -22,13 +22,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
 import site
 import sysconfig
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from growsearch.exceptions import ConfigError
+from growsearch.storage import Location, location
 
 log = logging.getLogger("growsearch")
 
@@ -129,27 +130,33 @@ def runtime_env(factory: str, *, cluster: bool, where: str = "") -> dict[str, An
     return {"py_modules": paths, "excludes": list(EXCLUDES)} if paths else None
 
 
-def stage_seed_weights(run_dir: str | Path, weights: str | Path) -> Path | None:
-    """Copy the seed's weights into the run folder (once: a resumed run keeps its first copy)."""
-    dst = Path(run_dir) / SEED_WEIGHTS
+def stage_seed_weights(run_dir: str | Path | Location, weights: str | Path) -> Location | None:
+    """Copy the seed's weights into the run folder, a local path or a URI (once: a resumed run
+    keeps its first copy)."""
+    dst = location(run_dir) / SEED_WEIGHTS
     if dst.is_file():
         return dst
     src = Path(weights)
     if not src.is_file():
         return None  # gone before the run started (a resume): the seed trial will say so
-    tmp = dst.with_name(f".{SEED_WEIGHTS}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    dst.upload(src)  # atomic
     return dst
 
 
-def seed_weights(run_dir: str | Path, weights: str) -> str:
-    """The weights file a seed trial loads: the run folder's copy, else the user's file."""
-    copy = Path(run_dir) / SEED_WEIGHTS
-    return str(copy) if copy.is_file() else weights
+def seed_weights(run_dir: str | Path | Location, weights: str) -> str:
+    """The weights file a seed trial loads: the run folder's copy (downloaded to a local
+    temporary file when the run folder is remote), else the user's file."""
+    copy = location(run_dir) / SEED_WEIGHTS
+    if not copy.is_file():
+        return weights
+    if copy.local is not None:
+        return str(copy.local)
+    fd, tmp = tempfile.mkstemp(prefix="growsearch-seed-", suffix=".safetensors")
+    os.close(fd)
+    return str(copy.download(tmp))
 
 
-def prepare_user_code(space: Any, run_dir: Path, address: str | None) -> dict[str, Any] | None:
+def prepare_user_code(space: Any, run_dir: Location, address: str | None) -> dict[str, Any] | None:
     """Before Ray starts: stage the seed weights in the run folder and return the
     ``runtime_env`` for ``ray.init`` (None for a search over a growsearch model family)."""
     user = getattr(space, "user_model", None)
