@@ -104,7 +104,7 @@ def dataset_from_splits(
     ):
         raise DataError(f"{name}: num_classes: expected an integer >= 2, got {declared!r}")
 
-    parts = {k: _part(name, k, out[k]) for k in SPLITS if out.get(k) is not None}
+    parts = {k: _part(name, k, out[k], workers) for k in SPLITS if out.get(k) is not None}
     shape = parts["train"].shape
     for k, part in parts.items():
         if part.shape != shape:
@@ -123,7 +123,7 @@ def dataset_from_splits(
                 f"{num_classes}), got {lo if lo < 0 else hi}"
             )
     if num_classes < 2:
-        raise DataError(f"{name}: train: expected at least 2 classes, got labels all {0}")
+        raise DataError(f"{name}: train: expected at least 2 classes, got only label 0")
 
     train = parts["train"]
     if "val" in parts:
@@ -178,7 +178,7 @@ class _Part:
         return _materialise(self.source, workers)
 
 
-def _part(name: str, key: str, value: Any) -> _Part:
+def _part(name: str, key: str, value: Any, workers: int) -> _Part:
     """Check one split's type, dtypes, lengths and shapes; read its labels."""
     where = f"{name}: {key}"
     if isinstance(value, tuple | list) and len(value) == 2:
@@ -209,7 +209,7 @@ def _part(name: str, key: str, value: Any) -> _Part:
         if n == 0:
             raise DataError(f"{where}: the split is empty")
         x0, y0 = _item(where, value, 0)
-        labels = _labels(where, value, n)
+        labels = _labels(where, value, n, workers)
         return _Part(tuple(x0.shape), labels, source=value, sample_bytes=x0.nbytes + 8)
     raise DataError(
         f"{where}: expected an (x, y) pair of tensors or a map-style torch Dataset, "
@@ -245,16 +245,31 @@ def _item(where: str, ds: Any, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x.float(), y.long()
 
 
-def _labels(where: str, ds: Any, n: int) -> np.ndarray:
-    """Every label of a Dataset: its ``targets``/``labels`` attribute, else one pass over it."""
+def _labels(where: str, ds: Any, n: int, workers: int) -> np.ndarray:
+    """Every label of a Dataset: its ``targets``/``labels`` attribute, else one pass over it
+    (in batches, with ``workers`` processes)."""
     for attr in ("targets", "labels"):
         given = getattr(ds, attr, None)
         if given is not None and len(given) == n:
             labels = torch.as_tensor(given)
             _check_dtypes(where, torch.float32, labels.dtype)
             return labels.long().numpy()
-    ys = [_item(where, ds, i)[1] for i in range(n)]
-    return torch.stack(ys).numpy()
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=workers)
+    ys = []
+    try:
+        for batch in loader:
+            if not isinstance(batch, tuple | list) or len(batch) != 2:
+                raise DataError(f"{where}: expected samples (x, y), got {type(batch).__name__}")
+            y = torch.as_tensor(batch[1])
+            _check_dtypes(where, torch.float32, y.dtype)
+            if y.ndim != 1:
+                raise DataError(f"{where}: y: expected one integer label per sample")
+            ys.append(y.long())
+    except DataError:
+        raise
+    except Exception as e:  # the user's __getitem__, or samples of different shapes
+        raise DataError(f"{where}: reading the samples failed: {str(e).splitlines()[0]}") from e
+    return torch.cat(ys).numpy()
 
 
 def _materialise(ds: torch.utils.data.Dataset, workers: int) -> Split:
@@ -265,8 +280,8 @@ def _materialise(ds: torch.utils.data.Dataset, workers: int) -> Split:
         for x, y in loader:
             xs.append(torch.as_tensor(x).float())
             ys.append(torch.as_tensor(y).long().reshape(-1))
-    except RuntimeError as e:  # default_collate: samples of different shapes
-        raise DataError(f"reading the dataset failed: {str(e).splitlines()[0]}") from e
+    except (RuntimeError, TypeError) as e:  # default_collate: samples of different shapes
+        raise DataError(f"reading a Dataset failed: {str(e).splitlines()[0]}") from e
     return Split(torch.cat(xs), torch.cat(ys))
 
 
