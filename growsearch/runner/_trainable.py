@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from growsearch.arch import build, count_flops, count_params
 from growsearch.checkpoint import load_checkpoint, save_checkpoint
 from growsearch.controllers import Proposal
-from growsearch.data import Dataset, load_dataset
+from growsearch.data import Dataset
 from growsearch.exceptions import GrowsearchError
 from growsearch.grow import grow_child
 from growsearch.runner._usercode import seed_weights
@@ -44,9 +44,9 @@ _warned_no_cuda = False
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(name: str, root: str | None, flat: bool) -> Dataset:
+def _dataset(dataset: DatasetConfig, flat: bool) -> Dataset:
     # cached per worker process: with reuse_actors, later trials skip the data preparation
-    return load_dataset(name, root=root, flat=flat)
+    return dataset.load(flat=flat)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def train_trial(config: dict[str, Any]) -> None:
     proposal = Proposal.from_dict(config["proposal"])
     torch.set_num_threads(max(1, int(settings.resources.cpus_per_trial)))
     # a model family's MLP takes flat inputs; a user's model takes the data as it is
-    data = _dataset(settings.dataset.name, settings.dataset.root, proposal.arch.family == "mlp")
+    data = _dataset(settings.dataset, proposal.arch.family == "mlp")
     gpu_ids = list(_ray_gpu_ids())
     device, warning = trial_device("auto", gpu_ids)
     if warning is not None:
@@ -176,8 +176,8 @@ def train_trial(config: dict[str, Any]) -> None:
 
         child = grow_child(
             parent.model(device), parent.spec, proposal.ops, training.recipe(),
-            total_steps=steps, seed=seed, calibration=data.train.x[:PROBE_SIZE].to(device),
-            probe=data.val.x[:PROBE_SIZE].to(device), after_morph=after_morph,
+            total_steps=steps, seed=seed, calibration=data.train.head(PROBE_SIZE)[0].to(device),
+            probe=data.val.head(PROBE_SIZE)[0].to(device), after_morph=after_morph,
         )  # fmt: skip
         if child.spec != spec:
             raise GrowsearchError(

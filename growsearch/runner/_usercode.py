@@ -104,7 +104,9 @@ def _size(path: Path, limit: int) -> int:
     return total
 
 
-def runtime_env(factory: str, *, cluster: bool, where: str = "") -> dict[str, Any] | None:
+def runtime_env(
+    factory: str, *, cluster: bool, where: str = "", key: str = "seed_model.factory"
+) -> dict[str, Any] | None:
     """The Ray ``runtime_env`` that ships a factory's code, or None when there is nothing to ship.
 
     Args:
@@ -113,12 +115,13 @@ def runtime_env(factory: str, *, cluster: bool, where: str = "") -> dict[str, An
             the files; on the local Ray a folder too large to ship is skipped with a warning
             (local workers read it where it is), on a cluster it is a ConfigError.
         where: the search-space file, for the error message.
+        key: the factory's key in the search space (``seed_model.factory``, ``dataset.factory``).
     """
     paths = []
     for path in ship_paths(factory):
         if _size(path, MAX_SHIP_BYTES) > MAX_SHIP_BYTES:
             msg = (
-                f"seed_model.factory: growsearch ships {path} to the Ray workers, but it holds "
+                f"{key}: growsearch ships {path} to the Ray workers, but it holds "
                 f"more than {MAX_SHIP_BYTES // 2**20} MiB; put the factory and the modules it "
                 "imports in a folder of their own (or list the rest in a .rayignore there)"
             )
@@ -158,13 +161,22 @@ def seed_weights(run_dir: str | Path | Location, weights: str) -> str:
 
 def prepare_user_code(space: Any, run_dir: Location, address: str | None) -> dict[str, Any] | None:
     """Before Ray starts: stage the seed weights in the run folder and return the
-    ``runtime_env`` for ``ray.init`` (None for a search over a growsearch model family)."""
+    ``runtime_env`` for ``ray.init`` (None for a search over a growsearch model family and
+    dataset). The code of a dataset factory (``dataset.factory``) travels the same way."""
+    factories = []
     user = getattr(space, "user_model", None)
-    if user is None:
-        return None
-    if user.weights is not None:
-        stage_seed_weights(run_dir, user.weights)
-    return runtime_env(user.factory, cluster=address is not None, where=str(space.path))
+    if user is not None:
+        if user.weights is not None:
+            stage_seed_weights(run_dir, user.weights)
+        factories.append(("seed_model.factory", user.factory))
+    data_factory = getattr(getattr(space, "dataset", None), "factory", None)
+    if data_factory is not None:
+        factories.append(("dataset.factory", data_factory))
+    paths: list[str] = []
+    for key, factory in factories:
+        env = runtime_env(factory, cluster=address is not None, where=str(space.path), key=key)
+        paths += [p for p in (env or {}).get("py_modules", []) if p not in paths]
+    return {"py_modules": paths, "excludes": list(EXCLUDES)} if paths else None
 
 
 __all__ = [
