@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from growsearch.exceptions import ConfigError
-from growsearch.storage import Location
+from growsearch.storage import Location, location
 
 LEASE_S = 60.0
 """How long a lease on an object store lasts without renewal."""
@@ -45,8 +45,9 @@ log = logging.getLogger("growsearch")
 
 
 @contextmanager
-def run_lock(run_dir: Location) -> Iterator[None]:
+def run_lock(run_dir: str | os.PathLike[str] | Location) -> Iterator[None]:
     """Hold an exclusive lock on the run folder; a second search on it is refused."""
+    run_dir = location(run_dir)
     if run_dir.local is None:
         with _Lease(run_dir):
             yield

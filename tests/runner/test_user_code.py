@@ -28,6 +28,7 @@ from growsearch.runner._usercode import (
     ship_paths,
     stage_seed_weights,
 )
+from growsearch.storage import location
 
 CODE = Path(__file__).parents[1] / "fixtures" / "usercode"
 
@@ -141,7 +142,7 @@ def test_seed_weights_are_copied_into_the_run_folder_once(tmp_path: Path) -> Non
     run = tmp_path / "run"
     run.mkdir()
     assert seed_weights(run, str(user)) == str(user)  # no copy yet: the user's file
-    assert stage_seed_weights(run, user) == run / SEED_WEIGHTS
+    assert stage_seed_weights(run, user) == location(run) / SEED_WEIGHTS
     assert seed_weights(run, str(user)) == str(run / SEED_WEIGHTS)
     save_file({"w": torch.zeros(2)}, str(user))  # changed later: the run keeps its snapshot
     stage_seed_weights(run, user)

@@ -83,6 +83,16 @@ def test_a_search_on_s3_runs_and_is_read_from_the_uri(s3, tmp_path: Path, monkey
     assert "<html" in (location(uri) / "report.html").read_text()
     assert any(n.endswith(".png") for n in (location(uri) / "figures").listdir())
 
+    pytest.importorskip("optuna_dashboard")
+    from growsearch.dashboard import Dashboard
+
+    dash = Dashboard(uri, port=0)  # over a copy of the run's study, figures from the URI
+    try:
+        assert "/studies/" in dash.url
+        assert dash.publisher.poll() and len(dash.publisher.study.get_trials()) == 4
+    finally:
+        dash.close()
+
 
 def _start(space: Path, results: str, log: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
