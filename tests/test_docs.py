@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from growsearch.controllers import CONTROLLERS
 from growsearch.grow import WarmStartRecipe
 from growsearch.space import (
+    AugmentConfig,
     BudgetConfig,
     DatasetConfig,
     DeepenConfig,
@@ -46,6 +47,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (WidenConfig, "### mutations.widen"),
     (DeepenConfig, "### mutations.deepen"),
     (TrainingConfig, "## training"),
+    (AugmentConfig, "### training.augment"),
     (BudgetConfig, "## budget"),
     (ResourcesConfig, "## resources"),
     (SchedulerConfig, "## scheduler"),
