@@ -1,7 +1,8 @@
 """Where a run's files live: a local folder, or a folder on any filesystem ``pyarrow.fs`` knows.
 
 A run location is a local path (``results/runs/x``, a shared NFS mount) or a URI
-(``s3://bucket/runs/x``, ``gs://...``, ``hdfs://...``, ``file:///...``), parsed once into a
+(``s3://bucket/runs/x``, ``gs://...``, ``hdfs://...``, ``file:///...``, or a scheme only fsspec
+knows, such as ``az://``, wrapped as a pyarrow filesystem), parsed once into a
 :class:`Location`: a filesystem and a path in it. Every process of a search — the driver and
 the Ray workers on every node — reads and writes the run through it, so a cluster needs no
 shared disk.
@@ -255,6 +256,22 @@ def _from_uri(uri: str) -> tuple[Any, str]:
     return FileSystem.from_uri(uri)
 
 
+@functools.lru_cache(maxsize=64)
+def _from_fsspec(uri: str) -> tuple[Any, str] | None:
+    """A scheme pyarrow lacks but fsspec has (``az://``, ``abfs://``, ``memory://``...), wrapped
+    as a pyarrow filesystem (what Ray Tune takes too); None without fsspec or the scheme."""
+    try:
+        from fsspec.core import url_to_fs
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+    except ImportError:
+        return None
+    try:
+        fs, path = url_to_fs(uri)
+    except (ValueError, ImportError):  # unknown protocol, or its package is not installed
+        return None
+    return PyFileSystem(FSSpecHandler(fs)), str(path)
+
+
 def is_uri(value: str | os.PathLike[str] | Location) -> bool:
     """Whether ``value`` names a URI (``scheme://...``) rather than a local path."""
     return isinstance(value, Location) or "://" in str(value)
@@ -285,7 +302,13 @@ def location(value: str | os.PathLike[str] | Location) -> Location:
     except Exception as e:  # ArrowInvalid (unknown scheme), OSError (bad credentials, region)
         msg = _first_line(e)
         if "Unrecognized filesystem type" in str(e):
-            msg = f"no filesystem for the scheme {scheme!r}; use a local path, s3://, gs:// or hdfs://"
+            found = _from_fsspec(text.rstrip("/"))
+            if found is not None:
+                return Location(found[0], found[1], text.rstrip("/"), None)
+            msg = (
+                f"no filesystem for the scheme {scheme!r}; use a local path, s3://, gs://, "
+                "hdfs:// or a scheme fsspec knows"
+            )
         raise ConfigError(f"{text}: cannot open it ({msg})") from None
     from pyarrow.fs import LocalFileSystem
 
@@ -295,22 +318,23 @@ def location(value: str | os.PathLike[str] | Location) -> Location:
 
 
 def check_reachable(loc: Location) -> None:
-    """A remote location's bucket (its first path component) must exist and answer.
+    """A remote location must answer; on an object store (``s3://``, ``gs://``) its bucket (the
+    first path component) must exist.
 
     Raises:
         ConfigError: one line naming the URI (no such bucket, no credentials, no network).
     """
-    if loc.local is not None:
-        return
-    from pyarrow.fs import FileType
+    if loc.local is None:
+        from pyarrow.fs import FileType
 
-    root = loc.path.split("/", 1)[0]
-    try:
-        kind = loc.fs.get_file_info(root).type
-    except OSError as e:
-        raise ConfigError(f"{loc.uri}: cannot reach it ({_first_line(e)})") from None
-    if kind == FileType.NotFound:
-        raise ConfigError(f"{loc.uri}: the bucket {root!r} does not exist (create it first)")
+        bucket = loc.uri.split("://", 1)[0].lower() in ("s3", "gs", "gcs")
+        root = loc.path.split("/", 1)[0] if bucket else loc.path
+        try:
+            kind = loc.fs.get_file_info(root).type
+        except OSError as e:
+            raise ConfigError(f"{loc.uri}: cannot reach it ({_first_line(e)})") from None
+        if bucket and kind == FileType.NotFound:
+            raise ConfigError(f"{loc.uri}: the bucket {root!r} does not exist (create it first)")
 
 
 def scratch_dir(loc: Location) -> Path:

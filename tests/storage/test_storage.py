@@ -54,6 +54,14 @@ def test_s3_location(s3) -> None:
     assert scratch_dir(loc).is_dir()
 
 
+def test_a_scheme_only_fsspec_knows() -> None:
+    pytest.importorskip("fsspec")
+    loc = location("memory://growsearch-test/runs")  # fsspec's in-process filesystem
+    assert loc.is_remote and str(loc) == "memory://growsearch-test/runs"
+    check_reachable(loc)
+    _roundtrip(loc)
+
+
 @pytest.mark.parametrize(
     "uri, says",
     [
