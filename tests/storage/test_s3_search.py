@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 
 import growsearch
-from growsearch.storage import location
+from growsearch.storage import location, scratch_dir
 from tests.fixtures.spaces import tiny_space
+from tests.runner.test_resume import _session_processes
 from tests.storage.conftest import BUCKET
 
 pytestmark = pytest.mark.slow
@@ -127,6 +128,10 @@ def test_kill_9_of_the_driver_then_resume_from_the_uri(s3, tmp_path: Path) -> No
     issued = json.loads((location(uri) / "search_state.json").read_text())["issued"]
     # the lease of the killed driver is still there, and is taken over (its holder is gone)
     assert (location(uri) / ".lock").is_file()
+    # the driver's own record of its Ray is in its local scratch folder, not on the URI
+    record = scratch_dir(location(uri)) / "ray_session.json"
+    crashed = json.loads(record.read_text())["session_dir"]
+    assert "ray_session.json" not in location(uri).listdir()
 
     done = subprocess.run(
         [*CLI, "resume", uri], capture_output=True, text=True, timeout=900, env=env
@@ -145,6 +150,7 @@ def test_kill_9_of_the_driver_then_resume_from_the_uri(s3, tmp_path: Path) -> No
     assert len(state["issued"]) == TRIALS and sorted(state["finished"]) == sorted(df["trial_id"])
     assert _study_ids(uri, tmp_path) == sorted(df["trial_id"])
     assert (location(uri) / "best" / "model.safetensors").is_file()
+    assert _session_processes(crashed) == []  # the crashed session's Ray processes are gone
 
 
 @pytest.mark.parametrize(
