@@ -22,17 +22,20 @@ from growsearch.grow._recipe import (
     shrink_scale_invariant,
     student_train_overrides,
 )
+from growsearch.grow._rescale import Rescaling, homogeneous_rescale
 
 __all__ = [
     "AUTO_SHRINK_LONG",
     "AUTO_SHRINK_SHORT",
     "SHRINK_SCOPES",
     "GrownChild",
+    "Rescaling",
     "WarmStartRecipe",
     "apply_op",
     "apply_ops",
     "auto_shrink",
     "grow_child",
+    "homogeneous_rescale",
     "output_layer",
     "perturb_student",
     "recalibrate_batchnorm",

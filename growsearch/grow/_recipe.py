@@ -19,11 +19,12 @@ from torch import fx, nn
 
 from growsearch.arch import ArchSpec, build
 from growsearch.exceptions import MorphError
+from growsearch.grow._rescale import homogeneous_rescale
 from growsearch.morph import INITS, trace
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-SHRINK_SCOPES = ("all", "scale-invariant")
+SHRINK_SCOPES = ("all", "scale-invariant", "homogeneous")
 # ``shrink="auto"``: λ by the number of optimizer steps the child will train (see auto_shrink)
 AUTO_SHRINK_SHORT = (135, 0.6)  # up to this many steps: the mild shrink
 AUTO_SHRINK_LONG = (270, 0.3)  # from this many steps on: the strong shrink
@@ -88,6 +89,11 @@ class WarmStartRecipe:
             so the BatchNorm's running statistics are rescaled with them (mean × λ, var × λ²)
             and the child keeps its parent's predictions — while Adam's steps become larger
             relative to the smaller weights (a higher effective learning rate).
+            ``"homogeneous"``: every Linear/Conv where the network stays positively homogeneous
+            (ReLU networks with or without normalisation, residual adds included; found on the
+            torch.fx graph: :func:`growsearch.grow.homogeneous_rescale`): weights × λ, biases
+            × λ^depth, normalisation statistics rescaled; the logits become the parent's ×
+            λ^depth (a temperature), so every prediction is kept.
         logit_scale: Multiplies the weight and bias of the layer that produces the model's
             output (a softmax temperature: the predicted class of every input is kept, the
             loss of a confident teacher rises again); 1 leaves it alone.
@@ -163,7 +169,7 @@ class WarmStartRecipe:
         return (
             self.init in ("net2net", "zero")
             and self.perturb_std == 0.0
-            and (self.shrink == 1.0 or self.shrink_scope == "scale-invariant")
+            and (self.shrink == 1.0 or self.shrink_scope in ("scale-invariant", "homogeneous"))
         )
 
 
@@ -199,6 +205,8 @@ def perturb_student(
         if recipe.shrink_scope == "all":
             for p in child.parameters():
                 p.mul_(shrink)
+        elif recipe.shrink_scope == "homogeneous" and shrink != 1.0:
+            homogeneous_rescale(child, shrink)
         elif shrink != 1.0:
             shrink_scale_invariant(child, shrink)
         if recipe.logit_scale != 1.0:

@@ -1,0 +1,117 @@
+"""The homogeneous rescaling keeps predictions: logits × λ^depth, on any positively homogeneous
+network found on its torch.fx graph (no BatchNorm, residual adds, normalisations, non-homogeneous
+ops)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from growsearch.arch import ArchSpec, Widen, build
+from growsearch.grow import WarmStartRecipe, grow_child, homogeneous_rescale
+from tests.fixtures.zoo import ZOO, make_model
+from tests.morph._models import randomise_bn
+
+
+def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+class _Residual(nn.Module):
+    """A ReLU residual net without normalisation: the add needs equal exponents on both sides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv1d(1, 6, 3, padding=1)
+        self.conv1 = nn.Conv1d(6, 6, 3, padding=1)
+        self.conv2 = nn.Conv1d(6, 6, 3, padding=1)
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))  # (B, 6, L)
+        x = torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
+        return self.head(x.mean(-1))  # (B, 4)
+
+
+class _Gelu(nn.Module):
+    """A GELU in the middle: not homogeneous, so its input must keep its scale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(16, 16)
+        self.fc3 = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(torch.relu(self.fc2(self.act(self.fc1(x)))))
+
+
+def test_plain_relu_cnn_without_batchnorm_is_exact() -> None:
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6, 6], batch_norm=False)
+    model = build(spec, seed=0)
+    x = torch.randn(32, 1, 16)
+    before = _outputs(model, x)
+    r = homogeneous_rescale(model, 0.5)
+    assert r.output_exponent == 4  # three convs and the head
+    assert set(r.exponents.values()) == {1}
+    torch.testing.assert_close(_outputs(model, x), before * 0.5**4, rtol=1e-5, atol=1e-6)
+
+
+def test_residual_net_without_normalisation_is_exact() -> None:
+    torch.manual_seed(0)
+    model = _Residual()
+    x = torch.randn(32, 1, 12)
+    before = _outputs(model, x)
+    r = homogeneous_rescale(model, 0.3)
+    # the branch conv1 → conv2 must come back to the skip's exponent: conv2 is not shrunk
+    assert r.out_exponents["conv2"] == r.out_exponents["stem"] == 1
+    t = 0.3**r.output_exponent
+    torch.testing.assert_close(_outputs(model, x), before * t, rtol=1e-5, atol=1e-7)
+    assert r.output_exponent >= 2
+
+
+def test_non_homogeneous_op_gets_exponent_zero() -> None:
+    torch.manual_seed(0)
+    model = _Gelu()
+    x = torch.randn(32, 8)
+    before = _outputs(model, x)
+    r = homogeneous_rescale(model, 0.5)
+    assert r.out_exponents["fc1"] == 0 and "fc1" not in r.exponents
+    assert r.output_exponent == 2
+    torch.testing.assert_close(_outputs(model, x), before * 0.25, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_predictions_kept(name: str) -> None:
+    factory, _, shape = ZOO[name]
+    torch.manual_seed(0)
+    model = make_model(factory)
+    randomise_bn(model)
+    x = torch.randn(16, *shape)
+    before = _outputs(model, x)
+    r = homogeneous_rescale(model, 0.5)
+    after = _outputs(model, x)
+    t = 0.5**r.output_exponent
+    assert float((after - t * before).abs().max() / (t * before).abs().max()) < 1e-3
+    assert torch.equal(after.argmax(1), before.argmax(1))
+
+
+def test_grow_child_homogeneous_keeps_predictions_without_batchnorm() -> None:
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=False)
+    parent = build(spec, seed=1)
+    x = torch.randn(64, 1, 16)
+    recipe = WarmStartRecipe(shrink=0.3, shrink_scope="homogeneous")
+    assert recipe.keeps_predictions
+    ops = [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
+    child = grow_child(parent, spec, ops, recipe, total_steps=100, seed=0, calibration=x)
+    a, b = _outputs(parent, x), _outputs(child.model, x)
+    torch.testing.assert_close(b, a * 0.3**3, rtol=1e-4, atol=1e-6)
+
+
+def test_rescale_rejects_bad_factor() -> None:
+    with pytest.raises(ValueError, match="factor > 0"):
+        homogeneous_rescale(nn.Linear(2, 2), 0.0)
