@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,8 @@ from growsearch.train import TrainConfig, evaluate, train
 
 ARMS = ("net2net", "net2net-noise", "zero", "random-pad", "scratch")
 EXPERIMENTS = ("wider", "deeper")
+# the custom-model setting's user model, named by file path as a user would (any worker loads it)
+CUSTOM_FACTORY = f"{Path(__file__).resolve().parent / '_custom_model.py'}:resnet1d"
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,9 @@ class Setting:
 
     Teachers are chosen clearly below what the doubled width reaches, so there is something for
     a student to gain (MNIST-1D CNN widths 8→16: ~93.5% → ~96%; digits 2-D CNN 4,8 → 8,16:
-    ~96% → ~98.5%, measured with the settings below).
+    ~96% → ~98.5%, measured with the settings below). ``batch_norm=False`` builds the CNN
+    without BatchNorm (issue 14's setting: widths 24 → 48, Adam 1e-2); ``factory`` makes the
+    teacher a user's model grown through the custom-model path (widths: from the model).
     """
 
     dataset: str
@@ -40,9 +45,18 @@ class Setting:
     batch_size: int = 128
     teacher_steps: int = 3000
     calibration_size: int = 512
+    batch_norm: bool = True
+    factory: str | None = None
 
     def teacher_spec(self, data: Dataset) -> ArchSpec:
-        return ArchSpec.create("cnn", data.input_shape, data.num_classes, list(self.teacher_widths))
+        if self.factory is not None:
+            return ArchSpec.from_user_model(
+                self.factory, None, data.input_shape, data.num_classes
+            )  # fmt: skip
+        return ArchSpec.create(
+            "cnn", data.input_shape, data.num_classes, list(self.teacher_widths),
+            batch_norm=self.batch_norm,
+        )  # fmt: skip
 
     def config(self, steps: int, seed: int, **overrides: Any) -> TrainConfig:
         """The training configuration every arm shares (Adam, cosine, same batches per seed)."""
@@ -63,13 +77,27 @@ class Setting:
 SETTINGS = {
     "mnist1d": Setting("mnist1d", (8, 8, 8)),
     "digits": Setting("digits", (4, 8)),
+    # issue 14: a 3-conv ReLU CNN without BatchNorm, 24 → 48 channels per conv, Adam 1e-2
+    "mnist1d-nobn": Setting("mnist1d", (24, 24, 24), lr=1e-2, batch_norm=False),
+    # a user's residual 1-D CNN without normalisation (benchmarks/_custom_model.py)
+    "mnist1d-custom": Setting("mnist1d", (), factory=CUSTOM_FACTORY),
 }
 
 
 def student_ops(spec: ArchSpec, experiment: str) -> list[Op]:
-    """``wider``: every conv layer ×2; ``deeper``: one identity layer inserted in every stage."""
+    """``wider``: every conv layer ×2; ``deeper``: one identity layer inserted in every stage
+    (a user's model: every width group ×2, and a zero-initialised residual block after each of
+    its residual blocks)."""
     if experiment == "wider":
         return [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
+    if experiment == "deeper" and spec.custom is not None:
+        ops = []
+        cur = spec
+        for site in ("block1", "block2"):
+            op = Deepen(site, cur.new_layer_name(site))
+            ops.append(op)
+            cur = cur.apply(op)
+        return ops
     if experiment == "deeper":
         ops: list[Op] = []
         cur = spec
@@ -96,7 +124,7 @@ def init_worker() -> None:
 def train_teacher(name: str, seed: int, steps: int | None = None) -> dict[str, Any]:
     """Train the dataset's teacher to convergence; returns its weights and accuracies."""
     setting = SETTINGS[name]
-    data = dataset(name)
+    data = dataset(setting.dataset)
     spec = setting.teacher_spec(data)
     model = build(spec, seed=seed)
     start = time.perf_counter()
@@ -130,11 +158,12 @@ def run_student(
     the base ones: :func:`growsearch.grow.grow_child`, as in a search.
     """
     setting = SETTINGS[name]
-    data = dataset(name)
+    data = dataset(setting.dataset)
     spec = setting.teacher_spec(data)
     teacher = build(spec)
     teacher.load_state_dict(teacher_state)
     teacher.eval()
+    teacher_acc = evaluate(teacher, data.test)[1]
     ops = student_ops(spec, experiment)
     arm_recipe = dataclasses.replace(recipe, init=arm)
     calibration = data.train.x[: setting.calibration_size]
@@ -159,6 +188,7 @@ def run_student(
                 "val_acc": val_acc,
                 "test_acc": test_acc,
                 "test_loss": test_loss,
+                "teacher_test_acc": teacher_acc,
             }
         )
 

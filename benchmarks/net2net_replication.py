@@ -11,6 +11,12 @@ with the default ``WarmStartRecipe`` (its init replaced by the arm's).
     python benchmarks/net2net_replication.py --quick         # a smoke run, < 1 min
     python benchmarks/net2net_replication.py --ablation      # recipe variants vs scratch
 
+Settings (``--datasets``): ``mnist1d`` and ``digits`` (CNNs with BatchNorm, the default),
+``mnist1d-nobn`` (a 3-conv ReLU CNN without BatchNorm, 24 → 48 channels, Adam 1e-2) and
+``mnist1d-custom`` (a user's residual 1-D CNN without normalisation,
+``benchmarks/_custom_model.py``, grown through the custom-model path). Step 0 is evaluated right
+after :func:`growsearch.grow.grow_child`; every row carries its teacher's test accuracy.
+
 Writes ``net2net_replication.csv`` (one row per dataset × experiment × arm × seed × eval step),
 ``net2net_replication.png`` (test accuracy against steps) and ``net2net_replication_table.md``
 (steps each arm needs to reach the scratch student's final accuracy, and its own final
@@ -122,6 +128,20 @@ VARIANTS["zero init, shrink 0.3, no warm-up"] = {
     "shrink_scope": "all",
     "warmup_fraction": 0.0,
 }
+# issue 14: levers that keep the parent's predictions at step 0 (zero init, the default's
+# warm-up 0.1 unless named). "H λ": the homogeneous rescaling (weights × λ, biases × λ^depth,
+# the logits a temperature λ^depth); "logits × t": the output layer alone × t.
+_Z = {"init": "zero", "shrink_scope": "all", "warmup_fraction": 0.1, "logit_scale": 1.0}
+VARIANTS["exact (no shrink)"] = {**_Z, "shrink": 1.0}
+VARIANTS["logits × 0.1 only"] = {**_Z, "shrink": 1.0, "logit_scale": 0.1}
+VARIANTS["exact, warm-up 0.3"] = {**_Z, "shrink": 1.0, "warmup_fraction": 0.3}
+VARIANTS["H 0.3"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous"}
+VARIANTS["H 0.6"] = {**_Z, "shrink": 0.6, "shrink_scope": "homogeneous"}
+VARIANTS["H 0.8"] = {**_Z, "shrink": 0.8, "shrink_scope": "homogeneous"}
+VARIANTS["H 0.3, no warm-up"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous",
+                                 "warmup_fraction": 0.0}  # fmt: skip
+VARIANTS["H 0.3, warm-up 0.3"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous",
+                                  "warmup_fraction": 0.3}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,7 +153,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--teacher-steps", type=int, default=None, help="teacher steps (default per dataset)"
     )
-    p.add_argument("--datasets", nargs="+", default=list(C.SETTINGS), choices=list(C.SETTINGS))
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["mnist1d", "digits"],
+        choices=list(C.SETTINGS),
+        help="settings (default: mnist1d digits; also mnist1d-nobn, mnist1d-custom)",
+    )
     p.add_argument(
         "--experiments", nargs="+", default=list(C.EXPERIMENTS), choices=list(C.EXPERIMENTS)
     )
@@ -239,6 +265,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         "test_acc",
         "val_acc",
         "test_loss",
+        "teacher_test_acc",
         "seconds",
     ]
     with path.open("w", newline="") as f:
@@ -267,8 +294,8 @@ def summary_table(rows: list[dict[str, Any]], teacher_acc: dict, args: argparse.
     groups = _groups(rows, "arm")
     quarter = args.steps // 4
     lines = [
-        "| dataset | experiment | arm | acc. at step 0 | acc. at 1/4 | steps to scratch's final (fraction) | final acc. (± sd) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| dataset | experiment | arm | teacher | acc. at step 0 | acc. at 1/4 | steps to scratch's final (fraction) | final acc. (± sd) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     verdicts = []
     default_init = WarmStartRecipe().init
@@ -286,7 +313,7 @@ def summary_table(rows: list[dict[str, Any]], teacher_acc: dict, args: argparse.
                 reach = C.steps_to_reach(curve, target) if target is not None else None
                 at_q = _at(curve, quarter)
                 lines.append(
-                    f"| {d} | {e} | {a} | {curve[0]:.3f} | {at_q:.3f} | "
+                    f"| {d} | {e} | {a} | {_teacher(g):.3f} | {curve[0]:.3f} | {at_q:.3f} | "
                     f"{_fmt_steps(reach, args.steps) if target is not None else '-'} | {mean:.3f} ± {sd:.3f} |"
                 )
                 # the issue's arm (net2net) and the arm the search uses (the recipe's init)
@@ -314,10 +341,10 @@ def ablation_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         "| dataset | experiment | variant | "
         + " | ".join(fields)
-        + " | acc. at 0 | acc. at 1/4 | steps to scratch's final | final acc. (± sd) |",
+        + " | teacher | acc. at 0 | acc. at 1/4 | steps to scratch's final | final acc. (± sd) |",
         "| --- | --- | --- | "
         + " | ".join("---:" for _ in fields)
-        + " | ---: | ---: | ---: | ---: |",
+        + " | ---: | ---: | ---: | ---: | ---: |",
     ]
     names = ["scratch"] + (args.variants or list(VARIANTS))
     for d in args.datasets:
@@ -335,10 +362,16 @@ def ablation_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 lines.append(
                     f"| {d} | {e} | {v} | "
                     + " | ".join(vals)
-                    + f" | {curve[0]:.3f} | {_at(curve, quarter):.3f} | "
+                    + f" | {_teacher(g):.3f} | {curve[0]:.3f} | {_at(curve, quarter):.3f} | "
                     f"{_fmt_steps(reach, args.steps)} | {mean:.3f} ± {sd:.3f} |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def _teacher(rows: list[dict[str, Any]]) -> float:
+    """The mean test accuracy over seeds of the teachers the rows' students were grown from."""
+    per_seed = {r["seed"]: float(r["teacher_test_acc"]) for r in rows}
+    return sum(per_seed.values()) / len(per_seed)
 
 
 def _at(curve: dict[int, float], step: int) -> float:
