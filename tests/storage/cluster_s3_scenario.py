@@ -5,8 +5,8 @@ Usage (as root): ``unshare -n python tests/storage/cluster_s3_scenario.py WORKDI
 
 1. in a loopback-only network namespace, start moto's S3 server and create a bucket;
 2. start a head node (1 CPU) and a worker node (1 CPU); the worker node runs in a mount
-   namespace of its own with a private ``/tmp``, so it cannot see the driver's files (WORKDIR,
-   the driver's scratch folder, the head's Ray session, all under ``/tmp``);
+   namespace of its own where WORKDIR is an empty tmpfs, so it cannot see the driver's files
+   (WORKDIR: the driver's scratch folder, the head's Ray session, the search spaces);
 3. run a search with ``--address`` and ``--results-dir s3://...``, then kill -9 a second
    search's driver and resume it from the URI;
 4. stop everything we started, by PID.
@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +40,7 @@ dataset: {{name: digits}}
 seed_model: {{family: cnn, stages: [[8], [16]], kernel_size: 3}}
 mutations: {{widen: {{factors: [1.5, 2.0], max_width: 64}}, deepen: {{max_layers_per_stage: 3}}}}
 controller: {{name: evolution, population: 4, sample: 2}}
-training: {{epochs: {epochs}, seed_epochs: 3, batch_size: 64, lr: 0.003}}
+training: {{epochs: {epochs}, seed_epochs: 3, batch_size: {batch}, lr: 0.003}}
 budget: {{trials: {trials}}}
 resources: {{cpus_per_trial: 1, concurrency: 2}}
 """
@@ -58,16 +60,20 @@ def main(work: Path) -> None:
     cli = [sys.executable, "-m", "growsearch.cli"]
     (work / "driver-only.marker").write_text("the worker node must not see this")
     before = set(find(b"ray"))
+    worker_tmp = tempfile.mkdtemp(prefix="gsw")  # the worker node's Ray session, outside WORKDIR
     try:
         head = sh([ray, "start", "--head", f"--port={PORT}", "--num-cpus=1",
                    "--include-dashboard=false", "--node-ip-address=127.0.0.1",
                    f"--temp-dir={work / 'ray'}"], env=env)  # fmt: skip
         report["steps"].append(["head", head.returncode, head.stderr[-500:]])
-        # the worker node: its own mount namespace, a fresh tmpfs on /tmp
+        # the worker node: its own mount namespace, where an empty tmpfs hides WORKDIR (the
+        # driver's files, its scratch folder, the head's Ray session); not all of /tmp, which
+        # may hold the checkout and its virtual environment
         private = (
-            "mount -t tmpfs tmpfs /tmp && "
+            f"mount -t tmpfs tmpfs {work} && "
             f"if [ -e {work / 'driver-only.marker'} ]; then echo SHARED; else echo PRIVATE; fi && "
-            f"exec {ray} start --address=127.0.0.1:{PORT} --num-cpus=1 --node-ip-address=127.0.0.1"
+            f"exec {ray} start --address=127.0.0.1:{PORT} --num-cpus=1 --node-ip-address=127.0.0.1 "
+            f"--temp-dir={worker_tmp}"  # short: Ray's socket paths are limited to 107 bytes
         )
         worker = sh(["unshare", "-m", "--propagation", "private", "sh", "-c", private], env=env)
         report["steps"].append(["worker", worker.returncode, worker.stderr[-500:]])
@@ -81,7 +87,12 @@ def main(work: Path) -> None:
         report["nodes"] = alive
 
         # 1. a search on the cluster, its run folder on S3
-        (work / "a.yaml").write_text(SPACE.format(name="s3_cluster_a", trials=6, epochs=3))
+        # children long enough (hundreds of steps) that two run at once: with one CPU per node,
+        # the second takes the other node, so both nodes train and some child's parent was
+        # trained on the other node (the first child on a node grows from the other's trial)
+        (work / "a.yaml").write_text(
+            SPACE.format(name="s3_cluster_a", trials=6, epochs=8, batch=16)
+        )
         a = subprocess.run([*cli, "run", str(work / "a.yaml"), "--results-dir", f"s3://{BUCKET}/runs",
                             "--address", f"127.0.0.1:{PORT}"],
                            capture_output=True, text=True, env=env, timeout=900)  # fmt: skip
@@ -90,7 +101,9 @@ def main(work: Path) -> None:
         report["metas_a"] = metas(f"s3://{BUCKET}/runs/s3_cluster_a")
 
         # 2. kill -9 the driver of a second search mid-way, resume it from the URI
-        (work / "b.yaml").write_text(SPACE.format(name="s3_cluster_b", trials=5, epochs=4))
+        (work / "b.yaml").write_text(
+            SPACE.format(name="s3_cluster_b", trials=5, epochs=4, batch=64)
+        )
         b = subprocess.Popen([*cli, "run", str(work / "b.yaml"), "--results-dir", f"s3://{BUCKET}/runs",
                               "--address", f"127.0.0.1:{PORT}"],
                              stdout=open(work / "b.log", "w"), stderr=subprocess.STDOUT, env=env)  # fmt: skip
@@ -113,6 +126,7 @@ def main(work: Path) -> None:
             except ProcessLookupError:
                 pass
         s3.stop()
+        shutil.rmtree(worker_tmp, ignore_errors=True)
         (work / "scenario.json").write_text(json.dumps(report, indent=2))
 
 
