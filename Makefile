@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/growsearch run search_spaces/mnist1d_cnn.yaml --name mnist1d_cnn-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check growsearch tests benchmarks
