@@ -174,6 +174,32 @@ def _ablation(runs: list[str]) -> str:
     return _table(header, rows, right_from=3)
 
 
+def keep_predictions() -> str:
+    """Issue 14's levers: accuracy at step 0 against the teacher's, and the replication target."""
+    df = _csv("net2net_replication_keep.csv")
+    rows = []
+    for d, e, v, s, target in _students(df, "variant"):
+        g = df[(df["dataset"] == d) & (df["experiment"] == e) & (df["variant"] == v)]
+        teacher = float(g.groupby("seed")["teacher_test_acc"].first().mean())
+        reach = _steps_to(s["curve"], target)
+        if v == "scratch":
+            kept, met = "-", "-"
+        else:
+            kept = "yes" if s["at0"] >= teacher - 0.01 else "no"
+            ok = reach is not None and reach <= s["total"] // 4 and s["final"] >= target - TOLERANCE
+            met = "yes" if ok else "no"
+        rows.append([
+            d, e, v, f"{teacher:.3f}", f"{s['at0']:.3f}", f"{100 * (s['at0'] - teacher):+.1f}",
+            kept, f"{s['curve'][s['curve'].index <= s['total'] // 4].min():.3f}",
+            f"{s['at_quarter']:.3f}", _steps(reach, s["total"]),
+            f"{s['final']:.3f} ± {s['sd']:.3f}", met,
+        ])  # fmt: skip
+    header = ["setting", "experiment", "variant", "teacher", "acc. at 0", "Δ at 0 (pts)",
+              "kept (≤ 1 pt)", "lowest to 1/4", "acc. at 1/4", "steps to scratch's final", "final acc. (± sd)",
+              "target met"]  # fmt: skip
+    return _table(header, rows, right_from=3)
+
+
 # --- Search efficiency: whole searches at equal cumulative training epochs ---
 
 
@@ -554,6 +580,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "ablation_scale_invariant": lambda: _ablation(
         ["scale_invariant", "scale_invariant_zero", "scale_invariant_t003"]
     ),
+    "keep_predictions": keep_predictions,
     "search_efficiency_headline": search_efficiency_headline,
     "search_efficiency_mnist1d": search_efficiency_mnist1d,
     "search_efficiency_mnist5k": search_efficiency_mnist5k,

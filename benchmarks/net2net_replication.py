@@ -137,11 +137,6 @@ VARIANTS["logits × 0.1 only"] = {**_Z, "shrink": 1.0, "logit_scale": 0.1}
 VARIANTS["exact, warm-up 0.3"] = {**_Z, "shrink": 1.0, "warmup_fraction": 0.3}
 VARIANTS["H 0.3"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous"}
 VARIANTS["H 0.6"] = {**_Z, "shrink": 0.6, "shrink_scope": "homogeneous"}
-VARIANTS["H 0.8"] = {**_Z, "shrink": 0.8, "shrink_scope": "homogeneous"}
-VARIANTS["H 0.3, no warm-up"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous",
-                                 "warmup_fraction": 0.0}  # fmt: skip
-VARIANTS["H 0.3, warm-up 0.3"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous",
-                                  "warmup_fraction": 0.3}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
