@@ -194,6 +194,8 @@ def keep_predictions() -> str:
             f"{s['at_quarter']:.3f}", _steps(reach, s["total"]),
             f"{s['final']:.3f} ± {s['sd']:.3f}", met,
         ])  # fmt: skip
+    settings = list(dict.fromkeys((r[0], r[1]) for r in rows))
+    rows.sort(key=lambda r: settings.index((r[0], r[1])))  # stable: later runs after earlier
     header = ["setting", "experiment", "variant", "teacher", "acc. at 0", "Δ at 0 (pts)",
               "kept (≤ 1 pt)", "lowest to 1/4", "acc. at 1/4", "steps to scratch's final", "final acc. (± sd)",
               "target met"]  # fmt: skip

@@ -137,6 +137,9 @@ VARIANTS["logits × 0.1 only"] = {**_Z, "shrink": 1.0, "logit_scale": 0.1}
 VARIANTS["exact, warm-up 0.3"] = {**_Z, "shrink": 1.0, "warmup_fraction": 0.3}
 VARIANTS["H 0.3"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous"}
 VARIANTS["H 0.6"] = {**_Z, "shrink": 0.6, "shrink_scope": "homogeneous"}
+_H06 = {**_Z, "shrink": 0.6, "shrink_scope": "homogeneous"}
+VARIANTS["H 0.6, logits × 0.1"] = {**_H06, "logit_scale": 0.1}
+VARIANTS["H 0.6, no warm-up"] = {**_H06, "warmup_fraction": 0.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
