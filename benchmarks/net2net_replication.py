@@ -140,6 +140,9 @@ VARIANTS["H 0.6"] = {**_Z, "shrink": 0.6, "shrink_scope": "homogeneous"}
 _H06 = {**_Z, "shrink": 0.6, "shrink_scope": "homogeneous"}
 VARIANTS["H 0.6, logits × 0.1"] = {**_H06, "logit_scale": 0.1}
 VARIANTS["H 0.6, no warm-up"] = {**_H06, "warmup_fraction": 0.0}
+# the homogeneous rescaling with the temperature undone in the logits layer (logits exact)
+VARIANTS["H-hidden 0.3"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous-hidden"}
+VARIANTS["H-hidden 0.6"] = {**_Z, "shrink": 0.6, "shrink_scope": "homogeneous-hidden"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

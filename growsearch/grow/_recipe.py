@@ -24,7 +24,7 @@ from growsearch.morph import INITS, trace
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-SHRINK_SCOPES = ("all", "scale-invariant", "homogeneous")
+SHRINK_SCOPES = ("all", "scale-invariant", "homogeneous", "homogeneous-hidden")
 # ``shrink="auto"``: λ by the number of optimizer steps the child will train (see auto_shrink)
 AUTO_SHRINK_SHORT = (135, 0.6)  # up to this many steps: the mild shrink
 AUTO_SHRINK_LONG = (270, 0.3)  # from this many steps on: the strong shrink
@@ -93,7 +93,9 @@ class WarmStartRecipe:
             (ReLU networks with or without normalisation, residual adds included; found on the
             torch.fx graph: :func:`growsearch.grow.homogeneous_rescale`): weights × λ, biases
             × λ^depth, normalisation statistics rescaled; the logits become the parent's ×
-            λ^depth (a temperature), so every prediction is kept.
+            λ^depth (a temperature), so every prediction is kept. ``"homogeneous-hidden"``:
+            the same, then the logits layer undoes the temperature (the logits are exactly the
+            parent's; only the hidden layers are smaller).
         logit_scale: Multiplies the weight and bias of the layer that produces the model's
             output (a softmax temperature: the predicted class of every input is kept, the
             loss of a confident teacher rises again); 1 leaves it alone.
@@ -169,7 +171,7 @@ class WarmStartRecipe:
         return (
             self.init in ("net2net", "zero")
             and self.perturb_std == 0.0
-            and (self.shrink == 1.0 or self.shrink_scope in ("scale-invariant", "homogeneous"))
+            and (self.shrink == 1.0 or self.shrink_scope != "all")
         )
 
 
@@ -205,8 +207,11 @@ def perturb_student(
         if recipe.shrink_scope == "all":
             for p in child.parameters():
                 p.mul_(shrink)
-        elif recipe.shrink_scope == "homogeneous" and shrink != 1.0:
-            homogeneous_rescale(child, shrink)
+        elif recipe.shrink_scope.startswith("homogeneous") and shrink != 1.0:
+            rescaled = homogeneous_rescale(child, shrink)
+            if recipe.shrink_scope == "homogeneous-hidden" and rescaled.output_exponent:
+                for p in output_layer(child).parameters():  # undo the temperature
+                    p.mul_(shrink**-rescaled.output_exponent)
         elif shrink != 1.0:
             shrink_scale_invariant(child, shrink)
         if recipe.logit_scale != 1.0:

@@ -115,3 +115,17 @@ def test_grow_child_homogeneous_keeps_predictions_without_batchnorm() -> None:
 def test_rescale_rejects_bad_factor() -> None:
     with pytest.raises(ValueError, match="factor > 0"):
         homogeneous_rescale(nn.Linear(2, 2), 0.0)
+
+
+def test_grow_child_homogeneous_hidden_keeps_logits() -> None:
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=False)
+    parent = build(spec, seed=1)
+    x = torch.randn(64, 1, 16)
+    recipe = WarmStartRecipe(shrink=0.3, shrink_scope="homogeneous-hidden")
+    assert recipe.keeps_predictions
+    ops = [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
+    child = grow_child(parent, spec, ops, recipe, total_steps=100, seed=0, calibration=x)
+    torch.testing.assert_close(_outputs(child.model, x), _outputs(parent, x), rtol=1e-4, atol=1e-5)
+    shrunk = child.model.get_submodule("layers.s0l0.conv").weight.detach()
+    original = parent.get_submodule("layers.s0l0.conv").weight.detach()
+    assert float(shrunk.abs().max()) < float(original.abs().max())
