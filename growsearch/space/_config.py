@@ -27,7 +27,12 @@ from growsearch.space._mutations import MutationSpace
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 WARM_INITS = ("net2net", "net2net-noise", "zero", "random-pad")
-SHRINK_SCOPES = ("all", "scale-invariant")  # growsearch.grow.SHRINK_SCOPES (no torch import here)
+SHRINK_SCOPES = (
+    "all",
+    "scale-invariant",
+    "homogeneous",
+    "homogeneous-hidden",
+)  # = growsearch.grow's (no torch here)
 SCHEDULERS = ("asha",)
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # growsearch.train.AMP_MODES (no torch import here)
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}

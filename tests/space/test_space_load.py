@@ -194,7 +194,7 @@ MALFORMED = [
     (BASE + "training: {lr: fast}\n", "training.lr: expected a number > 0, got 'fast'"),
     (
         BASE + "training: {shrink_scope: bn}\n",
-        "training.shrink_scope: expected one of ['all', 'scale-invariant'], got 'bn'",
+        "training.shrink_scope: expected one of ['all', 'scale-invariant', 'homogeneous', 'homogeneous-hidden'], got 'bn'",
     ),
     (
         BASE + "training: {shrink: often}\n",
@@ -369,3 +369,14 @@ def test_an_unknown_override_key(tmp_path: Path) -> None:
         ConfigError, match=r"budget: unknown key 'trails' .*\(from override budget\.trails=5\)"
     ):
         load_space(_write(tmp_path, BASE), {"budget.trails": 5})
+
+
+def test_every_shrink_scope_of_the_recipe_can_be_written(tmp_path: Path) -> None:
+    """The loader's list (kept torch-free) is the recipe's, and each value builds a recipe."""
+    from growsearch.grow import SHRINK_SCOPES
+    from growsearch.space._config import SHRINK_SCOPES as LOADER_SCOPES
+
+    assert LOADER_SCOPES == SHRINK_SCOPES
+    for scope in SHRINK_SCOPES:
+        space = load_space(_write(tmp_path, BASE + f"training: {{shrink_scope: {scope}}}\n"))
+        assert space.training.recipe().shrink_scope == scope
