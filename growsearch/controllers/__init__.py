@@ -8,7 +8,7 @@ depths and widths) and ``random`` (random growth, the baseline).
 # Importing the implementations registers them.
 from growsearch.controllers._base import Controller, Proposal, TrialResult
 from growsearch.controllers._evolution import Evolution, EvolutionOptions
-from growsearch.controllers._growth import GrowthController
+from growsearch.controllers._growth import GrowthController, rank_by_objectives
 from growsearch.controllers._hillclimb import Hillclimb, HillclimbOptions
 from growsearch.controllers._optuna import OptunaController, OptunaOptions
 from growsearch.controllers._random import RandomGrowth
@@ -28,5 +28,6 @@ __all__ = [
     "RandomGrowth",
     "TrialResult",
     "make_controller",
+    "rank_by_objectives",
     "register_controller",
 ]

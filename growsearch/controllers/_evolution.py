@@ -9,7 +9,7 @@ from pydantic import field_validator
 from pydantic_core.core_schema import ValidationInfo
 
 from growsearch.controllers._base import Proposal
-from growsearch.controllers._growth import GrowthController, _best, by_accuracy
+from growsearch.controllers._growth import GrowthController
 from growsearch.controllers._registry import register_controller
 from growsearch.space import Section
 from growsearch.space._fields import integer, invalid
@@ -48,7 +48,9 @@ class Evolution(GrowthController):
 
     The first ``initial`` proposals after the seed are random descendants of it. Then, until
     ``population`` trials have succeeded, the parent is the best so far; after that it is the
-    best of ``sample`` members drawn from the population. A child repeats an architecture
+    best of ``sample`` members drawn from the population. "Best" follows the space's
+    ``objectives`` (:func:`~growsearch.controllers.rank_by_objectives`): the highest val_acc,
+    or with a size objective the member on the better Pareto front, the more isolated on it. A child repeats an architecture
     already proposed only when no successful trial can grow into a new one: when the parent has
     nothing new left (at the space's limits), the best trial that has grows instead.
     """
@@ -64,15 +66,17 @@ class Evolution(GrowthController):
         successes = self.successes()
         population = successes[-opts.population :]
         if len(population) < opts.population:
-            parent = _best(successes)
-        else:
-            parent = _best(self.rng.sample(population, min(opts.sample, len(population))))
-        assert parent is not None  # there is a success: GrowthController.propose checked
+            parent = self.ranked(successes)[0]
+        else:  # the tournament: the best of the drawn members, ranked within the population
+            drawn = {
+                r.trial_id for r in self.rng.sample(population, min(opts.sample, len(population)))
+            }
+            parent = next(r for r in self.ranked(population) if r.trial_id in drawn)
         # Something not proposed before: from the parent, else from the best trial that can
         # still grow into something new (a parent at the space's limits often has one child
         # left; retraining it again and again only re-rolls its initialisation). Only when no
         # trial has anything new left is a repeat better than idling.
-        ranked = by_accuracy(successes)
+        ranked = self.ranked(successes)
         return (
             self._grow(trial_id, parent, new_only=True)
             or self._grow_any(trial_id, ranked, new_only=True)

@@ -70,8 +70,13 @@ class GrowthController(Controller):
         return [r for r in self.results.values() if r.ok]
 
     def best(self) -> TrialResult | None:
-        """The successful trial with the highest val_acc (the earliest among ties)."""
-        return _best(self.successes())
+        """The first successful trial of :meth:`ranked` (the highest val_acc with one objective)."""
+        ranked = self.ranked(self.successes())
+        return ranked[0] if ranked else None
+
+    def ranked(self, results: list[TrialResult]) -> list[TrialResult]:
+        """``results`` best first by the space's objectives (:func:`rank_by_objectives`)."""
+        return rank_by_objectives(results, self.space.objectives)
 
     # ---- the interface ---------------------------------------------------------------------
     def propose(self, trial_id: str) -> Proposal | None:
@@ -239,14 +244,60 @@ class GrowthController(Controller):
         return None
 
 
-def _best(results: list[TrialResult]) -> TrialResult | None:
-    best = None
-    for r in results:
-        if best is None or r.val_acc > best.val_acc:  # type: ignore[operator]
-            best = r
-    return best
-
-
 def by_accuracy(results: list[TrialResult]) -> list[TrialResult]:
     """``results`` best first (stable: earlier first among ties)."""
     return sorted(results, key=lambda r: -r.val_acc)  # type: ignore[operator]
+
+
+def rank_by_objectives(
+    results: list[TrialResult], objectives: tuple[str, ...] | list[str]
+) -> list[TrialResult]:
+    """``results`` best first for a search with these ``objectives``.
+
+    One objective (``val_acc``): :func:`by_accuracy`. Several (``val_acc`` and ``params``
+    and/or ``flops``, the size ones minimised): NSGA-II's order (Deb et al., 2002): by Pareto
+    front (the first front: no other result is at least as good in every objective and better
+    in one), within a front the most isolated first (crowding distance: the front's ends, then
+    the members with the widest gap between their neighbours), then by val_acc, then earlier
+    first. A controller that picks its parents by this order keeps growing the small accurate
+    trials as well as the most accurate ones, so the search maps the accuracy-size trade-off
+    instead of only climbing towards the size limit.
+    """
+    if len(objectives) <= 1:
+        return by_accuracy(results)
+    # every objective as "larger is better"
+    points = [
+        tuple(float(r.val_acc) if o == "val_acc" else -float(getattr(r, o)) for o in objectives)  # type: ignore[arg-type]
+        for r in results
+    ]
+    n = len(results)
+
+    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+    front_of = [0] * n
+    remaining = set(range(n))
+    front = 0
+    while remaining:
+        current = {
+            i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining)
+        }
+        for i in current:
+            front_of[i] = front
+        remaining -= current
+        front += 1
+    crowding = [0.0] * n
+    for f in range(front):
+        members = [i for i in range(n) if front_of[i] == f]
+        for k in range(len(objectives)):
+            members.sort(key=lambda i: points[i][k])  # noqa: B023 (used inside the loop)
+            lo, hi = points[members[0]][k], points[members[-1]][k]
+            crowding[members[0]] = crowding[members[-1]] = float("inf")
+            if hi > lo:
+                for a, i, b in zip(members, members[1:], members[2:], strict=False):
+                    crowding[i] += (points[b][k] - points[a][k]) / (hi - lo)
+    order = sorted(
+        range(n),
+        key=lambda i: (front_of[i], -crowding[i], -float(results[i].val_acc), i),  # type: ignore[arg-type]
+    )
+    return [results[i] for i in order]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from growsearch.controllers._base import Proposal, TrialResult
-from growsearch.controllers._growth import GrowthController, _best, by_accuracy
+from growsearch.controllers._growth import GrowthController
 from growsearch.controllers._registry import register_controller
 from growsearch.space import Section
 from growsearch.space._fields import integer
@@ -64,7 +64,7 @@ class Hillclimb(GrowthController):
         if proposal is None and not self.round:
             # a dead end with no round in flight: climb on from the best trial that can still
             # grow into something new (re-proposing a trained shape would only repeat it)
-            proposal = self._grow_any(trial_id, by_accuracy(self.successes()), new_only=True)
+            proposal = self._grow_any(trial_id, self.ranked(self.successes()), new_only=True)
             if proposal is not None:
                 self.current = proposal.parent_id
                 self.restarts += 1
@@ -91,7 +91,7 @@ class Hillclimb(GrowthController):
         if not (self.round_full and self.round and all(t in self.results for t in self.round)):
             return
         contenders = [self.results[self.current]] + [self.results[t] for t in self.round]  # type: ignore[index]
-        winner = _best([r for r in contenders if r.ok])
+        winner = self.ranked([r for r in contenders if r.ok])[0]
         self.current = winner.trial_id  # type: ignore[union-attr]
         self.round, self.round_full = [], False
         self.rounds += 1

@@ -10,8 +10,10 @@ from growsearch.controllers import (
     CONTROLLERS,
     Controller,
     Hillclimb,
+    Proposal,
     TrialResult,
     make_controller,
+    rank_by_objectives,
     register_controller,
 )
 from growsearch.exceptions import ConfigError
@@ -395,3 +397,66 @@ def test_optuna_tells_its_sampler_that_a_rejected_point_failed(
     controller.reject("t9", "SpecError: cannot be built")
     assert "t9" not in controller._trial_of
     assert controller._study.trials[number].state.name == "FAIL"
+
+
+def _result(trial_id: str, space: SearchSpace, val_acc: float, params: int) -> TrialResult:
+    return TrialResult(
+        Proposal(trial_id, space.seed_arch), "completed", val_acc, params=params, flops=params
+    )
+
+
+def test_rank_by_objectives_one_objective_is_by_accuracy(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["cnn"]
+    rs = [
+        _result("a", space, 0.9, 10),
+        _result("b", space, 0.95, 900),
+        _result("c", space, 0.95, 5),
+    ]
+    assert [r.trial_id for r in rank_by_objectives(rs, ("val_acc",))] == ["b", "c", "a"]
+
+
+def test_rank_by_objectives_puts_the_pareto_front_first(spaces: dict[str, SearchSpace]) -> None:
+    """With a size objective the small accurate trials come before the larger, less accurate
+    ones, the front's ends before its middle, and a dominated trial after every front member."""
+    space = spaces["cnn"]
+    rs = [
+        _result("big", space, 0.99, 400_000),
+        _result("dominated", space, 0.97, 300_000),  # "mid" is smaller and more accurate
+        _result("mid", space, 0.98, 100_000),
+        _result("small", space, 0.90, 10_000),
+        _result("mid2", space, 0.975, 60_000),
+        _result("worst", space, 0.85, 500_000),
+    ]
+    order = [r.trial_id for r in rank_by_objectives(rs, ("val_acc", "params"))]
+    assert set(order[:4]) == {"big", "mid", "small", "mid2"}
+    assert set(order[:2]) == {"big", "small"}  # the ends of the front
+    assert order[4:] == ["dominated", "worst"]  # the second front, then the third
+    # flops as a third objective: nothing dominates "mid2"'s flops either, same fronts
+    order3 = [r.trial_id for r in rank_by_objectives(rs, ("val_acc", "params", "flops"))]
+    assert set(order3[:4]) == set(order[:4])
+
+
+def test_evolution_with_a_size_objective_grows_small_accurate_trials(tmp_path) -> None:
+    """Under [val_acc, params] the tournament winner is the drawn member ranked best within the
+    population by Pareto front, so small trials keep being grown; under val_acc alone the
+    search climbs to the size limit. Same seed, same synthetic objective."""
+    sizes = {}
+    for objectives in ("[val_acc]", "[val_acc, params]"):
+        folder = tmp_path / objectives.strip("[]").replace(", ", "_")
+        folder.mkdir()
+        space = _mlp_space(
+            folder,
+            "mutations: {widen: {max_width: 256}, deepen: {max_layers_per_stage: 4},"
+            f" max_params: 60000}}\nobjectives: {objectives}\n",
+        )
+        controller = make_controller(
+            "evolution", space, seed=0, options={"population": 6, "sample": 3, "initial": 2}
+        )
+        cluster = Cluster(space, concurrency=2)
+        cluster.run(controller, 40)
+        ok = [r for r in cluster.ended if r.ok]
+        for p in cluster.proposals[10:]:  # every parent is the best of the ranked population
+            assert p.parent_id in cluster.ok_before[p.trial_id]
+        sizes[objectives] = sorted(r.params for r in ok)
+    median = {k: v[len(v) // 2] for k, v in sizes.items()}
+    assert median["[val_acc, params]"] < median["[val_acc]"], median
