@@ -66,6 +66,34 @@ class Run:
         ok = ranked(self.trials)
         return None if ok.empty else ok.iloc[0]
 
+    @property
+    def objectives(self) -> list[str]:
+        """The search's objectives as its space gave them (``["val_acc"]``, or with ``params``
+        and/or ``flops``)."""
+        import json
+
+        space = json.loads((self.location / "space.json").read_text())
+        return list(space.get("objectives") or ["val_acc"])
+
+    def front(self, cost: str | None = None) -> pd.DataFrame:
+        """The Pareto-optimal trials, smallest first: no other trial is as small (``cost``:
+        ``params`` or ``flops``; default the search's first size objective, else ``params``)
+        and as accurate on validation, with one of the two strictly better.
+
+        Raises:
+            ValueError: ``cost`` is neither ``params`` nor ``flops``.
+        """
+        from growsearch.runner._results import pareto_front
+
+        if cost is None:
+            cost = next((o for o in self.objectives if o != "val_acc"), "params")
+        if cost not in ("params", "flops"):
+            raise ValueError(f"Run.front: cost must be 'params' or 'flops', got {cost!r}")
+        df = self.trials
+        if df.empty:
+            return df
+        return df[pareto_front(df, cost)].sort_values(cost, kind="stable")
+
     def best_model(self, device: str = "cpu") -> nn.Module:
         """The best trial's model (``<dir>/best``), ready in eval mode on ``device``.
 

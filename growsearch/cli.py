@@ -102,17 +102,43 @@ def _finish(console: Any, search: Any) -> int:
         console.print("no trial finished")
         return 1
     console.print(_leaderboard(df, title=f"{run.dir.name}: leaderboard"))
+    sizes = [o for o in run.objectives if o != "val_acc"]
+    if sizes:
+        console.print(_front(run, sizes[0]))
     console.print(f"best model: {run.dir / 'best'}  (growsearch.load_model)")
     return 0
 
 
+def _front(run: Any, cost: str) -> Any:
+    """The run's Pareto front (validation accuracy against ``cost``), smallest first."""
+    from rich.table import Table
+
+    front = run.front(cost)
+    table = Table(title=f"{run.dir.name}: Pareto front (val acc against {cost})")
+    for col in ("trial", "arch", cost, "val acc", "test acc"):
+        numeric = col in (cost, "val acc", "test acc")
+        table.add_column(col, justify="right" if numeric else "left")
+    for _, r in front.iterrows():
+        table.add_row(
+            str(r["trial_id"]), str(r["arch_summary"]), f"{int(r[cost]):,}",
+            f"{r['val_acc']:.4f}", f"{r['test_acc']:.4f}",
+        )  # fmt: skip
+    return table
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
+    from growsearch.api import Run
     from growsearch.runner import load_results
     from growsearch.runner._checks import check_run_dir
 
     run_dir = check_run_dir(args.run_dir)
     df = load_results(run_dir)
-    _console().print(_leaderboard(df, n=args.top, title=f"{run_dir.name}: leaderboard"))
+    console = _console()
+    console.print(_leaderboard(df, n=args.top, title=f"{run_dir.name}: leaderboard"))
+    run = Run(run_dir)
+    sizes = [o for o in run.objectives if o != "val_acc"]
+    if sizes:
+        console.print(_front(run, sizes[0]))
     return 0
 
 

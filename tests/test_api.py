@@ -27,6 +27,7 @@ from tests.fixtures.spaces import tiny_space
 DOC = Path(__file__).parents[1] / "docs" / "api.md"
 TRAINING = "{epochs: 1, seed_epochs: 1, batch_size: 64, lr: 0.003}"
 SPACE = yaml.safe_load(tiny_space(trials=3, name="api", training=TRAINING))
+SPACE["objectives"] = ["val_acc", "params"]  # the default space's objectives
 
 
 def example_controller() -> type:
@@ -124,6 +125,28 @@ def test_run_from_a_dict(dict_run: growsearch.Run) -> None:
     assert best is not None and best["trial_id"] == ranked(df).iloc[0]["trial_id"]
     saved = json.loads((dict_run.dir / "best" / "trial.json").read_text())
     assert saved["trial_id"] == best["trial_id"]
+
+
+@pytest.mark.slow
+def test_front_is_the_pareto_front_and_the_cli_prints_it(dict_run: growsearch.Run, capsys) -> None:
+    assert dict_run.objectives == ["val_acc", "params"]
+    df = dict_run.trials
+    front = dict_run.front()
+    assert not front.empty and list(front["params"]) == sorted(front["params"])
+    for _, r in df.iterrows():  # on the front exactly when nothing is as small and as accurate
+        beaten = (
+            (df["params"] <= r["params"])
+            & (df["val_acc"] >= r["val_acc"])
+            & ((df["params"] < r["params"]) | (df["val_acc"] > r["val_acc"]))
+        ).any()
+        assert (r["trial_id"] in set(front["trial_id"])) == (not beaten)
+    assert set(dict_run.front("flops")["trial_id"]) <= set(df["trial_id"])
+    with pytest.raises(ValueError, match="cost must be 'params' or 'flops'"):
+        dict_run.front("val_acc")
+    assert main(["show", str(dict_run.dir)]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front (val acc against params)" in out
+    assert all(t in out for t in front["trial_id"])
 
 
 @pytest.mark.slow

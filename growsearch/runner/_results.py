@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
@@ -107,6 +108,25 @@ def ranked(df: pd.DataFrame) -> pd.DataFrame:
         ["_acc", "_params", "trial_id"], ascending=[False, True, True], kind="stable"
     )
     return ok.drop(columns=["_acc", "_params"])
+
+
+def pareto_front(df: pd.DataFrame, cost: str = "params") -> pd.Series:
+    """Boolean mask of the trials no other trial beats: cost as low, accuracy as high, one strictly.
+
+    Failed trials and rows without the cost are never on the front.
+    """
+    ok = df["status"].isin(["completed", "stopped"]) & df["val_acc"].notna() & df[cost].notna()
+    c = pd.to_numeric(df[cost], errors="coerce").to_numpy(dtype=float)
+    a = pd.to_numeric(df["val_acc"], errors="coerce").to_numpy(dtype=float)
+    mask = np.zeros(len(df), dtype=bool)
+    idx = np.flatnonzero(ok.to_numpy())
+    for i in idx:
+        others = idx[idx != i]
+        dominated = (
+            (c[others] <= c[i]) & (a[others] >= a[i]) & ((c[others] < c[i]) | (a[others] > a[i]))
+        )
+        mask[i] = not dominated.any()
+    return pd.Series(mask, index=df.index, name="pareto")
 
 
 def trials_path(run_dir: str | Path | Location) -> Location:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from growsearch.runner._results import pareto_front as pareto_front  # re-exported
 from growsearch.runner._results import ranked
 
 OK_STATUSES = ("completed", "stopped")
@@ -103,25 +104,6 @@ def lineage(df: pd.DataFrame) -> Lineage:
         columns=["parent_id", "trial_id", "label"],
     )
     return Lineage(nodes=nodes.reset_index(drop=True), edges=edges)
-
-
-def pareto_front(df: pd.DataFrame, cost: str = "params") -> pd.Series:
-    """Boolean mask of the trials no other trial beats: cost as low, accuracy as high, one strictly.
-
-    Failed trials and rows without the cost are never on the front.
-    """
-    ok = succeeded(df) & df[cost].notna()
-    c = pd.to_numeric(df[cost], errors="coerce").to_numpy(dtype=float)
-    a = pd.to_numeric(df["val_acc"], errors="coerce").to_numpy(dtype=float)
-    mask = np.zeros(len(df), dtype=bool)
-    idx = np.flatnonzero(ok.to_numpy())
-    for i in idx:
-        others = idx[idx != i]
-        dominated = (
-            (c[others] <= c[i]) & (a[others] >= a[i]) & ((c[others] < c[i]) | (a[others] > a[i]))
-        )
-        mask[i] = not dominated.any()
-    return pd.Series(mask, index=df.index, name="pareto")
 
 
 def best_so_far(df: pd.DataFrame) -> pd.DataFrame:
