@@ -143,6 +143,18 @@ VARIANTS["H 0.6, no warm-up"] = {**_H06, "warmup_fraction": 0.0}
 # the homogeneous rescaling with the temperature undone in the logits layer (logits exact)
 VARIANTS["H-hidden 0.3"] = {**_Z, "shrink": 0.3, "shrink_scope": "homogeneous-hidden"}
 VARIANTS["H-hidden 0.6"] = {**_Z, "shrink": 0.6, "shrink_scope": "homogeneous-hidden"}
+# the perturb half of shrink-and-perturb (σ × a fresh initialisation added) on top of a
+# predictions-keeping rescale: step 0 may lose a little (the issue allows 1 point)
+VARIANTS["H 0.6, perturb 0.02"] = {**_H06, "perturb_std": 0.02}
+VARIANTS["H 0.6, perturb 0.1"] = {**_H06, "perturb_std": 0.1}
+VARIANTS["logits × 0.1, perturb 0.05"] = {
+    **_Z,
+    "shrink": 1.0,
+    "logit_scale": 0.1,
+    "perturb_std": 0.05,
+}
+# an optimizer-side lever: the child's peak learning rate × 0.3 (less noise while it settles)
+VARIANTS["H 0.6, lr × 0.3"] = {**_H06, "student_lr_factor": 0.3}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

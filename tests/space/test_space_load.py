@@ -54,7 +54,8 @@ def test_default_space() -> None:
     assert space.dataset.name == "mnist1d"
     assert space.seed_arch.family == "cnn" and space.seed_arch.input_shape == (1, 40)
     assert space.controller.name == "evolution"
-    assert space.directions == ("maximize",)
+    assert space.objectives == ("val_acc", "params")  # a Pareto front by default
+    assert space.directions == ("maximize", "minimize")
 
 
 def test_defaults_fill_every_section(tmp_path: Path) -> None:
