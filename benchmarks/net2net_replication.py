@@ -128,6 +128,14 @@ VARIANTS["zero init, shrink 0.3, no warm-up"] = {
     "shrink_scope": "all",
     "warmup_fraction": 0.0,
 }
+# the default recipe before shrink_scope "auto" (the whole-network shrink on every network)
+VARIANTS["default, whole-network scope (before auto)"] = {
+    "init": "zero",
+    "shrink": "auto",
+    "shrink_scope": "all",
+    "warmup_fraction": 0.1,
+    "logit_scale": 1.0,
+}
 # issue 14: levers that keep the parent's predictions at step 0 (zero init, the default's
 # warm-up 0.1 unless named). "H λ": the homogeneous rescaling (weights × λ, biases × λ^depth,
 # the logits a temperature λ^depth); "logits × t": the output layer alone × t.

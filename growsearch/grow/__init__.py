@@ -11,6 +11,8 @@ to a model built from it, then the recipe that decides what the child starts fro
 from growsearch.grow._child import GrownChild, grow_child
 from growsearch.grow._ops import apply_op, apply_ops
 from growsearch.grow._recipe import (
+    AUTO_SCOPE_AGREEMENT,
+    AUTO_SCOPE_MIN_SHRINK,
     AUTO_SHRINK_LONG,
     AUTO_SHRINK_SHORT,
     SHRINK_SCOPES,
@@ -19,12 +21,15 @@ from growsearch.grow._recipe import (
     output_layer,
     perturb_student,
     recalibrate_batchnorm,
+    resolve_shrink_scope,
     shrink_scale_invariant,
     student_train_overrides,
 )
 from growsearch.grow._rescale import Rescaling, homogeneous_rescale
 
 __all__ = [
+    "AUTO_SCOPE_AGREEMENT",
+    "AUTO_SCOPE_MIN_SHRINK",
     "AUTO_SHRINK_LONG",
     "AUTO_SHRINK_SHORT",
     "SHRINK_SCOPES",
@@ -39,6 +44,7 @@ __all__ = [
     "output_layer",
     "perturb_student",
     "recalibrate_batchnorm",
+    "resolve_shrink_scope",
     "shrink_scale_invariant",
     "student_train_overrides",
 ]

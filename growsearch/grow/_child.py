@@ -14,7 +14,12 @@ from torch import nn
 
 from growsearch.arch import ArchSpec, Op
 from growsearch.grow._ops import apply_ops
-from growsearch.grow._recipe import WarmStartRecipe, perturb_student, student_train_overrides
+from growsearch.grow._recipe import (
+    WarmStartRecipe,
+    perturb_student,
+    resolve_shrink_scope,
+    student_train_overrides,
+)
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,8 @@ class GrownChild:
     Attributes:
         model: The child, in the parent's train/eval mode, on the parent's device.
         spec: Its architecture (``parent_spec`` with the ops applied).
-        recipe: The recipe as applied (``shrink="auto"`` resolved for the child's length).
+        recipe: The recipe as applied (``shrink="auto"`` resolved for the child's length,
+            ``shrink_scope="auto"`` for the child itself).
         total_steps: The optimizer steps the child is grown for.
         preserve_err: Max absolute difference of the morphed child's outputs from the
             parent's on the ``probe`` batch, relative to the parent's largest output (before
@@ -59,6 +65,8 @@ def grow_child(
 
     The morph (:func:`growsearch.grow.apply_ops` with the recipe's init) comes first; then,
     for warm-started inits, shrink-and-perturb and a BatchNorm re-estimate on ``calibration``.
+    ``shrink_scope="auto"`` is decided on ``probe`` (else ``calibration``) by
+    :func:`growsearch.grow.resolve_shrink_scope`.
 
     Args:
         parent: A trained model built from ``parent_spec``.
@@ -97,5 +105,12 @@ def grow_child(
             after_morph(child)
         parent.train(training)
         child.train(training)
+    if recipe.init != "scratch":
+        recipe = resolve_shrink_scope(
+            child,
+            recipe,
+            probe=probe if probe is not None else calibration,
+            calibration=calibration,
+        )
     child = perturb_student(child, child_spec, recipe, calibration=calibration, seed=seed)
     return GrownChild(child, child_spec, recipe, total_steps, preserve_err)

@@ -10,6 +10,7 @@ they are: ``docs/benchmarks.md``.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -24,7 +25,12 @@ from growsearch.morph import INITS, trace
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-SHRINK_SCOPES = ("all", "scale-invariant", "homogeneous", "homogeneous-hidden")
+SHRINK_SCOPES = ("auto", "all", "scale-invariant", "homogeneous", "homogeneous-hidden")
+# ``shrink_scope="auto"``: the whole-network shrink if the child then still predicts its
+# parent's class on this fraction of the probe batch, else the homogeneous rescale with λ at
+# least AUTO_SCOPE_MIN_SHRINK (see resolve_shrink_scope)
+AUTO_SCOPE_AGREEMENT = 0.95
+AUTO_SCOPE_MIN_SHRINK = 0.6
 # ``shrink="auto"``: λ by the number of optimizer steps the child will train (see auto_shrink)
 AUTO_SHRINK_SHORT = (135, 0.6)  # up to this many steps: the mild shrink
 AUTO_SHRINK_LONG = (270, 0.3)  # from this many steps on: the strong shrink
@@ -57,14 +63,17 @@ class WarmStartRecipe:
     """How a warm-started child is made and how its training differs from a fresh network's.
 
     The default: an exact morph whose new units get fresh incoming and zero outgoing weights
-    (``init="zero"``; for deepen the same identity layer as ``net2net``), then every parameter
-    × λ (``shrink="auto"``, :func:`auto_shrink`) and a BatchNorm re-estimate; the child then
-    trains with a linear learning-rate warm-up over its first ``warmup_fraction`` of steps. The
-    shrink raises the loss of a converged parent again and makes Adam's steps relatively
-    larger, so the child keeps learning instead of sitting in the parent's basin; it does not
-    keep the parent's predictions exactly (``keeps_predictions``). The warm-up keeps a fresh
-    optimizer's first, ``lr``-sized steps from moving the inherited weights far. The
-    measurements behind each default, and the alternatives tried:
+    (``init="zero"``; for deepen the same identity layer as ``net2net``), then a shrink by λ
+    (``shrink="auto"``, :func:`auto_shrink`) whose scope is chosen per child
+    (``shrink_scope="auto"``, :func:`resolve_shrink_scope`): every parameter × λ and a
+    BatchNorm re-estimate where the child still predicts its parent's class afterwards
+    (normalised networks), else the predictions-keeping homogeneous rescale (networks without
+    normalisation, where the whole-network shrink would throw the parent's function away). The
+    child then trains with a linear learning-rate warm-up over its first ``warmup_fraction`` of
+    steps. The shrink raises the loss of a converged parent again and makes Adam's steps
+    relatively larger, so the child keeps learning instead of sitting in the parent's basin.
+    The warm-up keeps a fresh optimizer's first, ``lr``-sized steps from moving the inherited
+    weights far. The measurements behind each default, and the alternatives tried:
     ``docs/benchmarks.md#the-warm-start-recipe``.
 
     Attributes:
@@ -83,7 +92,10 @@ class WarmStartRecipe:
             (``build(child_spec)``) added to the weights; 0 adds nothing.
         recalibrate_bn: After a shrink/perturb, re-estimate BatchNorm running statistics on the
             calibration batch (the old ones no longer match the changed weights).
-        shrink_scope: Which parameters ``shrink`` multiplies. ``"all"``: every parameter
+        shrink_scope: Which parameters ``shrink`` multiplies. ``"auto"`` (the default): ``"all"``
+            if the child then predicts its parent's class on at least ``AUTO_SCOPE_AGREEMENT``
+            of the probe batch, else ``"homogeneous"`` with λ at least
+            ``AUTO_SCOPE_MIN_SHRINK`` (:func:`resolve_shrink_scope`). ``"all"``: every parameter
             (Ash & Adams' shrink). ``"scale-invariant"``: only the Linear/Conv layers whose
             output goes straight into a BatchNorm — their scale does not change the function,
             so the BatchNorm's running statistics are rescaled with them (mean × λ, var × λ²)
@@ -108,7 +120,7 @@ class WarmStartRecipe:
     shrink: float | str = "auto"
     perturb_std: float = 0.0
     recalibrate_bn: bool = True
-    shrink_scope: str = "all"
+    shrink_scope: str = "auto"
     logit_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -167,11 +179,12 @@ class WarmStartRecipe:
 
     @property
     def keeps_predictions(self) -> bool:
-        """True if the child predicts its parent's class for every input (logits may scale)."""
+        """True if the child predicts its parent's class for every input (logits may scale);
+        False for an unresolved ``shrink_scope="auto"`` (it decides per child)."""
         return (
             self.init in ("net2net", "zero")
             and self.perturb_std == 0.0
-            and (self.shrink == 1.0 or self.shrink_scope != "all")
+            and (self.shrink == 1.0 or self.shrink_scope not in ("all", "auto"))
         )
 
 
@@ -200,6 +213,8 @@ def perturb_student(
             "perturb_student: the recipe's shrink is 'auto'; resolve it for the child's length "
             "first (recipe.for_steps(total_steps))"
         )
+    if recipe.shrink_scope == "auto":
+        recipe = resolve_shrink_scope(child, recipe, probe=calibration, calibration=calibration)
     shrink = float(recipe.shrink)
     if shrink == 1.0 and recipe.perturb_std == 0.0 and recipe.logit_scale == 1.0:
         return child
@@ -230,6 +245,63 @@ def perturb_student(
             )
         recalibrate_batchnorm(child, calibration)
     return child
+
+
+@torch.no_grad()
+def resolve_shrink_scope(
+    child: nn.Module,
+    recipe: WarmStartRecipe,
+    *,
+    probe: torch.Tensor | None,
+    calibration: torch.Tensor | None,
+) -> WarmStartRecipe:
+    """``recipe`` with ``shrink_scope="auto"`` decided for this morphed ``child``.
+
+    The whole-network shrink (``"all"``) is tried on a copy: every parameter × λ, BatchNorm
+    re-estimated on ``calibration``. In a normalised network the normalisations divide most of
+    the shrink out again and the copy keeps nearly all its parent's predictions (what changes
+    is mostly inputs near a decision boundary: the bias of the logits layer is now larger
+    relative to its input); without normalisation every bias × λ no longer matches its input's
+    scale and the predictions fall apart. The two cases are far apart, so one threshold tells
+    them apart: if the copy predicts the child's (the parent's) class on at least
+    ``AUTO_SCOPE_AGREEMENT`` of ``probe`` the result is ``"all"``; otherwise ``"homogeneous"`` (predictions kept exactly)
+    with λ raised to ``AUTO_SCOPE_MIN_SHRINK``: on networks without normalisation the stronger
+    rescale's temperature λ^depth starves the child of gradient at first. With no ``probe``
+    (or a BatchNorm and no ``calibration``) nothing can be checked and the predictions-keeping
+    scope is chosen. ``child`` is not modified. Measurements:
+    ``docs/benchmarks.md#the-warm-start-recipe``.
+
+    Raises:
+        ValueError: The recipe's ``shrink`` is still ``"auto"``.
+    """
+    if recipe.shrink_scope != "auto":
+        return recipe
+    if recipe.shrink == "auto":
+        raise ValueError("resolve_shrink_scope: resolve the recipe's shrink first (for_steps)")
+    shrink = float(recipe.shrink)
+    keep = replace(recipe, shrink_scope="homogeneous", shrink=max(shrink, AUTO_SCOPE_MIN_SHRINK))
+    if shrink == 1.0:
+        return replace(recipe, shrink_scope="all")  # nothing to shrink: the scopes agree
+    has_bn = any(isinstance(m, _BN) for m in child.modules())
+    if probe is None or (has_bn and recipe.recalibrate_bn and calibration is None):
+        return keep
+    trial = copy.deepcopy(child)
+    for p in trial.parameters():
+        p.mul_(shrink)
+    if has_bn and recipe.recalibrate_bn:
+        recalibrate_batchnorm(trial, calibration)  # type: ignore[arg-type]
+    modes = (child.training, trial.training)
+    child.eval()
+    trial.eval()
+    try:
+        x = probe.to(next(child.parameters()).device)
+        before = child(x).flatten(1).argmax(1)
+        after = trial(x).flatten(1).argmax(1)
+    finally:
+        child.train(modes[0])
+        trial.train(modes[1])
+    agreement = float((before == after).float().mean())
+    return replace(recipe, shrink_scope="all") if agreement >= AUTO_SCOPE_AGREEMENT else keep
 
 
 @torch.no_grad()
@@ -334,6 +406,8 @@ def student_train_overrides(recipe: WarmStartRecipe, base_lr: float, total_steps
 __all__ = [
     "AUTO_SHRINK_LONG",
     "AUTO_SHRINK_SHORT",
+    "AUTO_SCOPE_AGREEMENT",
+    "AUTO_SCOPE_MIN_SHRINK",
     "SHRINK_SCOPES",
     "WarmStartRecipe",
     "auto_shrink",

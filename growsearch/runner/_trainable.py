@@ -188,6 +188,7 @@ def train_trial(config: dict[str, Any]) -> None:
         overrides = child.train_overrides(training.lr)
         lr, warmup = float(overrides["lr"]), int(overrides["warmup_steps"])
         info["shrink"] = float(child.recipe.shrink) if child.recipe.init != "scratch" else None
+        info["shrink_scope"] = child.recipe.shrink_scope if child.recipe.init != "scratch" else None
         info["preserve_err"] = child.preserve_err
         info["parent_acc"] = float(parent.meta.get("metrics", {}).get("val_acc", float("nan")))
         info["acc_start"] = evaluate(model, data.val, device=device)[1]

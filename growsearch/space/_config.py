@@ -28,6 +28,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 WARM_INITS = ("net2net", "net2net-noise", "zero", "random-pad")
 SHRINK_SCOPES = (
+    "auto",
     "all",
     "scale-invariant",
     "homogeneous",
@@ -224,8 +225,11 @@ class TrainingConfig(Section):
             ``auto`` (the default): by the child's training steps, 0.6 up to 135, 0.3 from
             270 on, log-linear between (:func:`growsearch.grow.auto_shrink`).
         perturb_std: Shrink-and-perturb σ (scale of a fresh initialisation added).
-        shrink_scope: ``all`` (every weight × shrink) or ``scale-invariant`` (only the layers
-            a BatchNorm normalises: the child keeps its parent's predictions).
+        shrink_scope: ``auto`` (the default: ``all`` where the child then keeps its parent's
+            predictions, else ``homogeneous``; :func:`growsearch.grow.resolve_shrink_scope`),
+            ``all`` (every weight × shrink), ``scale-invariant`` (only the layers a BatchNorm
+            normalises), ``homogeneous`` / ``homogeneous-hidden`` (the predictions-keeping
+            rescale of positively homogeneous networks, with / without the logit temperature).
         logit_scale: Multiplies the logits layer (a temperature; predictions kept).
     """
 

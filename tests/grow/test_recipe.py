@@ -358,20 +358,25 @@ def test_recipe_rejects_a_bad_shrink(bad) -> None:
 
 
 def test_auto_shrink_is_the_numeric_shrink_for_that_length() -> None:
-    """grow_child with shrink 'auto' gives exactly the child of the resolved number."""
+    """grow_child with shrink 'auto' gives exactly the child of the resolved number (the
+    whole-network scope pinned: the scope's own choice is tested in test_rescale.py)."""
     spec = _spec()
     parent = randomise_bn(build(spec, seed=0)).eval()
     x = torch.randn(32, 1, 16, generator=torch.Generator().manual_seed(1))
     ops = _ops(spec, "wider")
+    whole = WarmStartRecipe(shrink_scope="all")
     for steps, value in [(135, 0.6), (2400, 0.3)]:
-        auto, _ = prepare_student(parent, spec, ops, calibration=x, seed=0, total_steps=steps)
-        fixed, _ = prepare_student(
-            parent, spec, ops, WarmStartRecipe(shrink=value), calibration=x, seed=0
+        auto, _ = prepare_student(
+            parent, spec, ops, whole, calibration=x, seed=0, total_steps=steps
         )
+        fixed, _ = prepare_student(
+            parent, spec, ops, WarmStartRecipe(shrink=value, shrink_scope="all"), calibration=x,
+            seed=0,
+        )  # fmt: skip
         for (name, p), q in zip(auto.state_dict().items(), fixed.state_dict().values()):
             assert torch.equal(p, q), (steps, name)
-    short, _ = prepare_student(parent, spec, ops, calibration=x, seed=0, total_steps=100)
-    long, _ = prepare_student(parent, spec, ops, calibration=x, seed=0, total_steps=2400)
+    short, _ = prepare_student(parent, spec, ops, whole, calibration=x, seed=0, total_steps=100)
+    long, _ = prepare_student(parent, spec, ops, whole, calibration=x, seed=0, total_steps=2400)
     w_short, w_long = short.layers["s0l0"].conv.weight, long.layers["s0l0"].conv.weight
     assert torch.allclose(w_long, w_short * 0.3 / 0.6, atol=1e-6)
 
@@ -402,8 +407,8 @@ def test_grow_child_reports_preservation_and_the_childs_schedule() -> None:
         seen.append(_rel_err(parent, model, x))
 
     child = grow_child(
-        parent, spec, _ops(spec, "wider"), calibration=x, probe=x, seed=0, total_steps=400,
-        after_morph=after_morph,
+        parent, spec, _ops(spec, "wider"), WarmStartRecipe(shrink_scope="all"), calibration=x,
+        probe=x, seed=0, total_steps=400, after_morph=after_morph,
     )  # fmt: skip
     assert parent.training and child.model.training  # modes kept
     assert child.preserve_err is not None and child.preserve_err <= 1e-5

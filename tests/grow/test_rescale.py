@@ -129,3 +129,72 @@ def test_grow_child_homogeneous_hidden_keeps_logits() -> None:
     shrunk = child.model.get_submodule("layers.s0l0.conv").weight.detach()
     original = parent.get_submodule("layers.s0l0.conv").weight.detach()
     assert float(shrunk.abs().max()) < float(original.abs().max())
+
+
+# ---- shrink_scope="auto": the whole-network shrink where it keeps the parent, else the rescale
+@pytest.fixture(scope="module")
+def mnist1d():
+    from growsearch.data import load_dataset
+
+    return load_dataset("mnist1d")
+
+
+def _trained_cnn(data, batch_norm: bool) -> tuple[ArchSpec, nn.Module]:
+    from growsearch.train import TrainConfig, train
+
+    spec = ArchSpec.create(
+        "cnn", data.input_shape, data.num_classes, [[8], [16]], batch_norm=batch_norm
+    )
+    model = build(spec, seed=0)
+    train(model, data, TrainConfig(epochs=16, lr=3e-3, device="cpu", amp=False, seed=0))
+    return spec, model.eval()
+
+
+def _agreement(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    return float((_outputs(a, x).argmax(1) == _outputs(b, x).argmax(1)).float().mean())
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_auto_scope_keeps_the_parent_with_and_without_batchnorm(mnist1d, batch_norm: bool) -> None:
+    """With BatchNorm the whole-network shrink keeps the trained parent's predictions and is
+    kept; without, it does not (checked on the test split), and the child gets the homogeneous
+    rescale at λ 0.6 instead, which keeps every prediction."""
+    from dataclasses import replace
+
+    from growsearch.grow import AUTO_SCOPE_MIN_SHRINK
+
+    spec, parent = _trained_cnn(mnist1d, batch_norm)
+    ops = [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
+    calibration, probe = mnist1d.train.x[:256], mnist1d.val.x[:256]
+    test_x = mnist1d.test.x
+    child = grow_child(
+        parent, spec, ops, total_steps=400, seed=0, calibration=calibration, probe=probe
+    )  # the default recipe: shrink "auto" (0.3 at 400 steps), shrink_scope "auto"
+    whole = grow_child(
+        parent, spec, ops, replace(child.recipe, shrink_scope="all", shrink=0.3), total_steps=400,
+        seed=0, calibration=calibration,
+    )  # fmt: skip
+    if batch_norm:
+        assert child.recipe.shrink_scope == "all" and child.recipe.shrink == pytest.approx(0.3)
+        assert _agreement(parent, child.model, test_x) >= 0.95  # the guard checked the probe
+    else:
+        assert _agreement(parent, whole.model, test_x) < 0.9  # what the default used to do
+        assert child.recipe.shrink_scope == "homogeneous"
+        assert child.recipe.shrink == AUTO_SCOPE_MIN_SHRINK
+        assert _agreement(parent, child.model, test_x) == 1.0
+
+
+def test_auto_scope_without_a_batch_keeps_predictions() -> None:
+    from growsearch.grow import resolve_shrink_scope
+
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=True)
+    model = build(spec, seed=0)
+    recipe = WarmStartRecipe(shrink=0.3)
+    assert recipe.shrink_scope == "auto" and not recipe.keeps_predictions
+    resolved = resolve_shrink_scope(model, recipe, probe=None, calibration=None)
+    assert resolved.shrink_scope == "homogeneous" and resolved.keeps_predictions
+    assert resolve_shrink_scope(
+        model, WarmStartRecipe(shrink=1.0), probe=None, calibration=None
+    ).exact
+    with pytest.raises(ValueError, match="for_steps"):
+        resolve_shrink_scope(model, WarmStartRecipe(), probe=None, calibration=None)
