@@ -14,7 +14,7 @@ Arms, one after the other on the same machine (each waits for a quiet machine fi
   throwaway copy first), with ``cpus_per_trial × concurrency`` torch threads, the search's
   cores.
 
-    .venv/bin/python benchmarks/default_vs_largest.py --out results --accuracy-only
+    .venv/bin/python benchmarks/default_vs_largest.py --out results --runs-dir /tmp/dvl-runs
 
 Writes ``default_vs_largest.csv`` (one row per trained model: ``arm, seed, trial_id, arch,
 params, flops, val_acc, test_acc, epochs, pareto, arm_wall_s, foreign_cores``: the CPU
@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accuracy-only", action="store_true", help="add the val_acc-only search")
     p.add_argument("--trials", type=int, default=None, help="override budget.trials (smoke)")
     p.add_argument("--out", type=Path, default=Path("results"))
+    p.add_argument(
+        "--runs-dir", type=Path, default=None,
+        help="keep the searches' run folders here (default: a temporary folder)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -198,12 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         arms.append(("search, val_acc only", {"objectives": ["val_acc"]}))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="default-vs-largest-") as tmp:
+        runs = args.runs_dir or Path(tmp)
         for seed in range(args.seeds):
             walls = []
             for arm, overrides in arms:
                 wait_idle("default-vs-largest")
                 foreign = ForeignCPU()
-                got, wall = run_search(seed, {**overrides, **extra}, Path(tmp), arm)
+                got, wall = run_search(seed, {**overrides, **extra}, runs, arm)
                 load = round(foreign.stop()["foreign_cores"], 2)
                 for r in got:
                     r["foreign_cores"] = load
