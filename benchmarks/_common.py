@@ -22,6 +22,7 @@ from growsearch.data import Dataset, load_dataset
 from growsearch.grow import WarmStartRecipe, grow_child
 from growsearch.train import TrainConfig, evaluate, train
 
+PROBE_SIZE = 256  # = growsearch.runner's probe: the labelled batch grow_child checks the child on
 ARMS = ("net2net", "net2net-noise", "zero", "random-pad", "scratch")
 EXPERIMENTS = ("wider", "deeper")
 # the custom-model setting's user model, named by file path as a user would (any worker loads it)
@@ -167,9 +168,11 @@ def run_student(
     ops = student_ops(spec, experiment)
     arm_recipe = dataclasses.replace(recipe, init=arm)
     calibration = data.train.x[: setting.calibration_size]
+    probe_x, probe_y = data.val.head(PROBE_SIZE)  # as the search's trainable does
     child = grow_child(
-        teacher, spec, ops, arm_recipe, calibration=calibration, seed=seed, total_steps=steps
-    )
+        teacher, spec, ops, arm_recipe, calibration=calibration, seed=seed, total_steps=steps,
+        probe=probe_x, probe_labels=probe_y,
+    )  # fmt: skip
     student = child.model
     cfg = setting.config(steps, seed, **child.train_overrides(setting.lr))
     rows: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from growsearch.grow._ops import apply_op, apply_ops
 from growsearch.grow._recipe import (
     AUTO_SCOPE_AGREEMENT,
     AUTO_SCOPE_MIN_SHRINK,
+    AUTO_SCOPE_TOLERANCE,
     AUTO_SHRINK_LONG,
     AUTO_SHRINK_SHORT,
     SHRINK_SCOPES,
@@ -30,6 +31,7 @@ from growsearch.grow._rescale import Rescaling, homogeneous_rescale
 __all__ = [
     "AUTO_SCOPE_AGREEMENT",
     "AUTO_SCOPE_MIN_SHRINK",
+    "AUTO_SCOPE_TOLERANCE",
     "AUTO_SHRINK_LONG",
     "AUTO_SHRINK_SHORT",
     "SHRINK_SCOPES",

@@ -59,6 +59,7 @@ def grow_child(
     seed: int,
     calibration: torch.Tensor | None = None,
     probe: torch.Tensor | None = None,
+    probe_labels: torch.Tensor | None = None,
     after_morph: Callable[[nn.Module], None] | None = None,
 ) -> GrownChild:
     """Grow ``parent`` by ``ops`` the way ``recipe`` says; the parent is not modified.
@@ -77,7 +78,10 @@ def grow_child(
             warm-up depend on it).
         seed: Seeds the morph (mapping, split, fresh units) and the perturbation.
         calibration: An input batch, needed by deepen with BatchNorm and by the re-estimate.
-        probe: An input batch on which to measure ``preserve_err``.
+        probe: An input batch on which to measure ``preserve_err`` (and to decide
+            ``shrink_scope="auto"``).
+        probe_labels: The probe's labels: ``shrink_scope="auto"`` then compares accuracies
+            rather than predictions.
         after_morph: Called with the morphed child before the perturbation (in eval mode),
             e.g. to evaluate what the morph alone keeps.
 

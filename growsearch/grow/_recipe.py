@@ -26,9 +26,11 @@ from growsearch.morph import INITS, trace
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 SHRINK_SCOPES = ("auto", "all", "scale-invariant", "homogeneous", "homogeneous-hidden")
-# ``shrink_scope="auto"``: the whole-network shrink if the child then still predicts its
-# parent's class on this fraction of the probe batch, else the homogeneous rescale with λ at
-# least AUTO_SCOPE_MIN_SHRINK (see resolve_shrink_scope)
+# ``shrink_scope="auto"``: the whole-network shrink if the child's accuracy on the labelled probe
+# then drops by at most AUTO_SCOPE_TOLERANCE (without labels: if it still predicts its parent's
+# class on AUTO_SCOPE_AGREEMENT of the probe), else the homogeneous rescale with λ at least
+# AUTO_SCOPE_MIN_SHRINK (see resolve_shrink_scope)
+AUTO_SCOPE_TOLERANCE = 0.01
 AUTO_SCOPE_AGREEMENT = 0.95
 AUTO_SCOPE_MIN_SHRINK = 0.6
 # ``shrink="auto"``: λ by the number of optimizer steps the child will train (see auto_shrink)
@@ -93,8 +95,9 @@ class WarmStartRecipe:
         recalibrate_bn: After a shrink/perturb, re-estimate BatchNorm running statistics on the
             calibration batch (the old ones no longer match the changed weights).
         shrink_scope: Which parameters ``shrink`` multiplies. ``"auto"`` (the default): ``"all"``
-            if the child then predicts its parent's class on at least ``AUTO_SCOPE_AGREEMENT``
-            of the probe batch, else ``"homogeneous"`` with λ at least
+            if the child then loses at most ``AUTO_SCOPE_TOLERANCE`` of accuracy on the
+            labelled probe batch (without labels: keeps its parent's class on
+            ``AUTO_SCOPE_AGREEMENT`` of it), else ``"homogeneous"`` with λ at least
             ``AUTO_SCOPE_MIN_SHRINK`` (:func:`resolve_shrink_scope`). ``"all"``: every parameter
             (Ash & Adams' shrink). ``"scale-invariant"``: only the Linear/Conv layers whose
             output goes straight into a BatchNorm — their scale does not change the function,
@@ -254,6 +257,7 @@ def resolve_shrink_scope(
     *,
     probe: torch.Tensor | None,
     calibration: torch.Tensor | None,
+    labels: torch.Tensor | None = None,
 ) -> WarmStartRecipe:
     """``recipe`` with ``shrink_scope="auto"`` decided for this morphed ``child``.
 
@@ -261,10 +265,13 @@ def resolve_shrink_scope(
     re-estimated on ``calibration``. In a normalised network the normalisations divide most of
     the shrink out again and the copy keeps nearly all its parent's predictions (what changes
     is mostly inputs near a decision boundary: the bias of the logits layer is now larger
-    relative to its input); without normalisation every bias × λ no longer matches its input's
-    scale and the predictions fall apart. The two cases are far apart, so one threshold tells
-    them apart: if the copy predicts the child's (the parent's) class on at least
-    ``AUTO_SCOPE_AGREEMENT`` of ``probe`` the result is ``"all"``; otherwise ``"homogeneous"`` (predictions kept exactly)
+    relative to its input, and a parent whose running statistics lagged its last steps changes
+    where the re-estimate corrects them, often for the better); without normalisation every
+    bias × λ no longer matches its input's scale and the predictions fall apart. The two cases
+    are far apart. With ``labels`` (of ``probe``) the result is ``"all"`` if the copy's
+    accuracy on ``probe`` is at most ``AUTO_SCOPE_TOLERANCE`` below the child's (the
+    parent's); without, if the copy predicts the child's class on at least
+    ``AUTO_SCOPE_AGREEMENT`` of ``probe``. Otherwise ``"homogeneous"`` (predictions kept exactly)
     with λ raised to ``AUTO_SCOPE_MIN_SHRINK``: on networks without normalisation the stronger
     rescale's temperature λ^depth starves the child of gradient at first. With no ``probe``
     (or a BatchNorm and no ``calibration``) nothing can be checked and the predictions-keeping
@@ -300,8 +307,13 @@ def resolve_shrink_scope(
     finally:
         child.train(modes[0])
         trial.train(modes[1])
-    agreement = float((before == after).float().mean())
-    return replace(recipe, shrink_scope="all") if agreement >= AUTO_SCOPE_AGREEMENT else keep
+    if labels is not None:
+        y = labels.to(before.device)
+        drop = float((before == y).float().mean() - (after == y).float().mean())
+        kept = drop <= AUTO_SCOPE_TOLERANCE
+    else:
+        kept = float((before == after).float().mean()) >= AUTO_SCOPE_AGREEMENT
+    return replace(recipe, shrink_scope="all") if kept else keep
 
 
 @torch.no_grad()
@@ -408,6 +420,7 @@ __all__ = [
     "AUTO_SHRINK_SHORT",
     "AUTO_SCOPE_AGREEMENT",
     "AUTO_SCOPE_MIN_SHRINK",
+    "AUTO_SCOPE_TOLERANCE",
     "SHRINK_SCOPES",
     "WarmStartRecipe",
     "auto_shrink",

@@ -168,8 +168,15 @@ def test_auto_scope_keeps_the_parent_with_and_without_batchnorm(mnist1d, batch_n
     calibration, probe = mnist1d.train.x[:256], mnist1d.val.x[:256]
     test_x = mnist1d.test.x
     child = grow_child(
-        parent, spec, ops, total_steps=400, seed=0, calibration=calibration, probe=probe
-    )  # the default recipe: shrink "auto" (0.3 at 400 steps), shrink_scope "auto"
+        parent,
+        spec,
+        ops,
+        total_steps=400,
+        seed=0,
+        calibration=calibration,
+        probe=probe,
+        probe_labels=mnist1d.val.y[:256],
+    )  # the default recipe: shrink "auto" (0.3 at 400 steps), shrink_scope "auto"; fmt: skip
     whole = grow_child(
         parent, spec, ops, replace(child.recipe, shrink_scope="all", shrink=0.3), total_steps=400,
         seed=0, calibration=calibration,
@@ -182,6 +189,42 @@ def test_auto_scope_keeps_the_parent_with_and_without_batchnorm(mnist1d, batch_n
         assert child.recipe.shrink_scope == "homogeneous"
         assert child.recipe.shrink == AUTO_SCOPE_MIN_SHRINK
         assert _agreement(parent, child.model, test_x) == 1.0
+
+
+def test_auto_scope_judges_by_accuracy_when_it_has_labels() -> None:
+    """A briefly trained BatchNorm parent whose running statistics lag its weights: the
+    re-estimate after the whole-network shrink changes many predictions (agreement below
+    AUTO_SCOPE_AGREEMENT) but not for the worse, so with labels the shrink is kept."""
+    from growsearch.data import load_dataset
+    from growsearch.grow import AUTO_SCOPE_AGREEMENT, resolve_shrink_scope
+    from growsearch.train import TrainConfig, train
+
+    data = load_dataset("digits")
+    spec = ArchSpec.create("cnn", data.input_shape, data.num_classes, [[8], [16]])
+    parent = build(spec, seed=0)
+    train(parent, data, TrainConfig(epochs=4, lr=3e-3, device="cpu", amp=False, seed=0))
+    parent.eval()
+    x, y = data.val.head(256)
+    recipe = WarmStartRecipe(shrink=0.3)
+    ops = [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
+    trial = grow_child(
+        parent, spec, ops, WarmStartRecipe(shrink=0.3, shrink_scope="all"), total_steps=400,
+        seed=0, calibration=data.train.x[:256],
+    )  # fmt: skip
+    agreement = _agreement(parent, trial.model, x)
+    accuracy = (
+        float((_outputs(trial.model, x).argmax(1) == y).float().mean()),
+        float((_outputs(parent, x).argmax(1) == y).float().mean()),
+    )
+    assert agreement < AUTO_SCOPE_AGREEMENT and accuracy[0] >= accuracy[1] - 0.01
+    calibration = data.train.x[:256]
+    morphed = grow_child(
+        parent, spec, ops, WarmStartRecipe(shrink=1.0), total_steps=400, seed=0,
+        calibration=calibration,
+    ).model  # fmt: skip
+    by_labels = resolve_shrink_scope(morphed, recipe, probe=x, calibration=calibration, labels=y)
+    by_agreement = resolve_shrink_scope(morphed, recipe, probe=x, calibration=calibration)
+    assert by_labels.shrink_scope == "all" and by_agreement.shrink_scope == "homogeneous"
 
 
 def test_auto_scope_without_a_batch_keeps_predictions() -> None:
