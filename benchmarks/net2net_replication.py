@@ -163,6 +163,10 @@ VARIANTS["logits × 0.1, perturb 0.05"] = {
 }
 # an optimizer-side lever: the child's peak learning rate × 0.3 (less noise while it settles)
 VARIANTS["H 0.6, lr × 0.3"] = {**_H06, "student_lr_factor": 0.3}
+# after lr × 0.3 and perturb 0.02/0.1: the other direction of the learning rate, the σ between
+VARIANTS["H 0.6, lr × 2"] = {**_H06, "student_lr_factor": 2.0}
+VARIANTS["H 0.6, perturb 0.05"] = {**_H06, "perturb_std": 0.05}
+VARIANTS["H 0.6, perturb 0.02, lr × 2"] = {**_H06, "perturb_std": 0.02, "student_lr_factor": 2.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
