@@ -550,8 +550,15 @@ def peers() -> str:
     for (d, arm), g in df.groupby(["dataset", "arm"], sort=False):
         cells = []
         for f in PEER_FRACTIONS:
-            v = g[g["budget_fraction"].round(4) == f]["best_test_acc"]
-            cells.append(f"{100 * v.mean():.2f} ± {100 * v.std(ddof=1):.2f}")
+            v = g[g["budget_fraction"].round(4) == f]["best_test_acc"].dropna()
+            if len(v) == len(g["seed"].unique()):
+                cells.append(f"{100 * v.mean():.2f} ± {100 * v.std(ddof=1):.2f}")
+            else:  # a seed had no model evaluated within this fraction (one epoch cost more)
+                cells.append(
+                    f"{100 * v.mean():.2f} ({len(v)} of {g['seed'].nunique()} seeds)"
+                    if len(v)
+                    else "-"
+                )
         wall = g[g["budget_fraction"] == 1.0]["wall_s"].median()
         rows.append(
             [DATASET_NAMES.get(d, d), arm, str(g["seed"].nunique()), *cells, f"{wall / 60:.1f}"]
