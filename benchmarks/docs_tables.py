@@ -625,13 +625,16 @@ def default_vs_largest() -> str:
     return _table(header, rows, right_from=3)
 
 
+AS_GOOD = 0.002  # two samples of MNIST-1D's 1,000-sample test set
+
+
 def _smallest_as_good(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """(the largest model, the smallest front model of the default search whose test accuracy
-    is at least the largest's); seed 0."""
+    is within ``AS_GOOD`` of the largest's, else its most accurate front model); seed 0."""
     g = df[df["seed"] == df["seed"].min()]
     big = g[g["arm"] == "largest"].iloc[0]
     front = g[(g["arm"] == "search") & (g["pareto"].astype(str) == "True")].sort_values("params")
-    good = front[front["test_acc"] >= big["test_acc"]]
+    good = front[front["test_acc"] >= big["test_acc"] - AS_GOOD - 1e-9]
     return big, (good.iloc[0] if len(good) else front.iloc[-1])
 
 
@@ -683,18 +686,21 @@ def readme_headline() -> str:
             "Against what a user would pick instead (Optuna TPE + Hyperband, Ray Tune ASHA, the "
             "largest model), at equal training FLOPs, 3 seeds",
             "; ".join(
-                f"{DATASET_NAMES.get(d, d)}: {100 * g['lead']:+.2f} points against the best peer at "
-                f"the full budget"
+                f"{DATASET_NAMES.get(d, d)}: {100 * g['lead']:+.2f} points over the best peer at "
+                f"the full budget, whose final it reaches at "
+                + (PEER_FRACTIONS[g["reach"]] if g["reach"] is not None else "no point")
                 for d, g in goals.items()
-            ),
+            )
+            + " of the budget (the goal: 1/3)",
             f"[peers]({link}#peers)",
         ],
         [
             "The default search (`make run`: accuracy and size) against the largest model the "
             "space allows, trained alone for as long",
-            f"the search's front reaches the largest's {_pct(big['test_acc'], 1)} test accuracy "
-            f"with {small['params'] / big['params']:.2f}× its parameters "
-            f"(`{small['arch'].replace('|', chr(92) + '|')}`, {_pct(small['test_acc'], 1)})",
+            f"the largest (`{big['arch'].replace('|', chr(92) + '|')}`): "
+            f"{_pct(big['test_acc'], 1)} test; the search's front holds "
+            f"`{small['arch'].replace('|', chr(92) + '|')}` at {_pct(small['test_acc'], 1)} with "
+            f"{small['params'] / big['params']:.2f}× its parameters",
             f"[default vs largest]({link}#the-default-search-beside-the-largest-model)",
         ],
         [
