@@ -6,8 +6,11 @@ channel-wise product or a concat ties together), and **insertion sites** (output
 normalisations, activations) where zero-initialised residual blocks may be inserted. A
 ``custom`` spec has one stage whose layers are the groups (and the inner width of every
 inserted block), and carries the history of ops; building it calls the factory and replays the
-history (with throw-away initial values: weights always come from a checkpoint), so a
-checkpoint is still ``spec + weights``.
+history, so a checkpoint is still ``spec + weights``. Built on its own, a grown spec is a
+freshly initialised network of its architecture: the factory's initialisation for the
+original layers, fresh weights in and out for every added unit and block (not the
+function-preserving zeros a morph gives them), so a from-scratch child or a shrink-and-perturb
+noise network is what its name says.
 """
 
 from __future__ import annotations
@@ -181,19 +184,33 @@ def describe(
 def build_custom(
     custom: CustomModel, input_shape: tuple[int, ...], device: str | torch.device | None = None
 ) -> nn.Module:
-    """The factory's model with the recorded ops replayed (new weights are placeholders)."""
+    """The factory's model with the recorded ops replayed, freshly initialised throughout:
+    added units get fresh incoming and outgoing weights (``random-pad``), inserted blocks a
+    fresh last layer, all drawn from torch's global generator (seed it for a seeded build)."""
     model = make_model(custom.factory, device)
     for op in custom.history:
-        model = _replay(model, op, input_shape)
+        model = _replay(model, op, input_shape, fresh=True)
     return model
 
 
-def _replay(model: nn.Module, op: tuple[Any, ...], input_shape: tuple[int, ...]) -> nn.Module:
-    """One recorded op applied to ``model`` (which is not modified)."""
+def _replay(
+    model: nn.Module, op: tuple[Any, ...], input_shape: tuple[int, ...], *, fresh: bool = False
+) -> nn.Module:
+    """One recorded op applied to ``model`` (which is not modified). ``fresh``: new weights
+    freshly initialised (a network of that architecture from scratch), else the morph's
+    function-preserving zeros (the values do not matter on the meta device)."""
     if op[0] == "widen":
-        return widen(model, str(op[1]), int(op[2]), init="zero", example_input=(2, *input_shape))
+        if not fresh:
+            return widen(
+                model, str(op[1]), int(op[2]), init="zero", example_input=(2, *input_shape)
+            )
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())  # follows the caller's seeding
+        return widen(
+            model, str(op[1]), int(op[2]), init="random-pad", seed=seed,
+            example_input=(2, *input_shape),
+        )  # fmt: skip
     _, site, block, dims, channels = op
-    return insert_block(model, str(site), str(block), int(dims), int(channels))
+    return insert_block(model, str(site), str(block), int(dims), int(channels), zero=not fresh)
 
 
 _META_CACHE: OrderedDict[tuple[Any, ...], nn.Module] = OrderedDict()

@@ -132,3 +132,38 @@ def test_a_random_point_of_a_user_models_space_is_drawn_in_seconds() -> None:
     seconds = time.perf_counter() - t0
     assert got is not None
     assert seconds < 30, f"random_descendant took {seconds:.0f}s ({len(got[1])} ops)"
+
+
+def _zero_slices(model: nn.Module) -> list[str]:
+    """Weights (2-D and up) with an output row or an input column that is all zero: what a
+    function-preserving morph gives new units (zero outgoing weights, a zero last layer)."""
+    found = []
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue
+        for dim in (0, 1):
+            if (p.detach().abs().sum(dim=[d for d in range(p.dim()) if d != dim]) == 0).any():
+                found.append(f"{name} (dim {dim})")
+    return found
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_a_grown_spec_builds_freshly_initialised(name: str) -> None:
+    """``build(grown spec, seed)`` is a network of that architecture from scratch (what a
+    from-scratch child trains and what shrink-and-perturb adds as noise), not the morph's
+    function-preserving child: added units and blocks have fresh weights in and out, seeded."""
+    factory, _, shape = ZOO[name]
+    spec = ArchSpec.from_user_model(factory, None, shape, 10)
+    space = MutationSpace()
+    ops = [min(space.widen_ops(spec), key=lambda o: o.width), *space.deepen_ops(spec)[:1]]
+    grown = spec.apply_all(ops)
+    assert _zero_slices(build(spec, seed=1)) == [], "the factory's own init has zero slices"
+    morphed, _ = apply_ops(build(spec, seed=1), spec, ops, init="zero", seed=0)
+    assert _zero_slices(morphed), "the morph's child should hold zeros (the check would be vacuous)"
+    fresh = build(grown, seed=1)
+    assert _zero_slices(fresh) == []
+    again, other = build(grown, seed=1).state_dict(), build(grown, seed=2).state_dict()
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, again[key]), f"{key}: the same seed built different weights"
+    added = [k for k, v in fresh.state_dict().items() if v.dim() >= 2 and "gs_blocks" in k]
+    assert all(not torch.equal(fresh.state_dict()[k], other[k]) for k in added), added
