@@ -181,6 +181,10 @@ KEEP_LABELS = {
     ("custom", "default"): "default before auto scope (whole-network)",
     ("bn", "default"): "default before auto scope (whole-network)",
     ("auto_scope", "default"): "**default (auto scope)**",
+    ("custom_fresh", "default"): "**default (auto scope)**",
+    ("custom_fresh", "default, whole-network scope (before auto)"): (
+        "default before auto scope (whole-network)"
+    ),
 }
 
 
