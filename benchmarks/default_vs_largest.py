@@ -46,19 +46,6 @@ FIELDS = [
 ]  # fmt: skip
 
 
-def reachable(seed_width: int, factors: list[float], max_width: int) -> set[int]:
-    """Every width the widen factors reach from ``seed_width``, up to ``max_width``."""
-    seen, frontier = {seed_width}, [seed_width]
-    while frontier:
-        w = frontier.pop()
-        for f in factors:
-            n = int(round(w * f))
-            if w < n <= max_width and n not in seen:
-                seen.add(n)
-                frontier.append(n)
-    return seen
-
-
 def largest_uniform(space: Any) -> Any:
     """The uniform architecture (one depth for every stage, one width for every layer, the
     width reachable from every stage's seed width by the widen factors) with the most
@@ -66,10 +53,9 @@ def largest_uniform(space: Any) -> Any:
     from growsearch.arch import ArchSpec
 
     mut, seed = space.mutations, space.seed_arch
-    widths = set.intersection(*(
-        reachable(stage.layers[0].width, list(mut.widen.factors), mut.widen.max_width)
-        for stage in seed.stages
-    ))  # fmt: skip
+    widths = set.intersection(
+        *(set(mut.width_choices(stage.layers[0].width)) for stage in seed.stages)
+    )
     best, best_params = None, -1
     for depth in range(1, mut.deepen.max_layers_per_stage + 1):
         for w in sorted(widths):

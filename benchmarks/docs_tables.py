@@ -175,10 +175,10 @@ def _ablation(runs: list[str]) -> str:
 
 
 # ``default`` is the default recipe of the run's day: before shrink_scope "auto" (runs nobn,
-# custom, bn) the whole-network shrink on every network; from run auto_scope on, the auto scope
+# bn) the whole-network shrink on every network; from run auto_scope on, the auto scope (run
+# custom_fresh also pins the earlier default as a named variant)
 KEEP_LABELS = {
     ("nobn", "default"): "default before auto scope (whole-network)",
-    ("custom", "default"): "default before auto scope (whole-network)",
     ("bn", "default"): "default before auto scope (whole-network)",
     ("auto_scope", "default"): "**default (auto scope)**",
     ("custom_fresh", "default"): "**default (auto scope)**",

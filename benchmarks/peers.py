@@ -58,26 +58,16 @@ def space_of(dataset: str) -> dict[str, Any]:
     return yaml.safe_load((SPACES / f"efficiency_{dataset}.yaml").read_text())
 
 
-def reachable_widths(seed_width: int, factors: list[float], max_width: int) -> list[int]:
-    """Every width growsearch can reach from ``seed_width`` by widen factors, up to ``max_width``."""
-    seen, frontier = {seed_width}, [seed_width]
-    while frontier:
-        w = frontier.pop()
-        for f in factors:
-            n = int(round(w * f))
-            if w < n <= max_width and n not in seen:
-                seen.add(n)
-                frontier.append(n)
-    return sorted(seen)
-
-
 def choices(space: dict[str, Any]) -> list[tuple[list[int], list[int]]]:
-    """Per stage: (depth choices, width choices)."""
-    mut = space["mutations"]
-    depth = int(mut["deepen"]["max_layers_per_stage"])
+    """Per stage: (depth choices, width choices: every width growsearch's widen ops reach from
+    the stage's seed width)."""
+    import growsearch
+
+    mutations = growsearch.SearchSpace.from_dict(space).mutations
+    depth = mutations.deepen.max_layers_per_stage
     out = []
     for stage in space["seed_model"]["stages"]:
-        widths = reachable_widths(int(stage[0]), mut["widen"]["factors"], mut["widen"]["max_width"])
+        widths = list(mutations.width_choices(int(stage[0])))
         out.append((list(range(len(stage), depth + 1)), widths))
     return out
 

@@ -102,17 +102,19 @@ def _finish(console: Any, search: Any) -> int:
         console.print("no trial finished")
         return 1
     console.print(_leaderboard(df, title=f"{run.dir.name}: leaderboard"))
-    sizes = [o for o in run.objectives if o != "val_acc"]
-    if sizes:
-        console.print(_front(run, sizes[0]))
+    _print_front(console, run)
     console.print(f"best model: {run.dir / 'best'}  (growsearch.load_model)")
     return 0
 
 
-def _front(run: Any, cost: str) -> Any:
-    """The run's Pareto front (validation accuracy against ``cost``), smallest first."""
+def _print_front(console: Any, run: Any) -> None:
+    """The run's Pareto front (validation accuracy against its first size objective), smallest
+    first; nothing for a search with ``val_acc`` as its only objective."""
     from rich.table import Table
 
+    cost = next((o for o in run.objectives if o != "val_acc"), None)
+    if cost is None:
+        return
     front = run.front(cost)
     table = Table(title=f"{run.dir.name}: Pareto front (val acc against {cost})")
     for col in ("trial", "arch", cost, "val acc", "test acc"):
@@ -123,7 +125,7 @@ def _front(run: Any, cost: str) -> Any:
             str(r["trial_id"]), str(r["arch_summary"]), f"{int(r[cost]):,}",
             f"{r['val_acc']:.4f}", f"{r['test_acc']:.4f}",
         )  # fmt: skip
-    return table
+    console.print(table)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -135,10 +137,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     df = load_results(run_dir)
     console = _console()
     console.print(_leaderboard(df, n=args.top, title=f"{run_dir.name}: leaderboard"))
-    run = Run(run_dir)
-    sizes = [o for o in run.objectives if o != "val_acc"]
-    if sizes:
-        console.print(_front(run, sizes[0]))
+    _print_front(console, Run(run_dir))
     return 0
 
 
