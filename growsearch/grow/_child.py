@@ -115,6 +115,7 @@ def grow_child(
             recipe,
             probe=probe if probe is not None else calibration,
             calibration=calibration,
+            labels=probe_labels if probe is not None else None,
         )
     child = perturb_student(child, child_spec, recipe, calibration=calibration, seed=seed)
     return GrownChild(child, child_spec, recipe, total_steps, preserve_err)

@@ -225,6 +225,13 @@ def test_auto_scope_judges_by_accuracy_when_it_has_labels() -> None:
     by_labels = resolve_shrink_scope(morphed, recipe, probe=x, calibration=calibration, labels=y)
     by_agreement = resolve_shrink_scope(morphed, recipe, probe=x, calibration=calibration)
     assert by_labels.shrink_scope == "all" and by_agreement.shrink_scope == "homogeneous"
+    # grow_child hands the probe's labels on (the trainable and the replication pass them)
+    for labels, scope in ((y, "all"), (None, "homogeneous")):
+        child = grow_child(
+            parent, spec, ops, recipe, total_steps=400, seed=0, calibration=calibration,
+            probe=x, probe_labels=labels,
+        )  # fmt: skip
+        assert child.recipe.shrink_scope == scope, (labels is None, child.recipe)
 
 
 def test_auto_scope_without_a_batch_keeps_predictions() -> None:
