@@ -168,10 +168,9 @@ def run_student(
     ops = student_ops(spec, experiment)
     arm_recipe = dataclasses.replace(recipe, init=arm)
     calibration = data.train.x[: setting.calibration_size]
-    probe_x, probe_y = data.val.head(PROBE_SIZE)  # as the search's trainable does
     child = grow_child(
         teacher, spec, ops, arm_recipe, calibration=calibration, seed=seed, total_steps=steps,
-        probe=probe_x, probe_labels=probe_y,
+        probe=data.val.head(PROBE_SIZE)[0],  # as the search's trainable does
     )  # fmt: skip
     student = child.model
     cfg = setting.config(steps, seed, **child.train_overrides(setting.lr))

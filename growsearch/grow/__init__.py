@@ -11,9 +11,8 @@ to a model built from it, then the recipe that decides what the child starts fro
 from growsearch.grow._child import GrownChild, grow_child
 from growsearch.grow._ops import apply_op, apply_ops
 from growsearch.grow._recipe import (
-    AUTO_SCOPE_AGREEMENT,
+    AUTO_SCOPE_MAX_EXPONENT,
     AUTO_SCOPE_MIN_SHRINK,
-    AUTO_SCOPE_TOLERANCE,
     AUTO_SHRINK_LONG,
     AUTO_SHRINK_SHORT,
     SHRINK_SCOPES,
@@ -26,12 +25,11 @@ from growsearch.grow._recipe import (
     shrink_scale_invariant,
     student_train_overrides,
 )
-from growsearch.grow._rescale import Rescaling, homogeneous_rescale
+from growsearch.grow._rescale import Rescaling, homogeneous_rescale, rescale_output_exponent
 
 __all__ = [
-    "AUTO_SCOPE_AGREEMENT",
+    "AUTO_SCOPE_MAX_EXPONENT",
     "AUTO_SCOPE_MIN_SHRINK",
-    "AUTO_SCOPE_TOLERANCE",
     "AUTO_SHRINK_LONG",
     "AUTO_SHRINK_SHORT",
     "SHRINK_SCOPES",
@@ -43,6 +41,7 @@ __all__ = [
     "auto_shrink",
     "grow_child",
     "homogeneous_rescale",
+    "rescale_output_exponent",
     "output_layer",
     "perturb_student",
     "recalibrate_batchnorm",

@@ -59,14 +59,13 @@ def grow_child(
     seed: int,
     calibration: torch.Tensor | None = None,
     probe: torch.Tensor | None = None,
-    probe_labels: torch.Tensor | None = None,
     after_morph: Callable[[nn.Module], None] | None = None,
 ) -> GrownChild:
     """Grow ``parent`` by ``ops`` the way ``recipe`` says; the parent is not modified.
 
     The morph (:func:`growsearch.grow.apply_ops` with the recipe's init) comes first; then,
     for warm-started inits, shrink-and-perturb and a BatchNorm re-estimate on ``calibration``.
-    ``shrink_scope="auto"`` is decided on ``probe`` (else ``calibration``) by
+    ``shrink_scope="auto"`` is decided on the child's graph by
     :func:`growsearch.grow.resolve_shrink_scope`.
 
     Args:
@@ -78,10 +77,7 @@ def grow_child(
             warm-up depend on it).
         seed: Seeds the morph (mapping, split, fresh units) and the perturbation.
         calibration: An input batch, needed by deepen with BatchNorm and by the re-estimate.
-        probe: An input batch on which to measure ``preserve_err`` (and to decide
-            ``shrink_scope="auto"``).
-        probe_labels: The probe's labels: ``shrink_scope="auto"`` then compares accuracies
-            rather than predictions.
+        probe: An input batch on which to measure ``preserve_err``.
         after_morph: Called with the morphed child before the perturbation (in eval mode),
             e.g. to evaluate what the morph alone keeps.
 
@@ -110,12 +106,6 @@ def grow_child(
         parent.train(training)
         child.train(training)
     if recipe.init != "scratch":
-        recipe = resolve_shrink_scope(
-            child,
-            recipe,
-            probe=probe if probe is not None else calibration,
-            calibration=calibration,
-            labels=probe_labels if probe is not None else None,
-        )
+        recipe = resolve_shrink_scope(child, recipe)
     child = perturb_student(child, child_spec, recipe, calibration=calibration, seed=seed)
     return GrownChild(child, child_spec, recipe, total_steps, preserve_err)

@@ -10,7 +10,6 @@ they are: ``docs/benchmarks.md``.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -20,18 +19,19 @@ from torch import fx, nn
 
 from growsearch.arch import ArchSpec, build
 from growsearch.exceptions import MorphError
-from growsearch.grow._rescale import homogeneous_rescale
+from growsearch.grow._rescale import homogeneous_rescale, rescale_output_exponent
 from growsearch.morph import INITS, trace
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-SHRINK_SCOPES = ("auto", "all", "scale-invariant", "homogeneous", "homogeneous-hidden")
-# ``shrink_scope="auto"``: the whole-network shrink if the child's accuracy on the labelled probe
-# then drops by at most AUTO_SCOPE_TOLERANCE (without labels: if it still predicts its parent's
-# class on AUTO_SCOPE_AGREEMENT of the probe), else the homogeneous rescale with λ at least
-# AUTO_SCOPE_MIN_SHRINK (see resolve_shrink_scope)
-AUTO_SCOPE_TOLERANCE = 0.01
-AUTO_SCOPE_AGREEMENT = 0.95
+SHRINK_SCOPES = (
+    "auto", "all", "scale-invariant", "homogeneous", "homogeneous-hidden", "homogeneous-norms",
+)  # fmt: skip
+# ``shrink_scope="auto"``: the predictions-keeping rescale that carries the shrink past every
+# normalisation ("homogeneous-norms"), with λ raised to at least AUTO_SCOPE_MIN_SHRINK where
+# the logits would carry λ to a power above AUTO_SCOPE_MAX_EXPONENT (long chains of layers
+# without normalisation; see resolve_shrink_scope)
+AUTO_SCOPE_MAX_EXPONENT = 2
 AUTO_SCOPE_MIN_SHRINK = 0.6
 # ``shrink="auto"``: λ by the number of optimizer steps the child will train (see auto_shrink)
 AUTO_SHRINK_SHORT = (135, 0.6)  # up to this many steps: the mild shrink
@@ -67,11 +67,11 @@ class WarmStartRecipe:
     The default: an exact morph whose new units get fresh incoming and zero outgoing weights
     (``init="zero"``; for deepen the same identity layer as ``net2net``), then a shrink by λ
     (``shrink="auto"``, :func:`auto_shrink`) whose scope is chosen per child
-    (``shrink_scope="auto"``, :func:`resolve_shrink_scope`): every parameter × λ and a
-    BatchNorm re-estimate where the child still predicts its parent's class afterwards
-    (normalised networks), else the predictions-keeping homogeneous rescale (networks without
-    normalisation, where the whole-network shrink would throw the parent's function away). The
-    child then trains with a linear learning-rate warm-up over its first ``warmup_fraction`` of
+    (``shrink_scope="auto"``, :func:`resolve_shrink_scope`) that keeps every prediction of the
+    parent: the homogeneous rescale, which on a normalised network reaches the same layers as
+    the whole-network shrink (every weight and normalisation scale × λ) and without
+    normalisation rescales biases by λ^depth instead of throwing the parent's function away.
+    The child then trains with a linear learning-rate warm-up over its first ``warmup_fraction`` of
     steps. The shrink raises the loss of a converged parent again and makes Adam's steps
     relatively larger, so the child keeps learning instead of sitting in the parent's basin.
     The warm-up keeps a fresh optimizer's first, ``lr``-sized steps from moving the inherited
@@ -94,12 +94,12 @@ class WarmStartRecipe:
             (``build(child_spec)``) added to the weights; 0 adds nothing.
         recalibrate_bn: After a shrink/perturb, re-estimate BatchNorm running statistics on the
             calibration batch (the old ones no longer match the changed weights).
-        shrink_scope: Which parameters ``shrink`` multiplies. ``"auto"`` (the default): ``"all"``
-            if the child then loses at most ``AUTO_SCOPE_TOLERANCE`` of accuracy on the
-            labelled probe batch (without labels: keeps its parent's class on
-            ``AUTO_SCOPE_AGREEMENT`` of it), else ``"homogeneous"`` with λ at least
-            ``AUTO_SCOPE_MIN_SHRINK`` (:func:`resolve_shrink_scope`). ``"all"``: every parameter
-            (Ash & Adams' shrink). ``"scale-invariant"``: only the Linear/Conv layers whose
+        shrink_scope: Which parameters ``shrink`` multiplies. ``"auto"`` (the default):
+            ``"homogeneous-norms"``, with λ at least ``AUTO_SCOPE_MIN_SHRINK`` where the logits
+            would carry λ to a power above ``AUTO_SCOPE_MAX_EXPONENT``
+            (:func:`resolve_shrink_scope`). ``"all"``: every parameter (Ash & Adams' shrink);
+            it moves predictions (on normalised networks a few, through the logits layer's
+            bias and the BatchNorm re-estimate; without normalisation nearly all). ``"scale-invariant"``: only the Linear/Conv layers whose
             output goes straight into a BatchNorm — their scale does not change the function,
             so the BatchNorm's running statistics are rescaled with them (mean × λ, var × λ²)
             and the child keeps its parent's predictions — while Adam's steps become larger
@@ -110,7 +110,10 @@ class WarmStartRecipe:
             × λ^depth, normalisation statistics rescaled; the logits become the parent's ×
             λ^depth (a temperature), so every prediction is kept. ``"homogeneous-hidden"``:
             the same, then the logits layer undoes the temperature (the logits are exactly the
-            parent's; only the hidden layers are smaller).
+            parent's; only the hidden layers are smaller). ``"homogeneous-norms"``: the same
+            as ``"homogeneous"``, and every affine normalisation's scale and shift × λ too, so
+            the layers after a normalisation are shrunk as well (the logits carry λ² behind a
+            final normalisation instead of λ); every prediction is kept.
         logit_scale: Multiplies the weight and bias of the layer that produces the model's
             output (a softmax temperature: the predicted class of every input is kept, the
             loss of a confident teacher rises again); 1 leaves it alone.
@@ -217,7 +220,7 @@ def perturb_student(
             "first (recipe.for_steps(total_steps))"
         )
     if recipe.shrink_scope == "auto":
-        recipe = resolve_shrink_scope(child, recipe, probe=calibration, calibration=calibration)
+        recipe = resolve_shrink_scope(child, recipe)
     shrink = float(recipe.shrink)
     if shrink == 1.0 and recipe.perturb_std == 0.0 and recipe.logit_scale == 1.0:
         return child
@@ -226,7 +229,9 @@ def perturb_student(
             for p in child.parameters():
                 p.mul_(shrink)
         elif recipe.shrink_scope.startswith("homogeneous") and shrink != 1.0:
-            rescaled = homogeneous_rescale(child, shrink)
+            rescaled = homogeneous_rescale(
+                child, shrink, scale_norms=recipe.shrink_scope == "homogeneous-norms"
+            )
             if recipe.shrink_scope == "homogeneous-hidden" and rescaled.output_exponent:
                 for p in output_layer(child).parameters():  # undo the temperature
                     p.mul_(shrink**-rescaled.output_exponent)
@@ -251,69 +256,35 @@ def perturb_student(
 
 
 @torch.no_grad()
-def resolve_shrink_scope(
-    child: nn.Module,
-    recipe: WarmStartRecipe,
-    *,
-    probe: torch.Tensor | None,
-    calibration: torch.Tensor | None,
-    labels: torch.Tensor | None = None,
-) -> WarmStartRecipe:
+def resolve_shrink_scope(child: nn.Module, recipe: WarmStartRecipe) -> WarmStartRecipe:
     """``recipe`` with ``shrink_scope="auto"`` decided for this morphed ``child``.
 
-    The whole-network shrink (``"all"``) is tried on a copy: every parameter × λ, BatchNorm
-    re-estimated on ``calibration``. In a normalised network the normalisations divide most of
-    the shrink out again and the copy keeps nearly all its parent's predictions (what changes
-    is mostly inputs near a decision boundary: the bias of the logits layer is now larger
-    relative to its input, and a parent whose running statistics lagged its last steps changes
-    where the re-estimate corrects them, often for the better); without normalisation every
-    bias × λ no longer matches its input's scale and the predictions fall apart. The two cases
-    are far apart. With ``labels`` (of ``probe``) the result is ``"all"`` if the copy's
-    accuracy on ``probe`` is at most ``AUTO_SCOPE_TOLERANCE`` below the child's (the
-    parent's); without, if the copy predicts the child's class on at least
-    ``AUTO_SCOPE_AGREEMENT`` of ``probe``. Otherwise ``"homogeneous"`` (predictions kept exactly)
-    with λ raised to ``AUTO_SCOPE_MIN_SHRINK``: on networks without normalisation the stronger
-    rescale's temperature λ^depth starves the child of gradient at first. With no ``probe``
-    (or a BatchNorm and no ``calibration``) nothing can be checked and the predictions-keeping
-    scope is chosen. ``child`` is not modified. Measurements:
-    ``docs/benchmarks.md#the-warm-start-recipe``.
+    Always a rescale that keeps every prediction: ``"homogeneous-norms"``, found on the
+    child's torch.fx graph (:func:`growsearch.grow.homogeneous_rescale` with
+    ``scale_norms``). On a normalised network it shrinks what the whole-network shrink
+    shrinks, every weight and normalisation scale × λ, but keeps the running statistics and
+    the logits layer's bias in step with them, so the parent's predictions survive (the
+    whole-network shrink moves a few of them, more than the 1-point budget on some parents).
+    The logits then carry λ^e, a temperature. Without normalisation e is the network's depth
+    and λ^e starves the child of gradient at first, so where e exceeds
+    ``AUTO_SCOPE_MAX_EXPONENT`` λ is raised to ``AUTO_SCOPE_MIN_SHRINK``. Nothing is
+    measured on data: the choice depends on the graph and λ only. ``child`` is not modified.
+    Measurements: ``docs/benchmarks.md#the-warm-start-recipe``.
 
     Raises:
         ValueError: The recipe's ``shrink`` is still ``"auto"``.
+        MorphError: The child cannot be traced with torch.fx.
     """
     if recipe.shrink_scope != "auto":
         return recipe
     if recipe.shrink == "auto":
         raise ValueError("resolve_shrink_scope: resolve the recipe's shrink first (for_steps)")
     shrink = float(recipe.shrink)
-    keep = replace(recipe, shrink_scope="homogeneous", shrink=max(shrink, AUTO_SCOPE_MIN_SHRINK))
     if shrink == 1.0:
-        return replace(recipe, shrink_scope="all")  # nothing to shrink: the scopes agree
-    has_bn = any(isinstance(m, _BN) for m in child.modules())
-    if probe is None or (has_bn and recipe.recalibrate_bn and calibration is None):
-        return keep
-    trial = copy.deepcopy(child)
-    for p in trial.parameters():
-        p.mul_(shrink)
-    if has_bn and recipe.recalibrate_bn:
-        recalibrate_batchnorm(trial, calibration)  # type: ignore[arg-type]
-    modes = (child.training, trial.training)
-    child.eval()
-    trial.eval()
-    try:
-        x = probe.to(next(child.parameters()).device)
-        before = child(x).flatten(1).argmax(1)
-        after = trial(x).flatten(1).argmax(1)
-    finally:
-        child.train(modes[0])
-        trial.train(modes[1])
-    if labels is not None:
-        y = labels.to(before.device)
-        drop = float((before == y).float().mean() - (after == y).float().mean())
-        kept = drop <= AUTO_SCOPE_TOLERANCE
-    else:
-        kept = float((before == after).float().mean()) >= AUTO_SCOPE_AGREEMENT
-    return replace(recipe, shrink_scope="all") if kept else keep
+        return replace(recipe, shrink_scope="homogeneous-norms")  # nothing to shrink
+    if rescale_output_exponent(child, scale_norms=True) > AUTO_SCOPE_MAX_EXPONENT:
+        shrink = max(shrink, AUTO_SCOPE_MIN_SHRINK)
+    return replace(recipe, shrink_scope="homogeneous-norms", shrink=shrink)
 
 
 @torch.no_grad()
@@ -418,9 +389,8 @@ def student_train_overrides(recipe: WarmStartRecipe, base_lr: float, total_steps
 __all__ = [
     "AUTO_SHRINK_LONG",
     "AUTO_SHRINK_SHORT",
-    "AUTO_SCOPE_AGREEMENT",
+    "AUTO_SCOPE_MAX_EXPONENT",
     "AUTO_SCOPE_MIN_SHRINK",
-    "AUTO_SCOPE_TOLERANCE",
     "SHRINK_SCOPES",
     "WarmStartRecipe",
     "auto_shrink",

@@ -111,8 +111,8 @@ def _has_constant(node: fx.Node) -> bool:
 class _Exponents:
     """Forward propagation of exponents with caps on the producers' output exponents."""
 
-    def __init__(self, model: nn.Module, gm: fx.GraphModule) -> None:
-        self.model, self.gm = model, gm
+    def __init__(self, model: nn.Module, gm: fx.GraphModule, scale_norms: bool = False) -> None:
+        self.model, self.gm, self.scale_norms = model, gm, scale_norms
         calls = Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_module")
         self.calls = calls
         self.cap: dict[str, int] = {}
@@ -162,7 +162,9 @@ class _Exponents:
                     return node.args[0], cap  # type: ignore[return-value]
                 exp[node] = e_in + 1 if cap is None else min(e_in + 1, cap)
             elif isinstance(mod, _NORMS):
-                exp[node] = 0
+                # an affine normalisation whose scale and shift are × λ outputs × λ
+                cap = self.cap.get(str(node.target), 1 if self._affine(mod) else 0)
+                exp[node] = min(1, cap)
                 if self.calls[str(node.target)] > 1:  # one set of statistics, several inputs
                     return self._require(inputs, 0)
             elif isinstance(mod, _KEEP_MODULES):
@@ -220,11 +222,20 @@ class _Exponents:
             return self._require(inputs, 0)
         return None
 
+    def _affine(self, mod: nn.Module) -> bool:
+        """Whether the rescale multiplies this normalisation's scale and shift by λ."""
+        return self.scale_norms and getattr(mod, "weight", None) is not None
+
     def lower(self, node: fx.Node, target: int) -> bool:
         """Cap the producers upstream of ``node`` so that its exponent is at most ``target``."""
         e = self.exp.get(node)
         if e is None or e <= target:
             return False
+        if node.op == "call_module" and isinstance(
+            self.model.get_submodule(str(node.target)), _NORMS
+        ):
+            self.cap[str(node.target)] = 0  # its output exponent is 1 at most: now 0
+            return True
         if _is_producer(self.model, node):
             name = str(node.target)
             changed = self.cap.get(name, e) > target
@@ -248,15 +259,63 @@ class _Exponents:
         return any([self.lower(a, target) for a in inputs])
 
 
+def _all_capped(model: nn.Module, gm: fx.GraphModule) -> dict[str, int]:
+    """Every producer and normalisation capped at 0: nothing rescaled (always consistent)."""
+    return {
+        str(n.target): 0
+        for n in gm.graph.nodes
+        if n.op == "call_module"
+        and isinstance(model.get_submodule(str(n.target)), (*_PRODUCERS, *_NORMS))
+    }
+
+
+def _solve(model: nn.Module, scale_norms: bool) -> tuple[fx.GraphModule, _Exponents]:
+    """The model's graph and exponents that satisfy every constraint."""
+    gm = trace(model)
+    ex = _Exponents(model, gm, scale_norms)
+    for _ in range(10 * len(gm.graph.nodes) + 10):
+        violation = ex.propagate()
+        if violation is None:
+            break
+        if not ex.lower(*violation):  # cannot happen: lowering always caps something upstream
+            ex.cap = _all_capped(model, gm)
+    else:
+        ex.cap = _all_capped(model, gm)
+        ex.propagate()
+    return gm, ex
+
+
+def _output_exponent(gm: fx.GraphModule, ex: _Exponents) -> int:
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            es = ex._exps(_nodes(node.args))
+            return es[0] if es else 0
+    return 0
+
+
+def rescale_output_exponent(model: nn.Module, *, scale_norms: bool = False) -> int:
+    """The power of λ that :func:`homogeneous_rescale` would leave on ``model``'s output
+    (its logit temperature is λ to this power); ``model`` is not modified.
+
+    Raises:
+        MorphError: The model cannot be traced with torch.fx.
+    """
+    return _output_exponent(*_solve(model, scale_norms))
+
+
 @torch.no_grad()
-def homogeneous_rescale(model: nn.Module, factor: float) -> Rescaling:
+def homogeneous_rescale(model: nn.Module, factor: float, *, scale_norms: bool = False) -> Rescaling:
     """Shrink every Linear/Conv of ``model`` by ``factor`` where that keeps its predictions.
 
     In place. Weights are multiplied by ``factor ** k`` (k is 1 unless a constraint caps it)
     and biases by ``factor`` to the power of the exponent of their output; BatchNorm running
-    statistics are rescaled with their input (mean × factor^e, var × factor^2e). Afterwards the
-    model's output is the old one × ``factor ** output_exponent`` (exactly, up to float
-    rounding and the normalisations' eps), so every input keeps its predicted class.
+    statistics are rescaled with their input (mean × factor^e, var × factor^2e). With
+    ``scale_norms`` every affine normalisation's weight and bias are × ``factor`` as well
+    (where the graph allows), so its output carries ``factor`` on: the shrink then reaches the
+    layers after each normalisation as the whole-network shrink does, without moving any
+    prediction. Afterwards the model's output is the old one × ``factor ** output_exponent``
+    (exactly, up to float rounding and the normalisations' eps), so every input keeps its
+    predicted class.
 
     Raises:
         MorphError: The model cannot be traced with torch.fx.
@@ -264,24 +323,11 @@ def homogeneous_rescale(model: nn.Module, factor: float) -> Rescaling:
     """
     if not factor > 0:
         raise ValueError(f"homogeneous_rescale: expected factor > 0, got {factor!r}")
-    gm = trace(model)
-    ex = _Exponents(model, gm)
-    for _ in range(10 * len(gm.graph.nodes) + 10):
-        violation = ex.propagate()
-        if violation is None:
-            break
-        if not ex.lower(*violation):  # cannot happen: lowering always caps something upstream
-            ex.cap = {str(n.target): 0 for n in gm.graph.nodes if _is_producer(model, n)}
-    else:
-        ex.cap = {str(n.target): 0 for n in gm.graph.nodes if _is_producer(model, n)}
-        ex.propagate()
+    gm, ex = _solve(model, scale_norms)
     exponents: dict[str, int] = {}
     out_exponents: dict[str, int] = {}
-    output_exp = 0
+    output_exp = _output_exponent(gm, ex)
     for node in gm.graph.nodes:
-        if node.op == "output":
-            es = ex._exps(_nodes(node.args))
-            output_exp = es[0] if es else 0
         if node.op != "call_module":
             continue
         mod = model.get_submodule(str(node.target))
@@ -299,12 +345,22 @@ def homogeneous_rescale(model: nn.Module, factor: float) -> Rescaling:
                 exponents[name] = k
             if mod.bias is not None and e_out:
                 mod.bias.mul_(factor**e_out)
-        elif isinstance(mod, _NORMS) and e_in:
+        elif isinstance(mod, _NORMS):
             mean, var = getattr(mod, "running_mean", None), getattr(mod, "running_var", None)
-            if mean is not None and var is not None:
+            if e_in and mean is not None and var is not None:
+                s2 = factor ** (2 * e_in)
+                if getattr(mod, "weight", None) is not None:
+                    # eps is added to a variance now s2 times smaller: the scale makes up for
+                    # it per channel, so eval mode gives exactly what it gave before
+                    eps = float(getattr(mod, "eps", 0.0))
+                    mod.weight.mul_(((s2 * var + eps) / (s2 * (var + eps))).sqrt())
                 mean.mul_(factor**e_in)
-                var.mul_(factor ** (2 * e_in))
+                var.mul_(s2)
+            if ex.exp.get(node):  # scale_norms: its affine output carries factor
+                mod.weight.mul_(factor)
+                if mod.bias is not None:
+                    mod.bias.mul_(factor)
     return Rescaling(output_exp, exponents, out_exponents)
 
 
-__all__ = ["Rescaling", "homogeneous_rescale"]
+__all__ = ["Rescaling", "homogeneous_rescale", "rescale_output_exponent"]

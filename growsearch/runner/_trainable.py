@@ -174,11 +174,10 @@ def train_trial(config: dict[str, Any]) -> None:
         def after_morph(morphed: torch.nn.Module) -> None:  # before the recipe's perturbation
             info["acc_before"] = evaluate(morphed, data.val, device=device)[1]
 
-        probe_x, probe_y = data.val.head(PROBE_SIZE)
         child = grow_child(
             parent.model(device), parent.spec, proposal.ops, training.recipe(),
             total_steps=steps, seed=seed, calibration=data.train.head(PROBE_SIZE)[0].to(device),
-            probe=probe_x.to(device), probe_labels=probe_y.to(device), after_morph=after_morph,
+            probe=data.val.head(PROBE_SIZE)[0].to(device), after_morph=after_morph,
         )  # fmt: skip
         if child.spec != spec:
             raise GrowsearchError(

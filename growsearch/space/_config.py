@@ -33,6 +33,7 @@ SHRINK_SCOPES = (
     "scale-invariant",
     "homogeneous",
     "homogeneous-hidden",
+    "homogeneous-norms",
 )  # = growsearch.grow's (no torch here)
 SCHEDULERS = ("asha",)
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # growsearch.train.AMP_MODES (no torch import here)
@@ -225,11 +226,12 @@ class TrainingConfig(Section):
             ``auto`` (the default): by the child's training steps, 0.6 up to 135, 0.3 from
             270 on, log-linear between (:func:`growsearch.grow.auto_shrink`).
         perturb_std: Shrink-and-perturb σ (scale of a fresh initialisation added).
-        shrink_scope: ``auto`` (the default: ``all`` where the child then keeps its parent's
-            predictions, else ``homogeneous``; :func:`growsearch.grow.resolve_shrink_scope`),
+        shrink_scope: ``auto`` (the default: ``homogeneous-norms``, λ at least 0.6 on deep
+            networks without normalisation; :func:`growsearch.grow.resolve_shrink_scope`),
             ``all`` (every weight × shrink), ``scale-invariant`` (only the layers a BatchNorm
             normalises), ``homogeneous`` / ``homogeneous-hidden`` (the predictions-keeping
-            rescale of positively homogeneous networks, with / without the logit temperature).
+            rescale of positively homogeneous networks, with / without the logit temperature),
+            ``homogeneous-norms`` (the same, normalisation scales × shrink too).
         logit_scale: Multiplies the logits layer (a temperature; predictions kept).
     """
 

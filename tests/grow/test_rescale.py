@@ -85,15 +85,16 @@ def test_non_homogeneous_op_gets_exponent_zero() -> None:
     torch.testing.assert_close(_outputs(model, x), before * 0.25, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale_norms", [False, True])
 @pytest.mark.parametrize("name", sorted(ZOO))
-def test_zoo_predictions_kept(name: str) -> None:
+def test_zoo_predictions_kept(name: str, scale_norms: bool) -> None:
     factory, _, shape = ZOO[name]
     torch.manual_seed(0)
     model = make_model(factory)
     randomise_bn(model)
     x = torch.randn(16, *shape)
     before = _outputs(model, x)
-    r = homogeneous_rescale(model, 0.5)
+    r = homogeneous_rescale(model, 0.5, scale_norms=scale_norms)
     after = _outputs(model, x)
     t = 0.5**r.output_exponent
     assert float((after - t * before).abs().max() / (t * before).abs().max()) < 1e-3
@@ -110,6 +111,30 @@ def test_grow_child_homogeneous_keeps_predictions_without_batchnorm() -> None:
     child = grow_child(parent, spec, ops, recipe, total_steps=100, seed=0, calibration=x)
     a, b = _outputs(parent, x), _outputs(child.model, x)
     torch.testing.assert_close(b, a * 0.3**3, rtol=1e-4, atol=1e-6)
+
+
+def test_scale_norms_carries_the_shrink_past_each_normalisation() -> None:
+    """With BatchNorm every affine norm's scale and shift are × λ, so the layers after it are
+    shrunk too (as the whole-network shrink does) and the logits carry λ² instead of λ; every
+    prediction is kept, with the running statistics untouched where the input kept its scale."""
+    spec = ArchSpec.create("cnn", (1, 16), 4, [[6, 6], [8]], batch_norm=True)
+    plain, scaled = build(spec, seed=0), build(spec, seed=0)
+    randomise_bn(plain)
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.randn(64, 1, 16)
+    before = _outputs(plain, x)
+    norms = [n for n, m in scaled.named_modules() if isinstance(m, nn.BatchNorm1d)]
+    old = {n: scaled.get_submodule(n).weight.clone() for n in norms}
+    assert homogeneous_rescale(plain, 0.3).output_exponent == 1
+    r = homogeneous_rescale(scaled, 0.3, scale_norms=True)
+    assert r.output_exponent == 2
+    for n in norms:
+        # × 0.3, and a little more where eps now weighs more against the rescaled variance
+        torch.testing.assert_close(scaled.get_submodule(n).weight, 0.3 * old[n], rtol=1e-2, atol=0)
+    torch.testing.assert_close(_outputs(scaled, x), before * 0.09, rtol=1e-4, atol=1e-6)
+    # without normalisation there is nothing more to carry: the same rescale as before
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=False)
+    assert homogeneous_rescale(build(spec, seed=0), 0.5, scale_norms=True).output_exponent == 3
 
 
 def test_rescale_rejects_bad_factor() -> None:
@@ -131,7 +156,7 @@ def test_grow_child_homogeneous_hidden_keeps_logits() -> None:
     assert float(shrunk.abs().max()) < float(original.abs().max())
 
 
-# ---- shrink_scope="auto": the whole-network shrink where it keeps the parent, else the rescale
+# ---- shrink_scope="auto": the rescale that keeps every prediction, λ by the graph's depth
 @pytest.fixture(scope="module")
 def mnist1d():
     from growsearch.data import load_dataset
@@ -156,95 +181,64 @@ def _agreement(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("batch_norm", [True, False])
 def test_auto_scope_keeps_the_parent_with_and_without_batchnorm(mnist1d, batch_norm: bool) -> None:
-    """With BatchNorm the whole-network shrink keeps the trained parent's predictions and is
-    kept; without, it does not (checked on the test split), and the child gets the homogeneous
-    rescale at λ 0.6 instead, which keeps every prediction."""
+    """A trained parent, widened by the default recipe: every test prediction is kept, with
+    or without BatchNorm. With BatchNorm the shrink reaches every layer the whole-network
+    shrink does (the normalisation scales too) at λ 0.3; without, the logits would carry
+    λ^3, so λ is raised to 0.6. The whole-network shrink moves predictions on both."""
     from dataclasses import replace
 
     from growsearch.grow import AUTO_SCOPE_MIN_SHRINK
 
     spec, parent = _trained_cnn(mnist1d, batch_norm)
     ops = [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
-    calibration, probe = mnist1d.train.x[:256], mnist1d.val.x[:256]
-    test_x = mnist1d.test.x
-    child = grow_child(
-        parent,
-        spec,
-        ops,
-        total_steps=400,
-        seed=0,
-        calibration=calibration,
-        probe=probe,
-        probe_labels=mnist1d.val.y[:256],
-    )  # the default recipe: shrink "auto" (0.3 at 400 steps), shrink_scope "auto"; fmt: skip
+    calibration, test_x = mnist1d.train.x[:256], mnist1d.test.x
+    child = grow_child(parent, spec, ops, total_steps=400, seed=0, calibration=calibration)
+    # the default recipe: shrink "auto" (0.3 at 400 steps), shrink_scope "auto"
+    assert child.recipe.shrink_scope == "homogeneous-norms"
+    assert _agreement(parent, child.model, test_x) == 1.0
     whole = grow_child(
         parent, spec, ops, replace(child.recipe, shrink_scope="all", shrink=0.3), total_steps=400,
         seed=0, calibration=calibration,
     )  # fmt: skip
+    assert _agreement(parent, whole.model, test_x) < 1.0
     if batch_norm:
-        assert child.recipe.shrink_scope == "all" and child.recipe.shrink == pytest.approx(0.3)
-        assert _agreement(parent, child.model, test_x) >= 0.95  # the guard checked the probe
+        assert child.recipe.shrink == pytest.approx(0.3)
+        bn = "layers.s1l0.bn"
+        torch.testing.assert_close(  # the normalisation's scale shrunk as "all" shrinks it
+            child.model.get_submodule(bn).weight,
+            whole.model.get_submodule(bn).weight,
+            rtol=0.05,  # up to the eps correction on channels of small variance
+            atol=0,
+        )
     else:
         assert _agreement(parent, whole.model, test_x) < 0.9  # what the default used to do
-        assert child.recipe.shrink_scope == "homogeneous"
         assert child.recipe.shrink == AUTO_SCOPE_MIN_SHRINK
-        assert _agreement(parent, child.model, test_x) == 1.0
 
 
-def test_auto_scope_judges_by_accuracy_when_it_has_labels() -> None:
-    """A briefly trained BatchNorm parent whose running statistics lag its weights: the
-    re-estimate after the whole-network shrink changes many predictions (agreement below
-    AUTO_SCOPE_AGREEMENT) but not for the worse, so with labels the shrink is kept."""
-    from growsearch.data import load_dataset
-    from growsearch.grow import AUTO_SCOPE_AGREEMENT, resolve_shrink_scope
-    from growsearch.train import TrainConfig, train
-
-    data = load_dataset("digits")
-    spec = ArchSpec.create("cnn", data.input_shape, data.num_classes, [[8], [16]])
-    parent = build(spec, seed=0)
-    train(parent, data, TrainConfig(epochs=4, lr=3e-3, device="cpu", amp=False, seed=0))
-    parent.eval()
-    x, y = data.val.head(256)
-    recipe = WarmStartRecipe(shrink=0.3)
-    ops = [Widen(layer.name, 2 * layer.width) for layer in spec.layers]
-    trial = grow_child(
-        parent, spec, ops, WarmStartRecipe(shrink=0.3, shrink_scope="all"), total_steps=400,
-        seed=0, calibration=data.train.x[:256],
-    )  # fmt: skip
-    agreement = _agreement(parent, trial.model, x)
-    accuracy = (
-        float((_outputs(trial.model, x).argmax(1) == y).float().mean()),
-        float((_outputs(parent, x).argmax(1) == y).float().mean()),
+def test_auto_scope_is_decided_on_the_graph() -> None:
+    """λ is kept where normalisations keep the logits' power of λ small (BatchNorm, LayerNorm
+    models of the zoo, a normalised CNN) and raised on long chains without normalisation; an
+    unresolved shrink is refused."""
+    from growsearch.grow import (
+        AUTO_SCOPE_MAX_EXPONENT,
+        AUTO_SCOPE_MIN_SHRINK,
+        rescale_output_exponent,
+        resolve_shrink_scope,
     )
-    assert agreement < AUTO_SCOPE_AGREEMENT and accuracy[0] >= accuracy[1] - 0.01
-    calibration = data.train.x[:256]
-    morphed = grow_child(
-        parent, spec, ops, WarmStartRecipe(shrink=1.0), total_steps=400, seed=0,
-        calibration=calibration,
-    ).model  # fmt: skip
-    by_labels = resolve_shrink_scope(morphed, recipe, probe=x, calibration=calibration, labels=y)
-    by_agreement = resolve_shrink_scope(morphed, recipe, probe=x, calibration=calibration)
-    assert by_labels.shrink_scope == "all" and by_agreement.shrink_scope == "homogeneous"
-    # grow_child hands the probe's labels on (the trainable and the replication pass them)
-    for labels, scope in ((y, "all"), (None, "homogeneous")):
-        child = grow_child(
-            parent, spec, ops, recipe, total_steps=400, seed=0, calibration=calibration,
-            probe=x, probe_labels=labels,
-        )  # fmt: skip
-        assert child.recipe.shrink_scope == scope, (labels is None, child.recipe)
 
-
-def test_auto_scope_without_a_batch_keeps_predictions() -> None:
-    from growsearch.grow import resolve_shrink_scope
-
-    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=True)
-    model = build(spec, seed=0)
     recipe = WarmStartRecipe(shrink=0.3)
     assert recipe.shrink_scope == "auto" and not recipe.keeps_predictions
-    resolved = resolve_shrink_scope(model, recipe, probe=None, calibration=None)
-    assert resolved.shrink_scope == "homogeneous" and resolved.keeps_predictions
-    assert resolve_shrink_scope(
-        model, WarmStartRecipe(shrink=1.0), probe=None, calibration=None
-    ).exact
+    for batch_norm, shrink in ((True, 0.3), (False, AUTO_SCOPE_MIN_SHRINK)):
+        spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6, 6], batch_norm=batch_norm)
+        resolved = resolve_shrink_scope(build(spec, seed=0), recipe)
+        assert resolved.shrink_scope == "homogeneous-norms" and resolved.keeps_predictions
+        assert resolved.shrink == shrink, batch_norm
+    for name in sorted(ZOO):
+        factory, _, _ = ZOO[name]
+        model = make_model(factory)
+        e = rescale_output_exponent(model, scale_norms=True)
+        expected = 0.3 if e <= AUTO_SCOPE_MAX_EXPONENT else AUTO_SCOPE_MIN_SHRINK
+        assert resolve_shrink_scope(model, recipe).shrink == expected, (name, e)
+    assert resolve_shrink_scope(build(spec, seed=0), WarmStartRecipe(shrink=1.0)).exact
     with pytest.raises(ValueError, match="for_steps"):
-        resolve_shrink_scope(model, WarmStartRecipe(), probe=None, calibration=None)
+        resolve_shrink_scope(build(spec, seed=0), WarmStartRecipe())

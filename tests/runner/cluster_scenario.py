@@ -30,9 +30,9 @@ name: {name}
 seed: 0
 dataset: {{name: mnist1d}}
 seed_model: {{family: cnn, stages: [[16], [32]], kernel_size: 5}}
-mutations: {{widen: {{factors: [1.5, 2.0], max_width: 96}}, deepen: {{max_layers_per_stage: 3}}}}
+mutations: {{widen: {{factors: [1.5, 2.0], max_width: 48}}, deepen: {{max_layers_per_stage: 3}}}}
 controller: {{name: evolution, population: 4, sample: 2}}
-training: {{epochs: 12, seed_epochs: 4, batch_size: 64, lr: 0.003}}
+training: {{epochs: 10, seed_epochs: 4, batch_size: 64, lr: 0.003}}
 budget: {{trials: {trials}}}
 resources: {{cpus_per_trial: 1, concurrency: 2}}
 """
@@ -105,6 +105,14 @@ def nodes(env: dict) -> list[dict]:
         return [{"error": done.stderr[-500:]}]
 
 
+def mark(report: dict, phase: str) -> None:
+    """Seconds since the scenario started, per phase: where a slow run spent its time."""
+    report.setdefault("t", {})[phase] = round(time.monotonic() - T0, 1)
+
+
+T0 = time.monotonic()
+
+
 def main(work: Path) -> None:
     # Inside this namespace only loopback exists, so a multi-node Ray can only be reached from
     # this machine; RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 would refuse the second node. A token of
@@ -125,6 +133,7 @@ def main(work: Path) -> None:
     worker = sh([ray, "start", f"--address=127.0.0.1:{PORT}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
                  f"--node-manager-port={WORKER_NM_PORT}"], env=env)  # fmt: skip
     report["steps"].append(["worker", worker.returncode, worker.stderr[-500:]])
+    mark(report, "nodes started")
     ours = set(find(b"ray")) - before
     try:
         worker_raylet = [
@@ -146,6 +155,7 @@ def main(work: Path) -> None:
                 break
             time.sleep(1)
         worker_node = alive[0]["id"] if alive else None
+        mark(report, "worker alive")
         # 1. kill the worker node in the middle of a trial
         (work / "a.yaml").write_text(SPACE.format(name="cluster_a", trials=4))
         log_a = open(work / "a.log", "w")
@@ -179,7 +189,9 @@ def main(work: Path) -> None:
                 break
             time.sleep(0.2)
         report["killed"] = killed_during
+        mark(report, "worker killed")
         report["search_a_rc"] = search.wait(timeout=600)
+        mark(report, "search a done")
         if killed_during is None:  # say why: where each trial ran, and whether the node was alive
             report["nodes_after"] = nodes(env)
             report["trial_nodes"] = {
@@ -187,7 +199,7 @@ def main(work: Path) -> None:
                 for f in (work / "runs" / "cluster_a" / "models").glob("t*/meta.json")
             }
         # 2. kill -9 the driver of a second search, then resume it on the same cluster
-        (work / "b.yaml").write_text(SPACE.format(name="cluster_b", trials=4))
+        (work / "b.yaml").write_text(SPACE.format(name="cluster_b", trials=3))
         search = subprocess.Popen([*cli, "run", str(work / "b.yaml"), "--results-dir", str(work / "runs"),
                                    "--address", f"127.0.0.1:{PORT}"],
                                   stdout=open(work / "b.log", "w"), stderr=subprocess.STDOUT, env=env)  # fmt: skip
@@ -198,12 +210,14 @@ def main(work: Path) -> None:
             time.sleep(0.2)
         os.kill(search.pid, signal.SIGKILL)
         search.wait()
+        mark(report, "driver b killed")
         resumed = sh(
             [*cli, "resume", str(work / "runs" / "cluster_b"), "--address", f"127.0.0.1:{PORT}"],
             env=env,
         )
         report["resume_b_rc"] = resumed.returncode
         report["resume_b_err"] = resumed.stderr[-1000:]
+        mark(report, "b resumed")
     finally:
         leftover = (set(find(b"ray")) - before) | ours
         for pid in leftover:

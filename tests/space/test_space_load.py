@@ -195,7 +195,7 @@ MALFORMED = [
     (BASE + "training: {lr: fast}\n", "training.lr: expected a number > 0, got 'fast'"),
     (
         BASE + "training: {shrink_scope: bn}\n",
-        "training.shrink_scope: expected one of ['auto', 'all', 'scale-invariant', 'homogeneous', 'homogeneous-hidden'], got 'bn'",
+        "training.shrink_scope: expected one of ['auto', 'all', 'scale-invariant', 'homogeneous', 'homogeneous-hidden', 'homogeneous-norms'], got 'bn'",
     ),
     (
         BASE + "training: {shrink: often}\n",

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.runner.cluster_scenario import find, nodes, sh  # noqa: E402
+from tests.runner.cluster_scenario import find, mark, nodes, sh  # noqa: E402
 from tests.storage.s3server import S3Server  # noqa: E402
 
 PORT = 6391
@@ -51,6 +51,7 @@ def main(work: Path) -> None:
     sh(["ip", "link", "set", "lo", "up"])
     s3 = S3Server(work / "moto.log")
     s3.create_bucket(BUCKET)
+    mark(report, "s3 up")
     env = {**os.environ, **s3.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32),
@@ -85,6 +86,7 @@ def main(work: Path) -> None:
                 break
             time.sleep(1)
         report["nodes"] = alive
+        mark(report, "nodes alive")
 
         # 1. a search on the cluster, its run folder on S3
         # children long enough (hundreds of steps) that two run at once: with one CPU per node,
@@ -99,6 +101,7 @@ def main(work: Path) -> None:
         report["search_a_rc"] = a.returncode
         report["search_a_out"] = (a.stdout + a.stderr)[-3000:]
         report["metas_a"] = metas(f"s3://{BUCKET}/runs/s3_cluster_a")
+        mark(report, "search a done")
 
         # 2. kill -9 the driver of a second search mid-way, resume it from the URI
         (work / "b.yaml").write_text(
@@ -114,11 +117,13 @@ def main(work: Path) -> None:
         report["b_rows_at_kill"] = rows(uri_b)
         os.kill(b.pid, signal.SIGKILL)
         b.wait()
+        mark(report, "driver b killed")
         resumed = subprocess.run([*cli, "resume", uri_b, "--address", f"127.0.0.1:{PORT}"],
                                  capture_output=True, text=True, env=env, timeout=900)  # fmt: skip
         report["resume_b_rc"] = resumed.returncode
         report["resume_b_out"] = (resumed.stdout + resumed.stderr)[-3000:]
         report["b_final"] = statuses(uri_b)
+        mark(report, "b resumed")
     finally:
         for pid in set(find(b"ray")) - before:
             try:
