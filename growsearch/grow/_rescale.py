@@ -117,7 +117,11 @@ class _Exponents:
         self.calls = calls
         self.cap: dict[str, int] = {}
         for n in gm.graph.nodes:
-            if _is_producer(model, n) and calls[str(n.target)] > 1:
+            if (
+                n.op == "call_module"
+                and isinstance(model.get_submodule(str(n.target)), (*_PRODUCERS, *_NORMS))
+                and calls[str(n.target)] > 1
+            ):
                 self.cap[str(n.target)] = 0  # one module, several inputs: leave it alone
         self.exp: dict[fx.Node, int | None] = {}
 

@@ -137,6 +137,32 @@ def test_scale_norms_carries_the_shrink_past_each_normalisation() -> None:
     assert homogeneous_rescale(build(spec, seed=0), 0.5, scale_norms=True).output_exponent == 3
 
 
+class _SharedNorm(nn.Module):
+    """One LayerNorm applied twice: its scale may be multiplied once, not once per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.head = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.relu(self.norm(self.fc1(x))), torch.relu(self.norm(self.fc2(x)))
+        return self.head(a + b)
+
+
+def test_scale_norms_leaves_a_shared_normalisation_alone() -> None:
+    torch.manual_seed(0)
+    model = _SharedNorm()
+    with torch.no_grad():
+        model.norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(32, 8)
+    before, weight = _outputs(model, x), model.norm.weight.detach().clone()
+    r = homogeneous_rescale(model, 0.5, scale_norms=True)
+    torch.testing.assert_close(model.norm.weight, weight)
+    t = 0.5**r.output_exponent
+    torch.testing.assert_close(_outputs(model, x), before * t, rtol=1e-4, atol=1e-6)
+
+
 def test_rescale_rejects_bad_factor() -> None:
     with pytest.raises(ValueError, match="factor > 0"):
         homogeneous_rescale(nn.Linear(2, 2), 0.0)
