@@ -71,11 +71,11 @@ class WarmStartRecipe:
     parent: the homogeneous rescale, which on a normalised network reaches the same layers as
     the whole-network shrink (every weight and normalisation scale × λ) and without
     normalisation rescales biases by λ^depth instead of throwing the parent's function away.
-    The child then trains with a linear learning-rate warm-up over its first ``warmup_fraction`` of
-    steps. The shrink raises the loss of a converged parent again and makes Adam's steps
-    relatively larger, so the child keeps learning instead of sitting in the parent's basin.
-    The warm-up keeps a fresh optimizer's first, ``lr``-sized steps from moving the inherited
-    weights far. The measurements behind each default, and the alternatives tried:
+    The child then trains with a linear learning-rate warm-up over its first
+    ``warmup_fraction`` of steps. The shrink raises the loss of a converged parent again and
+    makes Adam's steps relatively larger, so the child keeps learning instead of sitting in the
+    parent's basin. The warm-up keeps a fresh optimizer's first, ``lr``-sized steps from moving
+    the inherited weights far. The measurements behind each default, and the alternatives tried:
     ``docs/benchmarks.md#the-warm-start-recipe``.
 
     Attributes:
@@ -99,11 +99,12 @@ class WarmStartRecipe:
             would carry λ to a power above ``AUTO_SCOPE_MAX_EXPONENT``
             (:func:`resolve_shrink_scope`). ``"all"``: every parameter (Ash & Adams' shrink);
             it moves predictions (on normalised networks a few, through the logits layer's
-            bias and the BatchNorm re-estimate; without normalisation nearly all). ``"scale-invariant"``: only the Linear/Conv layers whose
-            output goes straight into a BatchNorm — their scale does not change the function,
-            so the BatchNorm's running statistics are rescaled with them (mean × λ, var × λ²)
-            and the child keeps its parent's predictions — while Adam's steps become larger
-            relative to the smaller weights (a higher effective learning rate).
+            bias and the BatchNorm re-estimate; without normalisation nearly all).
+            ``"scale-invariant"``: only the Linear/Conv layers whose output goes straight
+            into a BatchNorm — their scale does not change the function, so the BatchNorm's
+            running statistics are rescaled with them (mean × λ, var × λ²) and the child
+            keeps its parent's predictions — while Adam's steps become larger relative to the
+            smaller weights (a higher effective learning rate).
             ``"homogeneous"``: every Linear/Conv where the network stays positively homogeneous
             (ReLU networks with or without normalisation, residual adds included; found on the
             torch.fx graph: :func:`growsearch.grow.homogeneous_rescale`): weights × λ, biases
