@@ -109,7 +109,9 @@ def test_best_model_exported_and_loads(warm_run: Path) -> None:
     # the highest validation accuracy; a tie goes to the smaller model (the leaderboard's order)
     top = df[df["val_acc"] == df["val_acc"].max()]
     best = top.sort_values(["params", "trial_id"]).iloc[0]
-    assert json.loads((warm_run / "best" / "trial.json").read_text())["trial_id"] == best["trial_id"]
+    assert (
+        json.loads((warm_run / "best" / "trial.json").read_text())["trial_id"] == best["trial_id"]
+    )
     model = growsearch.load_model(warm_run / "best")
     assert isinstance(model, torch.nn.Module) and not model.training
     data = load_dataset("digits")
