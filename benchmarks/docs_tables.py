@@ -737,7 +737,7 @@ TABLES: dict[str, Callable[[], str]] = {
         ["scale_invariant", "scale_invariant_zero", "scale_invariant_t003"]
     ),
     "keep_predictions": keep_predictions,
-    "keep_nobn_seeds": lambda: _ablation(["nobn_5seeds"]),
+    "keep_nobn_seeds": lambda: _ablation(["nobn_5seeds", "nobn_lambda"]),
     "peers": peers,
     "peers_goal": peers_goal,
     "default_vs_largest": default_vs_largest,
