@@ -96,6 +96,10 @@ def _is_producer(model: nn.Module, node: fx.Node) -> bool:
     )
 
 
+def _is_norm(model: nn.Module, node: fx.Node) -> bool:
+    return node.op == "call_module" and isinstance(model.get_submodule(str(node.target)), _NORMS)
+
+
 def _nodes(args: object) -> list[fx.Node]:
     """The fx nodes in (nested) args."""
     out: list[fx.Node] = []
@@ -117,11 +121,7 @@ class _Exponents:
         self.calls = calls
         self.cap: dict[str, int] = {}
         for n in gm.graph.nodes:
-            if (
-                n.op == "call_module"
-                and isinstance(model.get_submodule(str(n.target)), (*_PRODUCERS, *_NORMS))
-                and calls[str(n.target)] > 1
-            ):
+            if (_is_producer(model, n) or _is_norm(model, n)) and calls[str(n.target)] > 1:
                 self.cap[str(n.target)] = 0  # one module, several inputs: leave it alone
         self.exp: dict[fx.Node, int | None] = {}
 
@@ -235,9 +235,7 @@ class _Exponents:
         e = self.exp.get(node)
         if e is None or e <= target:
             return False
-        if node.op == "call_module" and isinstance(
-            self.model.get_submodule(str(node.target)), _NORMS
-        ):
+        if _is_norm(self.model, node):
             self.cap[str(node.target)] = 0  # its output exponent is 1 at most: now 0
             return True
         if _is_producer(self.model, node):
@@ -266,10 +264,7 @@ class _Exponents:
 def _all_capped(model: nn.Module, gm: fx.GraphModule) -> dict[str, int]:
     """Every producer and normalisation capped at 0: nothing rescaled (always consistent)."""
     return {
-        str(n.target): 0
-        for n in gm.graph.nodes
-        if n.op == "call_module"
-        and isinstance(model.get_submodule(str(n.target)), (*_PRODUCERS, *_NORMS))
+        str(n.target): 0 for n in gm.graph.nodes if _is_producer(model, n) or _is_norm(model, n)
     }
 
 
