@@ -524,7 +524,7 @@ class _Walk:
                     if sa is None:
                         continue
                     ax = view.axis - (nd - len(sa))
-                    if ax < 0 or sa[ax] == 1:
+                    if ax < 0 or (sa[ax] == 1 and (shape_out or ())[view.axis] != 1):
                         continue  # broadcast along the channels: carries none of them
                     self.visit(a, replace(view, axis=ax), f"operand of {describe(node)}")
         elif _is(node, CAT_FUNCTIONS, set()):

@@ -176,6 +176,35 @@ def test_residual_groups_and_inserted_blocks() -> None:
     assert "gs_blocks.b0.layer2" in after.group_of("conv2").producers
 
 
+def test_a_one_channel_residual_is_a_group_not_a_broadcast() -> None:
+    """A width-1 layer whose output is added to another width-1 value: the size-1 channel axis
+    of the other operand carries the channel (it is not broadcast), so both widen together."""
+
+    class Narrow(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv1d(2, 1, 3, padding=1)
+            self.conv = nn.Conv1d(1, 1, 3, padding=1)
+            self.gate = nn.Parameter(torch.full((1, 1), 1.5))  # per channel: (C, 1)
+            self.head = nn.Linear(1, 3)
+
+        def forward(self, x):  # (B, 2, 10)
+            h = F.relu(self.stem(x))
+            h = (h + self.conv(h)) * self.gate
+            return self.head(h.mean(2))
+
+    torch.manual_seed(0)
+    model = Narrow().eval()
+    x = torch.randn(4, 2, 10)
+    space = analyse_model(model, x)
+    assert {g.name: set(g.producers) for g in space.groups} == {"stem": {"conv", "stem"}}
+    child = widen(model, "stem", 3, example_input=x).eval()
+    assert child.stem.out_channels == child.conv.out_channels == 3
+    assert child.gate.shape == (3, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(child(x), model(x), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("init", ["net2net", "zero"])
 def test_exact_inits_are_exact_under_norms_over_the_channels(init: str) -> None:
     """Under ``zero`` the new units of a group a LayerNorm/GroupNorm sees together are copies
