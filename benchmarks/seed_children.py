@@ -78,9 +78,10 @@ def _data(name: str) -> Dataset:
     return _cache[("data", name)]
 
 
-def _config(training: Any, epochs: int, seed: int, lr: float, warmup: int = 0) -> TrainConfig:
-    """How a search's trial trains (``training`` is the space's section), on the CPU."""
-    return training.train_config(epochs=epochs, device="cpu", seed=seed, lr=lr, warmup_steps=warmup)  # type: ignore[no-any-return]
+def _config(training: Any, epochs: int, seed: int, lr: float, **overrides: int) -> TrainConfig:
+    """How a search's trial trains (``training`` is the space's section), on the CPU; a warm
+    child's ``warmup_steps`` and ``cycle_steps`` in ``overrides``."""
+    return training.train_config(epochs=epochs, device="cpu", seed=seed, lr=lr, **overrides)  # type: ignore[no-any-return]
 
 
 def _seed_model(dataset: str, seed: int) -> tuple[Any, ArchSpec, torch.nn.Module, float]:
@@ -128,7 +129,7 @@ def run_one(job: tuple[str, int, int, str]) -> dict[str, Any]:
         )  # fmt: skip
         model, shrink = child.model, float(child.recipe.shrink)
         o = child.train_overrides(t.lr)
-        train(model, data, _config(t, epochs, tseed, o["lr"], o["warmup_steps"]))
+        train(model, data, _config(t, epochs, tseed, **o))
     return {
         "dataset": dataset, "seed": seed, "child": k, "variant": variant, "arch": arch.summary(),
         "params": count_params(model), "epochs": epochs, "shrink": shrink,

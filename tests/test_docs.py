@@ -53,7 +53,10 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (SchedulerConfig, "## scheduler"),
 ]
 # training keys left null take WarmStartRecipe's defaults; its field where the name differs
-RECIPE_FIELDS = {"student_warmup_fraction": "warmup_fraction"}
+RECIPE_FIELDS = {
+    "student_warmup_fraction": "warmup_fraction",
+    "student_cycle_fraction": "cycle_fraction",
+}
 # null defaults the docs spell out: what null means there
 NULL_MEANS = {(SpaceModel, "name"): "the file's stem"}
 

@@ -115,6 +115,10 @@ class WarmStartRecipe:
             as ``"homogeneous"``, and every affine normalisation's scale and shift × λ too, so
             the layers after a normalisation are shrunk as well (the logits carry λ² behind a
             final normalisation instead of λ); every prediction is kept.
+        cycle_fraction: The child's cosine learning-rate cycle ends at this fraction of its
+            steps (warm-up included), then restarts at the peak and decays again over the rest
+            (:attr:`growsearch.train.TrainConfig.cycle_steps`): the child reaches an annealed
+            accuracy early, where an early-stopping scheduler judges it. 0: one cycle.
         logit_scale: Multiplies the weight and bias of the layer that produces the model's
             output (a softmax temperature: the predicted class of every input is kept, the
             loss of a confident teacher rises again); 1 leaves it alone.
@@ -129,6 +133,7 @@ class WarmStartRecipe:
     recalibrate_bn: bool = True
     shrink_scope: str = "auto"
     logit_scale: float = 1.0
+    cycle_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.shrink_scope not in SHRINK_SCOPES:
@@ -150,6 +155,10 @@ class WarmStartRecipe:
         if self.student_lr_factor <= 0:
             raise ValueError(
                 f"WarmStartRecipe.student_lr_factor: expected > 0, got {self.student_lr_factor!r}"
+            )
+        if not 0.0 <= self.cycle_fraction < 1.0:
+            raise ValueError(
+                f"WarmStartRecipe.cycle_fraction: expected a number in [0, 1), got {self.cycle_fraction!r}"
             )
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(
@@ -369,21 +378,23 @@ def student_train_overrides(recipe: WarmStartRecipe, base_lr: float, total_steps
     """Fields of :class:`growsearch.train.TrainConfig` to replace for a warm-started child.
 
     ``scratch`` children are trained like any fresh network (no overrides besides the base
-    learning rate and no warm-up).
+    learning rate, no warm-up and one cosine cycle).
 
     Returns:
-        ``{"lr": ..., "warmup_steps": ...}``.
+        ``{"lr": ..., "warmup_steps": ..., "cycle_steps": ...}``.
     """
     if base_lr <= 0 or total_steps < 1:
         raise ValueError(
             f"student_train_overrides: need base_lr > 0 and total_steps >= 1, got {base_lr}, {total_steps}"
         )
     if recipe.init == "scratch":
-        return {"lr": float(base_lr), "warmup_steps": 0}
-    warmup = int(round(recipe.warmup_fraction * total_steps))
+        return {"lr": float(base_lr), "warmup_steps": 0, "cycle_steps": 0}
+    warmup = min(int(round(recipe.warmup_fraction * total_steps)), total_steps - 1)
+    cycle = int(round(recipe.cycle_fraction * total_steps))
     return {
         "lr": float(base_lr) * recipe.student_lr_factor,
-        "warmup_steps": min(warmup, total_steps - 1),
+        "warmup_steps": warmup,
+        "cycle_steps": cycle if warmup < cycle < total_steps else 0,
     }
 
 

@@ -29,7 +29,7 @@ STUDY_FILE = "study.db"
 COLUMNS = [
     "trial_id", "parent_id", "ops", "arch", "arch_summary", "params", "flops", "val_acc",
     "test_acc", "epochs", "train_seconds", "status", "error", "warm_start", "parent_acc",
-    "acc_before", "acc_start", "shrink", "shrink_scope", "warmup_steps", "preserve_err", "restarts", "curve", "device", "gpu_ids", "precision",
+    "acc_before", "acc_start", "shrink", "shrink_scope", "warmup_steps", "cycle_steps", "preserve_err", "restarts", "curve", "device", "gpu_ids", "precision",
 ]  # fmt: skip
 """``device`` (``cpu``, ``cuda``...), ``gpu_ids`` (Ray's GPU ids for the trial, comma-separated,
 empty without) and ``precision`` (``fp32``, ``bf16`` or ``fp16`` autocast): where a trial trained."""
@@ -81,6 +81,7 @@ def trial_row(
         "shrink": metrics.get("shrink"),
         "shrink_scope": metrics.get("shrink_scope"),
         "warmup_steps": metrics.get("warmup_steps"),
+        "cycle_steps": metrics.get("cycle_steps"),
         "preserve_err": metrics.get("preserve_err"),
         "restarts": metrics.get("restarts", 0),
         "curve": json.dumps(curve),
@@ -258,7 +259,7 @@ class ResultsStore:
 
     def _write(self) -> None:
         df = self.df.copy()
-        for col in ("params", "flops", "epochs", "restarts", "warmup_steps"):
+        for col in ("params", "flops", "epochs", "restarts", "warmup_steps", "cycle_steps"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
         for col in (
             "trial_id",

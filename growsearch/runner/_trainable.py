@@ -157,7 +157,7 @@ def train_trial(config: dict[str, Any]) -> None:
         ck = load_checkpoint(own)
     epochs = training.epochs_for(child=proposal.parent_id is not None)
     steps = max(1, len(data.train) // training.batch_size) * epochs
-    lr, warmup = training.lr, 0
+    lr, warmup, cycle = training.lr, 0, 0
     if ck is not None:
         model = ck.model(device).train()
         optimizer_state = ck.optimizer_state
@@ -166,6 +166,7 @@ def train_trial(config: dict[str, Any]) -> None:
         info["restarts"] = int(info.get("restarts") or 0) + 1
         lr = float(info.get("lr", lr))
         warmup = int(info.get("warmup_steps") or 0)
+        cycle = int(info.get("cycle_steps") or 0)
         if ck.meta.get("train_state") is not None:  # continue the interrupted run exactly
             resume = TrainState.from_dict(ck.meta["train_state"])
     elif warm:
@@ -187,12 +188,13 @@ def train_trial(config: dict[str, Any]) -> None:
         model = child.model
         overrides = child.train_overrides(training.lr)
         lr, warmup = float(overrides["lr"]), int(overrides["warmup_steps"])
+        cycle = int(overrides["cycle_steps"])
         info["shrink"] = float(child.recipe.shrink) if child.recipe.init != "scratch" else None
         info["shrink_scope"] = child.recipe.shrink_scope if child.recipe.init != "scratch" else None
         info["preserve_err"] = child.preserve_err
         info["parent_acc"] = float(parent.meta.get("metrics", {}).get("val_acc", float("nan")))
         info["acc_start"] = evaluate(model, data.val, device=device)[1]
-        info["lr"], info["warmup_steps"] = lr, warmup
+        info["lr"], info["warmup_steps"], info["cycle_steps"] = lr, warmup, cycle
     else:
         model = build(spec, seed=seed).to(device)
         if spec.custom is not None and spec.custom.weights and proposal.parent_id is None:
@@ -206,12 +208,14 @@ def train_trial(config: dict[str, Any]) -> None:
         return
     if resume is not None:  # the same run as before the interruption, from where it stopped
         cfg = training.train_config(
-            epochs=epochs, lr=lr, warmup_steps=warmup, device=str(device), seed=seed
-        )
+            epochs=epochs, lr=lr, warmup_steps=warmup, cycle_steps=cycle, device=str(device),
+            seed=seed,
+        )  # fmt: skip
     else:  # a checkpoint without the loop's state: the remaining epochs as a new run
+        done = steps // epochs * start_epoch  # the first cycle's steps already taken
         cfg = training.train_config(
             epochs=epochs - start_epoch, lr=lr, warmup_steps=warmup, device=str(device),
-            seed=seed + start_epoch,
+            cycle_steps=cycle - done if cycle - done > warmup else 0, seed=seed + start_epoch,
         )  # fmt: skip
     cost = config.get("cost") or {}  # computed by the searcher in the driver (see its _cost)
     params = int(cost.get("params") or count_params(model))

@@ -233,6 +233,9 @@ class TrainingConfig(Section):
             rescale of positively homogeneous networks, with / without the logit temperature),
             ``homogeneous-norms`` (the same, normalisation scales × shrink too).
         logit_scale: Multiplies the logits layer (a temperature; predictions kept).
+        student_cycle_fraction: A warm child's cosine learning-rate cycle ends at this
+            fraction of its steps, then restarts and decays again over the rest (0: one cycle;
+            :attr:`growsearch.grow.WarmStartRecipe.cycle_fraction`).
     """
 
     epochs: PosInt = 10  # type: ignore[valid-type]
@@ -254,23 +257,33 @@ class TrainingConfig(Section):
     perturb_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     shrink_scope: one_of(SHRINK_SCOPES) | None = None  # type: ignore[valid-type]
     logit_scale: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
+    student_cycle_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
 
     def epochs_for(self, child: bool) -> int:
         """Epochs a trial trains: ``epochs`` for a child, ``seed_epochs`` for a seed."""
         return int(self.epochs if child else self.seed_epochs)
 
     def train_config(
-        self, *, epochs: int, device: str, seed: int, lr: float | None = None, warmup_steps: int = 0
+        self,
+        *,
+        epochs: int,
+        device: str,
+        seed: int,
+        lr: float | None = None,
+        warmup_steps: int = 0,
+        cycle_steps: int = 0,
     ) -> Any:
         """The :class:`growsearch.train.TrainConfig` of one trial: this section's settings with
-        the trial's length, device and seed, and a warm child's learning rate and warm-up."""
+        the trial's length, device and seed, and a warm child's learning rate, warm-up and
+        first cosine cycle."""
         from growsearch.train import Augment, TrainConfig
 
         augment = self.augment
         return TrainConfig(
             epochs=epochs, batch_size=self.batch_size, lr=self.lr if lr is None else lr,
             optimizer=self.optimizer, weight_decay=self.weight_decay, schedule=self.schedule,
-            warmup_steps=warmup_steps, label_smoothing=self.label_smoothing,
+            warmup_steps=warmup_steps, cycle_steps=cycle_steps,
+            label_smoothing=self.label_smoothing,
             grad_clip=self.grad_clip, device=device, amp=self.amp, seed=seed,
             augment=Augment(int(augment.crop), bool(augment.flip)) if augment.enabled else None,
         )  # fmt: skip
@@ -284,7 +297,7 @@ class TrainingConfig(Section):
             "student_lr_factor": self.student_lr_factor,
             "warmup_fraction": self.student_warmup_fraction, "shrink": self.shrink,
             "perturb_std": self.perturb_std, "shrink_scope": self.shrink_scope,
-            "logit_scale": self.logit_scale,
+            "logit_scale": self.logit_scale, "cycle_fraction": self.student_cycle_fraction,
         }  # fmt: skip
         given: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
         return WarmStartRecipe(**given)

@@ -48,6 +48,11 @@ class TrainConfig:
         schedule: ``"cosine"`` (decay to 0 over the run) or ``"constant"``.
         warmup_steps: Linear warm-up from 0 over this many steps, e.g. to re-warm a
             warm-started child.
+        cycle_steps: With ``"cosine"``: the first cosine cycle ends (the learning rate reaches
+            0) after this many steps, warm-up included; the schedule then restarts at ``lr``
+            and decays to 0 again over the remaining steps (a warm restart, Loshchilov &
+            Hutter's SGDR). A warm-started child reaches an annealed accuracy early this way.
+            0: one cycle over the whole run.
         max_steps: Stop after this many optimizer steps in total (counted across epochs);
             the cosine schedule then spans ``min(epochs * steps_per_epoch, max_steps)``.
         label_smoothing: Label smoothing of the cross-entropy loss.
@@ -69,6 +74,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     warmup_steps: int = 0
+    cycle_steps: int = 0
     max_steps: int | None = None
     label_smoothing: float = 0.0
     grad_clip: float | None = None
@@ -91,6 +97,11 @@ class TrainConfig:
         check(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         check(self.schedule in SCHEDULES, "schedule", f"one of {list(SCHEDULES)}")
         check(self.warmup_steps >= 0, "warmup_steps", "an integer >= 0")
+        check(
+            self.cycle_steps == 0 or self.cycle_steps > self.warmup_steps,
+            "cycle_steps",
+            "0 or an integer > warmup_steps",
+        )
         check(self.max_steps is None or self.max_steps >= 1, "max_steps", "None or an integer >= 1")
         check(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
         check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "None or a number > 0")
@@ -337,7 +348,7 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
     Args:
         step: The step about to be taken.
         total_steps: Steps in the whole run.
-        cfg: Supplies ``lr``, ``schedule`` and ``warmup_steps``.
+        cfg: Supplies ``lr``, ``schedule``, ``warmup_steps`` and ``cycle_steps``.
 
     Returns:
         The learning rate.
@@ -346,7 +357,13 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
-    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    start, end = cfg.warmup_steps, total_steps
+    if 0 < cfg.cycle_steps < total_steps:
+        if step < cfg.cycle_steps:
+            end = cfg.cycle_steps
+        else:
+            start = cfg.cycle_steps
+    progress = (step - start) / max(1, end - start)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 

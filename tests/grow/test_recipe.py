@@ -180,14 +180,15 @@ def test_recalibrate_batchnorm_uses_the_batch_statistics() -> None:
 def test_overrides_are_consistent(steps: int) -> None:
     recipe = WarmStartRecipe()
     o = student_train_overrides(recipe, base_lr=3e-3, total_steps=steps)
-    assert set(o) == {"lr", "warmup_steps"}
+    assert set(o) == {"lr", "warmup_steps", "cycle_steps"}
     assert o["lr"] == pytest.approx(3e-3 * recipe.student_lr_factor)
     assert 0 <= o["warmup_steps"] < steps
     assert o["warmup_steps"] == min(round(recipe.warmup_fraction * steps), steps - 1)
+    assert o["cycle_steps"] == 0 or o["warmup_steps"] < o["cycle_steps"] < steps
     s = student_train_overrides(
         dataclasses.replace(recipe, init="scratch"), base_lr=3e-3, total_steps=steps
     )
-    assert s == {"lr": 3e-3, "warmup_steps": 0}
+    assert s == {"lr": 3e-3, "warmup_steps": 0, "cycle_steps": 0}
     # the overrides are valid TrainConfig fields
     from growsearch.train import TrainConfig
 
@@ -195,8 +196,16 @@ def test_overrides_are_consistent(steps: int) -> None:
 
 
 def test_overrides_scale_with_the_recipe() -> None:
-    r = WarmStartRecipe(student_lr_factor=0.1, warmup_fraction=0.25)
-    assert student_train_overrides(r, 1e-2, 400) == {"lr": pytest.approx(1e-3), "warmup_steps": 100}
+    r = WarmStartRecipe(student_lr_factor=0.1, warmup_fraction=0.25, cycle_fraction=0.5)
+    assert student_train_overrides(r, 1e-2, 400) == {
+        "lr": pytest.approx(1e-3), "warmup_steps": 100, "cycle_steps": 200,
+    }  # fmt: skip
+    # a first cycle no longer than the warm-up, or the whole run, is one cycle
+    for cycle in (0.0, 0.2, 0.25):
+        r = WarmStartRecipe(warmup_fraction=0.25, cycle_fraction=cycle)
+        assert student_train_overrides(r, 1e-2, 400)["cycle_steps"] == 0
+    with pytest.raises(ValueError, match="cycle_fraction"):
+        WarmStartRecipe(cycle_fraction=1.0)
 
 
 @pytest.mark.parametrize(
@@ -415,7 +424,9 @@ def test_grow_child_reports_preservation_and_the_childs_schedule() -> None:
     assert seen == [pytest.approx(child.preserve_err, abs=1e-7)]
     assert child.recipe.shrink == auto_shrink(400)
     assert _rel_err(parent, child.model, x) > 1e-3  # the default recipe's shrink came after
-    assert child.train_overrides(3e-3) == {"lr": pytest.approx(3e-3), "warmup_steps": 40}
+    assert child.train_overrides(3e-3) == {
+        "lr": pytest.approx(3e-3), "warmup_steps": 40, "cycle_steps": 80,
+    }  # fmt: skip
     scratch = grow_child(
         parent, spec, _ops(spec, "wider"), WarmStartRecipe(init="scratch"), probe=x, seed=0,
         total_steps=400,
@@ -424,17 +435,22 @@ def test_grow_child_reports_preservation_and_the_childs_schedule() -> None:
 
 
 def test_default_recipe_warms_the_childs_learning_rate_up() -> None:
-    """A warm child's learning rate rises linearly over its first 10% of steps, then decays;
-    ``warmup_fraction=0`` (``training.student_warmup_fraction: 0``) starts at the peak."""
+    """A warm child's learning rate rises linearly over its first 10% of steps, then decays,
+    to 0 at 20% of its steps, and restarts; ``warmup_fraction=0``
+    (``training.student_warmup_fraction: 0``) starts at the peak."""
     from growsearch.space import TrainingConfig
     from growsearch.train import TrainConfig, lr_at
 
     o = student_train_overrides(WarmStartRecipe(), base_lr=3e-3, total_steps=135)
-    assert o == {"lr": pytest.approx(3e-3), "warmup_steps": 14}
+    assert o == {"lr": pytest.approx(3e-3), "warmup_steps": 14, "cycle_steps": 27}
     cfg = TrainConfig(lr=o["lr"], warmup_steps=o["warmup_steps"], schedule="cosine")
     lrs = [lr_at(step, 135, cfg) for step in range(135)]
     assert lrs[0] == pytest.approx(3e-3 / 14) and lrs[13] == pytest.approx(3e-3)
     assert lrs[:14] == sorted(lrs[:14]) and lrs[13:] == sorted(lrs[13:], reverse=True)
+    # the default's warm restart: the first cycle anneals by 1/5 of the steps, then restarts
+    lrs = [lr_at(step, 135, TrainConfig(**o, schedule="cosine")) for step in range(135)]
+    assert lrs[13] == pytest.approx(3e-3) and lrs[26] < 1e-4 and lrs[27] == pytest.approx(3e-3)
+    assert lrs[27:] == sorted(lrs[27:], reverse=True)
     off = TrainingConfig(student_warmup_fraction=0).recipe()
     assert student_train_overrides(off, base_lr=3e-3, total_steps=135)["warmup_steps"] == 0
     assert TrainingConfig().recipe().warmup_fraction == 0.1

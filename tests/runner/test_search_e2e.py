@@ -69,6 +69,7 @@ def test_warm_start_is_real(warm_run: Path) -> None:
     seed_row = df[df["parent_id"].isna()]
     assert seed_row["shrink"].isna().all()  # the seed is not shrunk
     assert seed_row["warmup_steps"].isna().all()  # and trains like any fresh network
+    assert seed_row["cycle_steps"].isna().all()
     for _, child in children.iterrows():
         parent = df.loc[child["parent_id"]]
         assert child["preserve_err"] <= 1e-5
@@ -82,6 +83,8 @@ def test_warm_start_is_real(warm_run: Path) -> None:
         assert child["shrink"] == pytest.approx(auto_shrink(steps))
         # and it warmed its learning rate up over the recipe's first 10% of those steps
         assert child["warmup_steps"] == round(0.1 * steps) > 0
+        # and its first cosine cycle ended at 20% of them, then restarted (a warm restart)
+        assert child["cycle_steps"] == round(0.2 * steps) > child["warmup_steps"]
         # and each child's spec really is its parent's spec with the ops applied
         spec = growsearch.arch.ArchSpec.from_dict(json.loads(parent["arch"]))
         for op in json.loads(child["ops"]):

@@ -20,12 +20,16 @@ from tests.fixtures.spaces import tiny_space
 
 pytestmark = pytest.mark.slow
 
-# the seed (2 epochs), then one warm child long enough to be interrupted (warm-up included)
+# the seed (2 epochs), then one warm child long enough to be interrupted (warm-up and a warm
+# restart of its learning rate half-way included)
 SPACE = tiny_space(
     trials=2,
     name="exact",
     seed=3,
-    training="{epochs: 12, seed_epochs: 2, batch_size: 16, lr: 0.003, student_warmup_fraction: 0.2}",
+    training=(
+        "{epochs: 12, seed_epochs: 2, batch_size: 16, lr: 0.003, student_warmup_fraction: 0.2,"
+        " student_cycle_fraction: 0.5}"
+    ),
     resources="{cpus_per_trial: 1, concurrency: 1}",
 )
 CHILD = "t0001"
@@ -64,6 +68,8 @@ def test_a_trial_killed_mid_way_and_resumed_ends_with_the_uninterrupted_weights(
     resumed = growsearch.resume(run_dir, progress=False)
     row = resumed.trials.set_index("trial_id").loc[CHILD]
     assert row["status"] == "completed" and row["restarts"] == 1
+    first = straight.trials.set_index("trial_id").loc[CHILD]
+    assert row["cycle_steps"] == first["cycle_steps"] > first["warmup_steps"] > 0
     a = load_file(str(tmp_path / "a" / "exact" / "models" / CHILD / "model.safetensors"))
     b = load_file(str(run_dir / "models" / CHILD / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -255,6 +255,23 @@ def test_lr_schedule() -> None:
     assert lr_at(50, 104, TrainConfig(lr=0.1, schedule="constant")) == 0.1
 
 
+def test_lr_schedule_with_a_warm_restart() -> None:
+    """``cycle_steps``: warm-up, a first cosine cycle that reaches 0 at ``cycle_steps``, then a
+    restart at the peak that decays to 0 at the end of the run."""
+    c = TrainConfig(lr=1.0, warmup_steps=4, cycle_steps=24)
+    lrs = [lr_at(s, 104, c) for s in range(104)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert lrs[14] == pytest.approx(0.5) and lrs[23] < 0.03  # first cycle: steps 4..24
+    assert lrs[3:24] == sorted(lrs[3:24], reverse=True)
+    assert lrs[24] == 1.0 and lrs[64] == pytest.approx(0.5) and lrs[103] < 1e-3
+    assert lrs[24:] == sorted(lrs[24:], reverse=True)
+    assert [lr_at(s, 20, c) for s in range(20)] == [
+        lr_at(s, 20, TrainConfig(lr=1.0, warmup_steps=4)) for s in range(20)
+    ]
+    with pytest.raises(ConfigError, match="cycle_steps"):
+        TrainConfig(warmup_steps=10, cycle_steps=10)
+
+
 def test_make_optimizer_follows_the_config() -> None:
     model = mlp()
     sgd = make_optimizer(model, TrainConfig(optimizer="sgd", lr=0.1, weight_decay=1e-4))
