@@ -149,7 +149,8 @@ ABLATION_LABELS = {
     ("scale_invariant", "default"): "whole-network shrink 0.3 (the default then)",
     ("zero_shrink06", "default"): "zero init, shrink 0.3 (the default then)",
     ("warmup", "default"): "zero init, shrink auto, warm-up 0.1 (the default then)",
-    ("nobn_5seeds", "default"): "**default (auto scope)**",
+    ("nobn_5seeds", "default"): "default (auto scope, one cycle)",
+    ("nobn_cycle", "default, cycle 0.2"): "**default (auto scope, restart at 0.2)**",
 }
 
 
@@ -180,20 +181,29 @@ def _ablation(runs: list[str]) -> str:
 # custom_fresh and norms also pin the earlier default as a named variant). Without
 # normalisation every auto scope of the runs' days gave the same child (the rescale, λ 0.6).
 _WHOLE = "default before auto scope (whole-network)"
+_AUTO = "default (auto scope, one cycle)"
+DEFAULT = "**default (auto scope, restart at 0.2)**"
 KEEP_LABELS = {
     ("nobn", "default"): _WHOLE,
-    ("auto_scope", "default"): "**default (auto scope)**",
-    ("custom_fresh", "default"): "**default (auto scope)**",
+    ("auto_scope", "default"): _AUTO,
+    ("custom_fresh", "default"): _AUTO,
     ("custom_fresh", "default, whole-network scope (before auto)"): _WHOLE,
-    ("norms", "default"): "**default (auto scope)**",
+    ("norms", "default"): _AUTO,
     ("norms", "default, whole-network scope (before auto)"): _WHOLE,
     ("probe_scope", "default"): "earlier auto scope (whole-network if the probe allowed)",
+    ("cycle", "default, cycle 0.2"): DEFAULT,
+    ("cycle", "one cycle"): _AUTO,
 }
+# runs measured on one machine together, each its own table (teachers and scratch differ
+# between machines, so their rows are never pooled with the others')
+OWN_TABLE = ("cycle",)
 
 
-def _keep_rows() -> list[dict]:
-    """Per setting and variant of the keep CSV: its stats, teacher, reach, kept and met."""
+def _keep_rows(runs: tuple[str, ...] | None = None) -> list[dict]:
+    """Per setting and variant of the keep CSV (``runs``, or every run not in ``OWN_TABLE``):
+    its stats, teacher, reach, kept and met."""
     df = _csv("net2net_replication_keep.csv").copy()
+    df = df[df["run"].isin(runs)] if runs else df[~df["run"].isin(OWN_TABLE)]
     df["label"] = [KEEP_LABELS.get((r, v), v) for r, v in zip(df["run"], df["variant"])]
     out = []
     for d, e, v, s, target in _students(df, "label"):
@@ -206,10 +216,10 @@ def _keep_rows() -> list[dict]:
     return out
 
 
-def keep_predictions() -> str:
+def keep_predictions(runs: tuple[str, ...] | None = None) -> str:
     """Issue 14's levers: accuracy at step 0 against the teacher's, and the replication target."""
     rows = []
-    for k in _keep_rows():
+    for k in _keep_rows(runs):
         s, scratch = k["s"], k["v"] == "scratch"
         rows.append([
             k["d"], k["e"], k["v"], f"{k['teacher']:.3f}", f"{s['at0']:.3f}",
@@ -662,7 +672,7 @@ def readme_headline() -> str:
     child = oh.loc[oh["kind"] == "run_search", "child_ray_time_total_s"].median()
     reused = child / oh.loc[oh["kind"] == "bare_child", "seconds"].median() - 1
     sc = _csv("scaling.csv").groupby("arm").median(numeric_only=True)["search_s"]
-    auto = [k for k in _keep_rows() if k["v"] == KEEP_LABELS[("auto_scope", "default")]]
+    auto = [k for k in _keep_rows(OWN_TABLE) if k["v"] == DEFAULT]
     n_auto, kept, met_auto = len(auto), sum(k["kept"] for k in auto), sum(k["met"] for k in auto)
     exact = sum(abs(k["s"]["at0"] - k["teacher"]) < 0.0015 for k in auto)  # rounding of 3 seeds
     peer = _csv("peers.csv")
@@ -689,7 +699,7 @@ def readme_headline() -> str:
             f"kept in {kept} of {n_auto} replication settings ({exact} exactly); the replication "
             f"target met in "
             f"{met_auto} of {n_auto}",
-            f"[keeping the parent]({link}#keeping-the-parents-accuracy-at-step-0-issue-14-shrink_scope-auto)",
+            f"[keeping the parent]({link}#a-restart-of-the-childs-schedule-issue-14-student_cycle_fraction-02)",
         ],
         [
             "Against what a user would pick instead (Optuna TPE + Hyperband, Ray Tune ASHA, the "
@@ -737,7 +747,9 @@ TABLES: dict[str, Callable[[], str]] = {
         ["scale_invariant", "scale_invariant_zero", "scale_invariant_t003"]
     ),
     "keep_predictions": keep_predictions,
+    "keep_cycle": lambda: keep_predictions(("cycle",)),
     "keep_nobn_seeds": lambda: _ablation(["nobn_5seeds", "nobn_lambda"]),
+    "keep_nobn_cycle": lambda: _ablation(["nobn_cycle"]),
     "peers": peers,
     "peers_goal": peers_goal,
     "default_vs_largest": default_vs_largest,

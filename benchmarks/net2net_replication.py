@@ -169,6 +169,10 @@ VARIANTS["H 0.6, lr × 0.3"] = {**_H06, "student_lr_factor": 0.3}
 VARIANTS["H 0.6, lr × 2"] = {**_H06, "student_lr_factor": 2.0}
 VARIANTS["H 0.6, perturb 0.05"] = {**_H06, "perturb_std": 0.05}
 VARIANTS["H 0.6, perturb 0.02, lr × 2"] = {**_H06, "perturb_std": 0.02, "student_lr_factor": 2.0}
+# every variant above was measured with one cosine cycle: pinned, so its rows stay reproducible
+for _name, _fields in VARIANTS.items():
+    if _name != "default":
+        _fields.setdefault("cycle_fraction", 0.0)
 # optimizer-side restart: the child's first cosine cycle ends early, then restarts (SGDR)
 # (0.2 became the default; "one cycle" is the default before it)
 VARIANTS["default, cycle 0.2"] = {"cycle_fraction": 0.2}
