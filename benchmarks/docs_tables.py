@@ -706,11 +706,17 @@ def readme_headline() -> str:
             "largest model), at equal training FLOPs, 3 seeds",
             "; ".join(
                 f"{DATASET_NAMES.get(d, d)}: {100 * g['lead']:+.2f} points over the best peer at "
-                f"the full budget, whose final it reaches at "
-                + (PEER_FRACTIONS[g["reach"]] if g["reach"] is not None else "no point")
+                f"the full budget, whose final it reaches "
+                + (
+                    "at no point"
+                    if g["reach"] is None
+                    else "only at the full budget"
+                    if g["reach"] == 1.0
+                    else f"at {PEER_FRACTIONS[g['reach']]} of the budget"
+                )
                 for d, g in goals.items()
             )
-            + " of the budget (the goal: 1/3)",
+            + " (the goal: 1/3)",
             f"[peers]({link}#peers)",
         ],
         [
