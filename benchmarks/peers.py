@@ -23,7 +23,9 @@ an architecture over ``max_params`` is not trained (it costs nothing).
     .venv/bin/python benchmarks/peers.py --quick --out /tmp/peers  # smoke: tiny budget, 1 seed
 
 Writes ``peers.csv`` (``dataset, arm, seed, budget_fraction, best_test_acc``, one row per arm,
-seed and budget point 1/4, 1/3, 1/2, 1, plus the FLOPs and wall-clock columns), ``peers.md``
+seed and budget point 1/4, 1/3, 1/2, 1, plus ``test_of_best_val``, the test accuracy of the
+model with the best validation accuracy within the budget point, the one a user would keep,
+and the FLOPs and wall-clock columns), ``peers.md``
 (the table) and ``peers.png`` (best test accuracy against training FLOPs).
 """
 
@@ -106,22 +108,24 @@ def largest_spec(space: dict[str, Any], data: Any) -> Any:
 
 
 class Ledger:
-    """Training FLOPs spent so far, and (flops, test accuracy) of every evaluated model."""
+    """Training FLOPs spent so far, and (flops, test accuracy, wall-clock, validation accuracy)
+    of every evaluated model."""
 
     def __init__(self, budget: float) -> None:
         self.budget, self.spent, self.points = budget, 0.0, []
         self.lock = threading.Lock()
         self.start = time.perf_counter()
 
-    def add(self, flops: float, test_acc: float | None) -> bool:
-        """Count ``flops``; record ``test_acc`` at the new total; False once the budget is spent."""
+    def add(self, flops: float, test_acc: float | None, val_acc: float) -> bool:
+        """Count ``flops``; record ``test_acc`` and ``val_acc`` at the new total; False once the
+        budget is spent."""
         with self.lock:
             if self.spent >= self.budget:
                 return False
             self.spent += flops
             if test_acc is not None:
                 wall = time.perf_counter() - self.start
-                self.points.append((self.spent, float(test_acc), wall))
+                self.points.append((self.spent, float(test_acc), wall, float(val_acc)))
             return True
 
 
@@ -178,9 +182,10 @@ def run_growsearch(dataset: str, seed: int, work: Path, budget_epochs: int | Non
     for _, r in df.iterrows():  # completion order
         if r["status"] == "failed":
             continue
-        ledger.add(3.0 * float(r["flops"]) * n * int(r["epochs"] or 0), float(r["test_acc"]))
+        flops = 3.0 * float(r["flops"]) * n * int(r["epochs"] or 0)
+        ledger.add(flops, float(r["test_acc"]), float(r["val_acc"]))
     ledger.budget = ledger.spent
-    ledger.points = [(f, a, wall * f / ledger.spent) for f, a, _ in ledger.points]
+    ledger.points = [(f, a, wall * f / ledger.spent, v) for f, a, _, v in ledger.points]
     return ledger
 
 
@@ -210,7 +215,7 @@ def run_optuna(dataset: str, seed: int, budget: float, max_epochs: int) -> Ledge
 
         def on_epoch(epoch: int, flops: float, val: float, test: float) -> bool:
             best[0] = max(best[0], val)
-            if not ledger.add(flops, test):
+            if not ledger.add(flops, test, val):
                 return False
             trial.report(val, epoch)
             return not trial.should_prune()
@@ -291,10 +296,10 @@ def run_ray(dataset: str, seed: int, budget: float, max_epochs: int, work: Path)
     for _, r in hist.iterrows():  # reports in the order they arrived, all trials together
         if r.get("outside", 0):
             continue
-        if not ledger.add(float(r["flops"]), float(r["test_acc"])):
+        if not ledger.add(float(r["flops"]), float(r["test_acc"]), float(r["val_acc"])):
             break
-        f, a, _ = ledger.points[-1]
-        ledger.points[-1] = (f, a, float(r["timestamp"]) - t0)  # wall clock of the report
+        f, a, _, v = ledger.points[-1]
+        ledger.points[-1] = (f, a, float(r["timestamp"]) - t0, v)  # wall clock of the report
     return ledger
 
 
@@ -309,7 +314,7 @@ def run_largest(dataset: str, seed: int, budget: float) -> Ledger:
     ledger = Ledger(float("inf"))
 
     def on_epoch(epoch: int, flops: float, val: float, test: float) -> bool:
-        ledger.add(flops, test)
+        ledger.add(flops, test, val)
         return True
 
     train_epochs(spec, data, space, epochs, seed, on_epoch)
@@ -321,14 +326,18 @@ def run_largest(dataset: str, seed: int, budget: float) -> Ledger:
 
 
 def rows_of(dataset: str, arm: str, seed: int, ledger: Ledger, budget: float) -> list[dict]:
-    """One row per budget point: the best test accuracy of a model evaluated within it."""
+    """One row per budget point: the best test accuracy of a model evaluated within it, and the
+    test accuracy of the model a user would pick there, the first with the best validation
+    accuracy (no selection on the test set)."""
     rows = []
     for f in FRACTIONS:
-        inside = [(a, w) for x, a, w in ledger.points if x <= f * budget * (1 + 1e-9)]
+        inside = [(a, w, v) for x, a, w, v in ledger.points if x <= f * budget * (1 + 1e-9)]
+        picked = max(inside, key=lambda p: p[2], default=None)
         rows.append({
             "dataset": dataset, "arm": arm, "seed": seed, "budget_fraction": round(f, 4),
-            "best_test_acc": max((a for a, _ in inside), default=float("nan")),
-            "budget_flops": budget, "wall_s": max((w for _, w in inside), default=float("nan")),
+            "best_test_acc": max((a for a, _, _ in inside), default=float("nan")),
+            "test_of_best_val": picked[0] if picked else float("nan"),
+            "budget_flops": budget, "wall_s": max((w for _, w, _ in inside), default=float("nan")),
         })  # fmt: skip
     return rows
 
@@ -369,8 +378,8 @@ def plot(ledgers: dict[tuple[str, str, int], Ledger], path: Path) -> None:
             for (dd, a, s), led in sorted(ledgers.items()):
                 if dd != d or a != arm or not led.points:
                     continue
-                xs = [x for x, _, _ in led.points]
-                best = [max(a for _, a, _ in led.points[: k + 1]) for k in range(len(xs))]
+                xs = [x for x, _, _, _ in led.points]
+                best = [max(a for _, a, _, _ in led.points[: k + 1]) for k in range(len(xs))]
                 ax.step(xs, best, where="post", color=f"C{i}", alpha=0.8,
                         label=arm if s == min(ss for (d2, a2, ss) in ledgers if d2 == d and a2 == arm) else None)  # fmt: skip
         ax.set_title(d)
@@ -427,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed",
         "budget_fraction",
         "best_test_acc",
+        "test_of_best_val",
         "budget_flops",
         "wall_s",
     ]
