@@ -565,9 +565,10 @@ def _peer_means(df: pd.DataFrame, col: str = "best_test_acc") -> pd.DataFrame:
     return df.groupby(["dataset", "arm", "budget_fraction"], sort=False)[col].mean()
 
 
-def peers(col: str = "best_test_acc") -> str:
+def peers(col: str = "best_test_acc", name: str = "peers.csv") -> str:
     """``col`` within each fraction of the budget, mean ± sd over seeds; wall-clock."""
-    df = _csv("peers.csv")
+    df = _csv(name)
+    df = df[df.groupby("dataset")[col].transform("count") > 0]  # a run that did not record it
     rows = []
     for (d, arm), g in df.groupby(["dataset", "arm"], sort=False):
         cells = []
@@ -601,9 +602,10 @@ def _peer_goal(df: pd.DataFrame, d: str, col: str = "best_test_acc") -> dict:
             "final": finals["growsearch"], "peer_final": finals[peer]}  # fmt: skip
 
 
-def peers_goal(col: str = "best_test_acc") -> str:
+def peers_goal(col: str = "best_test_acc", name: str = "peers.csv") -> str:
     """Per dataset: the issue's goal (ahead at the full budget; the best peer's final by 1/3)."""
-    df = _csv("peers.csv")
+    df = _csv(name)
+    df = df[df.groupby("dataset")[col].transform("count") > 0]
     rows = []
     for d in dict.fromkeys(df["dataset"]):
         g = _peer_goal(df, d, col)
@@ -765,6 +767,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "peers_goal": peers_goal,
     "peers_by_val": lambda: peers("test_of_best_val"),
     "peers_goal_by_val": lambda: peers_goal("test_of_best_val"),
+    "peers_half_budget": lambda: peers(name="peers_half_budget.csv"),
+    "peers_goal_half_budget": lambda: peers_goal(name="peers_half_budget.csv"),
     "default_vs_largest": default_vs_largest,
     "search_efficiency_headline": search_efficiency_headline,
     "search_efficiency_mnist1d": search_efficiency_mnist1d,
