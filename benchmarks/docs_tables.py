@@ -560,6 +560,12 @@ PEER_FRACTIONS = {0.25: "1/4", 0.3333: "1/3", 0.5: "1/2", 1.0: "1"}
 # best validation accuracy (the one a user keeps: no selection on the test set).
 
 
+def _peer_rows(name: str, col: str) -> pd.DataFrame:
+    """The rows of ``name`` for the datasets whose run recorded ``col``."""
+    df = _csv(name)
+    return df[df.groupby("dataset")[col].transform("count") > 0]
+
+
 def _peer_means(df: pd.DataFrame, col: str = "best_test_acc") -> pd.DataFrame:
     """Mean of ``col`` over seeds per (dataset, arm, budget fraction)."""
     return df.groupby(["dataset", "arm", "budget_fraction"], sort=False)[col].mean()
@@ -567,8 +573,7 @@ def _peer_means(df: pd.DataFrame, col: str = "best_test_acc") -> pd.DataFrame:
 
 def peers(col: str = "best_test_acc", name: str = "peers.csv") -> str:
     """``col`` within each fraction of the budget, mean ± sd over seeds; wall-clock."""
-    df = _csv(name)
-    df = df[df.groupby("dataset")[col].transform("count") > 0]  # a run that did not record it
+    df = _peer_rows(name, col)
     rows = []
     for (d, arm), g in df.groupby(["dataset", "arm"], sort=False):
         cells = []
@@ -604,8 +609,7 @@ def _peer_goal(df: pd.DataFrame, d: str, col: str = "best_test_acc") -> dict:
 
 def peers_goal(col: str = "best_test_acc", name: str = "peers.csv") -> str:
     """Per dataset: the issue's goal (ahead at the full budget; the best peer's final by 1/3)."""
-    df = _csv(name)
-    df = df[df.groupby("dataset")[col].transform("count") > 0]
+    df = _peer_rows(name, col)
     rows = []
     for d in dict.fromkeys(df["dataset"]):
         g = _peer_goal(df, d, col)
