@@ -85,6 +85,8 @@ REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
 NEUTRAL_METHODS = {"size", "dim", "numel"}
 BROADCAST_METHODS = {"expand", "expand_as", "repeat"}  # pass when the channel axis keeps its size
 CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
+SPLIT_FUNCTIONS = {torch.split, torch.chunk, torch.tensor_split, torch.unbind}
+SPLIT_METHODS = {"split", "chunk", "tensor_split", "unbind"}
 
 
 class _Tracer(fx.Tracer):
@@ -201,7 +203,10 @@ class Graph:
             if node.op == "call_module":
                 self.calls.setdefault(str(node.target), []).append(node)
         shape = _input_shape(model, example_input)
-        propagate_shapes(self.gm, shape)
+        # an example batch's dtype is kept: a model fed integers (token ids into an
+        # nn.Embedding) cannot run on floats
+        dtype = example_input.dtype if isinstance(example_input, torch.Tensor) else None
+        propagate_shapes(self.gm, shape, dtype)
 
     # ---- per node ----------------------------------------------------------------------------
     def shape(self, node: Any) -> tuple[int, ...] | None:
@@ -651,6 +656,13 @@ class _Walk:
         src = node.args[0]
         shape_src = g.shape(src)
         if not isinstance(src, fx.Node) or shape_src is None:
+            if isinstance(src, fx.Node) and not _is(src, SPLIT_FUNCTIONS, SPLIT_METHODS):
+                # an item of what a module or function returns as a tuple (e.g. the output
+                # of nn.MultiheadAttention or nn.LSTM): the widening cannot pass the producer
+                raise self.fail(
+                    f"cannot propagate the widening through {describe(src)}, which returns "
+                    f"several values ({describe(node)} takes one of them)"
+                )
             raise self.fail(f"{describe(node)} takes a part of a split of the channels")
         index = node.args[1]
         items = list(index) if isinstance(index, tuple) else [index]
@@ -770,13 +782,17 @@ def reshape_views(shape_in: Sequence[int], shape_out: Sequence[int], view: View)
     return out
 
 
-def propagate_shapes(gm: fx.GraphModule, shape: Sequence[int]) -> None:
-    """Run the traced model on a fake input of ``shape``, storing every value's shape."""
+def propagate_shapes(
+    gm: fx.GraphModule, shape: Sequence[int], dtype: torch.dtype | None = None
+) -> None:
+    """Run the traced model on a fake input of ``shape`` and ``dtype`` (default: the dtype of
+    the model's parameters), storing every value's shape."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     ref = next(iter(gm.parameters()), None)
-    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+    if dtype is None:
+        dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
     device = ref.device if ref is not None else torch.device("cpu")
     was = {m: m.training for m in gm.modules()}
     gm.eval()

@@ -226,9 +226,9 @@ def _set_attr(model: nn.Module, path: str, value: torch.Tensor) -> None:
 
 def _check_runs(child: nn.Module, graph: Graph, name: str) -> None:
     """The child's forward still runs: a forward that hard-codes a size fails here, not later."""
-    shape = next(n for n in graph.gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
+    meta = next(n for n in graph.gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"]
     try:
-        propagate_shapes(trace(child), tuple(shape))
+        propagate_shapes(trace(child), tuple(meta.shape), meta.dtype)
     except MorphError as e:
         raise MorphError(
             f"widen {name}: the widened model's forward fails ({e}); does it hard-code a size?"

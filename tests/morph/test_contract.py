@@ -133,3 +133,26 @@ def test_scratch_is_fresh() -> None:
     x = torch.randn(16, *shape)
     child = widen(model, widen_names[0], 20, init="scratch", seed=0)
     assert _rel_err(model, child, x, False) > 1e-2
+
+
+class TokenCNN(nn.Module):
+    """Token ids (int64) into an embedding, then a 1-d conv over the sequence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 12)
+        self.conv = nn.Conv1d(12, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(self.emb(x).permute(0, 2, 1)))
+        return self.fc(h.amax(-1))
+
+
+def test_a_model_fed_integers_widens_on_an_integer_example_batch() -> None:
+    model = TokenCNN().eval()
+    x = torch.randint(0, 50, (8, 9))
+    child = widen(model, "conv", 32, example_input=x, seed=3).eval()  # ran on floats before
+    assert child.get_submodule("conv").out_channels == 32
+    with torch.no_grad():
+        assert _rel_err(model, child, x, False) <= 1e-5

@@ -90,6 +90,28 @@ class Mean(nn.Module):
         return self.out(self.a(x).mean(1, keepdim=True))
 
 
+class Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Linear(4, 4)
+        self.att = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(self.emb(x) + self.att(x, x, x)[0])  # att returns (output, weights)
+
+
+class Split(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 8)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(self.a(x) + self.b(x).chunk(2, dim=-1)[0])
+
+
 MLP = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
 
 ERRORS = [
@@ -104,6 +126,12 @@ ERRORS = [
     ("grouped conv", lambda: widen(Grouped(), "a", 12), "grouped convolution 'g'"),
     ("linear on a map", lambda: widen(LinearOnMap(), "a", 8), "model's output"),
     ("unsupported op", lambda: widen(Mean(), "a", 8), "mean"),
+    (
+        "a module that returns a tuple",
+        lambda: widen(Attention(), "emb", 8, example_input=(2, 5, 4)),
+        "through module 'att', which returns several values",
+    ),
+    ("a split", lambda: widen(Split(), "a", 8, example_input=(2, 4)), "a part of a split"),
     ("unknown init", lambda: widen(MLP, "0", 16, init="fancy"), "must be one of"),
     ("deepen unknown", lambda: deepen(MLP, "9"), "no module '9'"),
     ("deepen needs calibration", lambda: deepen(MLP, "2"), "calibration"),
