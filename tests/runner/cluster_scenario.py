@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -127,8 +129,11 @@ def main(work: Path) -> None:
     ray = str(Path(sys.executable).with_name("ray"))
     cli = [sys.executable, "-m", "growsearch.cli"]
     before = set(find(b"ray"))
+    # the cluster's Ray session (its worker node uses the head's): a short path of its own, as
+    # Ray's socket paths must fit 107 bytes and pytest's folders (per xdist worker) are long
+    ray_tmp = tempfile.mkdtemp(prefix="gsc")
     head = sh([ray, "start", "--head", f"--port={PORT}", "--num-cpus=1", "--include-dashboard=false",
-               "--node-ip-address=127.0.0.1", f"--temp-dir={work / 'ray'}"], env=env)  # fmt: skip
+               "--node-ip-address=127.0.0.1", f"--temp-dir={ray_tmp}"], env=env)  # fmt: skip
     report["steps"].append(["head", head.returncode, head.stderr[-500:]])
     worker = sh([ray, "start", f"--address=127.0.0.1:{PORT}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
                  f"--node-manager-port={WORKER_NM_PORT}"], env=env)  # fmt: skip
@@ -225,6 +230,7 @@ def main(work: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
         (work / "scenario.json").write_text(json.dumps(report, indent=2))
 
 

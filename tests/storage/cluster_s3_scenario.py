@@ -6,7 +6,7 @@ Usage (as root): ``unshare -n python tests/storage/cluster_s3_scenario.py WORKDI
 1. in a loopback-only network namespace, start moto's S3 server and create a bucket;
 2. start a head node (1 CPU) and a worker node (1 CPU); the worker node runs in a mount
    namespace of its own where WORKDIR is an empty tmpfs, so it cannot see the driver's files
-   (WORKDIR: the driver's scratch folder, the head's Ray session, the search spaces);
+   (WORKDIR: the driver's scratch folder, the search spaces), nor the head's Ray session;
 3. run a search with ``--address`` and ``--results-dir s3://...``, then kill -9 a second
    search's driver and resume it from the URI;
 4. stop everything we started, by PID.
@@ -61,17 +61,20 @@ def main(work: Path) -> None:
     cli = [sys.executable, "-m", "growsearch.cli"]
     (work / "driver-only.marker").write_text("the worker node must not see this")
     before = set(find(b"ray"))
-    worker_tmp = tempfile.mkdtemp(prefix="gsw")  # the worker node's Ray session, outside WORKDIR
+    # the nodes' Ray sessions, outside WORKDIR, with short paths: Ray's socket paths must fit
+    # 107 bytes, and pytest's folders (per xdist worker) are long
+    head_tmp = tempfile.mkdtemp(prefix="gsh")
+    worker_tmp = tempfile.mkdtemp(prefix="gsw")
     try:
         head = sh([ray, "start", "--head", f"--port={PORT}", "--num-cpus=1",
                    "--include-dashboard=false", "--node-ip-address=127.0.0.1",
-                   f"--temp-dir={work / 'ray'}"], env=env)  # fmt: skip
+                   f"--temp-dir={head_tmp}"], env=env)  # fmt: skip
         report["steps"].append(["head", head.returncode, head.stderr[-500:]])
-        # the worker node: its own mount namespace, where an empty tmpfs hides WORKDIR (the
-        # driver's files, its scratch folder, the head's Ray session); not all of /tmp, which
-        # may hold the checkout and its virtual environment
+        # the worker node: its own mount namespace, where empty tmpfs hide WORKDIR (the
+        # driver's files, its scratch folder) and the head's Ray session; not all of /tmp,
+        # which may hold the checkout and its virtual environment
         private = (
-            f"mount -t tmpfs tmpfs {work} && "
+            f"mount -t tmpfs tmpfs {work} && mount -t tmpfs tmpfs {head_tmp} && "
             f"if [ -e {work / 'driver-only.marker'} ]; then echo SHARED; else echo PRIVATE; fi && "
             f"exec {ray} start --address=127.0.0.1:{PORT} --num-cpus=1 --node-ip-address=127.0.0.1 "
             f"--temp-dir={worker_tmp}"  # short: Ray's socket paths are limited to 107 bytes
@@ -132,6 +135,7 @@ def main(work: Path) -> None:
                 pass
         s3.stop()
         shutil.rmtree(worker_tmp, ignore_errors=True)
+        shutil.rmtree(head_tmp, ignore_errors=True)
         (work / "scenario.json").write_text(json.dumps(report, indent=2))
 
 
