@@ -117,6 +117,24 @@ def net2net_replication() -> str:
     return _table(header, rows, right_from=3)
 
 
+def new_entry_lr() -> str:
+    """The morph's new entries stepped K times as far (benchmarks/new_entry_lr.py)."""
+    df = _csv("new_entry_lr.csv")
+    rows = []
+    for e, g in df.groupby("experiment", sort=False):
+        target = _student(g[g["variant"] == "scratch"])["final"]
+        for v, gv in g.groupby("variant", sort=False):
+            st = _student(gv)
+            rows.append([
+                e, v, f"{st['at0']:.3f}", f"{st['at_quarter']:.3f}",
+                _steps(_steps_to(st["curve"], target), st["total"]),
+                f"{st['final']:.3f} ± {st['sd']:.3f}",
+            ])  # fmt: skip
+    header = ["experiment", "variant", "acc. at 0", "acc. at 1/4", "steps to scratch's final",
+              "final acc. (± sd)"]  # fmt: skip
+    return _table(header, rows, right_from=2)
+
+
 def _setting(d: str, e: str) -> str:
     return f"{DATASET_NAMES[d]}, {e}"
 
@@ -767,6 +785,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "keep_cycle": lambda: keep_predictions(("cycle",)),
     "keep_nobn_seeds": lambda: _ablation(["nobn_5seeds", "nobn_lambda"]),
     "keep_nobn_cycle": lambda: _ablation(["nobn_cycle"]),
+    "new_entry_lr": new_entry_lr,
     "peers": peers,
     "peers_goal": peers_goal,
     "peers_by_val": lambda: peers("test_of_best_val"),

@@ -1,0 +1,168 @@
+"""A per-entry learning rate for what the morph added (issue 14's "per-layer learning rates").
+
+On ``mnist1d-nobn`` (``benchmarks/_common.py``) the default recipe's children keep their
+teacher's accuracy at step 0 but do not reach the scratch student's final accuracy in 1/4 of
+the steps. One explanation: the child's new units (fresh incoming weights, zero outgoing ones)
+and inserted layers learn at the same rate as the inherited weights, which sit near a minimum.
+This gives the morph's new entries a learning rate K times the rest's and measures it against
+K = 1 (the default recipe) and scratch, on the same teachers, batches and steps.
+
+The new entries come from the morph itself: the same ops with the same seed, applied to the
+teacher with every parameter set to 1, mark the entries that did not come from the teacher
+(fresh or zero: != 1; a parameter the teacher lacks: all new). After every optimizer step,
+``p = p_old + m * (p_new - p_old)`` with ``m = K`` on new entries and 1 elsewhere: under Adam a
+gradient scaled per entry would be normalised away, this scales the step itself.
+
+    python benchmarks/new_entry_lr.py --seeds 0,1,2 --k 1,3 --out results/new_entry_lr
+
+Writes ``<out>.csv`` (one row per evaluation: experiment, variant, seed, step, accuracies) and
+``<out>.md`` (per experiment and variant: accuracy at step 0, steps to scratch's final, final
+mean ± sd). Two worker processes, one thread each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing as mp
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+import _common as C  # noqa: E402
+
+from growsearch.arch import build  # noqa: E402
+from growsearch.grow import WarmStartRecipe, apply_ops  # noqa: E402
+
+SETTING = "mnist1d-nobn"
+STEPS, EVAL_EVERY = 2400, 100
+
+
+def new_entries(teacher_state: dict, experiment: str, seed: int) -> dict[str, torch.Tensor]:
+    """Parameter name of the child -> bool mask of the entries the morph added."""
+    setting = C.SETTINGS[SETTING]
+    data = C.dataset(setting.dataset)
+    spec = setting.teacher_spec(data)
+    ones = build(spec)
+    ones.load_state_dict(teacher_state)
+    with torch.no_grad():
+        for p in ones.parameters():
+            p.fill_(1.0)
+    recipe = WarmStartRecipe()
+    child, _ = apply_ops(
+        ones, spec, C.student_ops(spec, experiment), init=recipe.init, seed=seed,
+        calibration=data.train.x[: setting.calibration_size], split_std=recipe.split_std,
+    )  # fmt: skip
+    old = dict(ones.named_parameters())
+    return {
+        n: torch.ones_like(p, dtype=torch.bool) if n not in old else p.detach() != 1.0
+        for n, p in child.named_parameters()
+    }
+
+
+def student(job: tuple[str, int, float, dict]) -> list[dict[str, Any]]:
+    """The default recipe's child, its new entries' steps × K (K = 0: scratch)."""
+    experiment, seed, k, teacher_state = job
+    if k == 0:
+        return C.run_student(
+            SETTING, experiment, "scratch", seed, teacher_state, WarmStartRecipe(), STEPS,
+            EVAL_EVERY, variant="scratch",
+        )  # fmt: skip
+    masks = new_entries(teacher_state, experiment, seed)
+    state: dict[str, Any] = {}
+
+    def pre(opt, args, kwargs) -> None:  # noqa: ANN001
+        state["old"] = [p.detach().clone() for g in opt.param_groups for p in g["params"]]
+
+    def post(opt, args, kwargs) -> None:  # noqa: ANN001
+        params = [p for g in opt.param_groups for p in g["params"]]
+        with torch.no_grad():
+            for p, old, m in zip(params, state["old"], state["masks"], strict=True):
+                if m is not None and m.any():
+                    p.add_((p - old) * (k - 1.0) * m)
+
+    train = C.train
+
+    def train_marking(model, data, cfg, **kw):  # noqa: ANN001, ANN202
+        named = list(model.named_parameters())
+        state["masks"] = [masks.get(n) for n, _ in named]
+        assert all(m is None or m.shape == p.shape for m, (_, p) in zip(state["masks"], named))
+        return train(model, data, cfg, **kw)
+
+    hooks = []
+    if k != 1.0:
+        hooks = [register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)]
+    C.train = train_marking
+    try:
+        return C.run_student(
+            SETTING, experiment, "zero", seed, teacher_state, WarmStartRecipe(), STEPS,
+            EVAL_EVERY, variant=f"new entries lr x {k:g}",
+        )  # fmt: skip
+    finally:
+        C.train = train
+        for h in hooks:
+            h.remove()
+
+
+def table(rows: list[dict[str, Any]], experiments: list[str], ks: list[float]) -> str:
+    lines = [
+        "| experiment | variant | step 0 | steps to scratch's final | final test acc |",
+        "|---|---|---|---|---|",
+    ]
+    for e in experiments:
+        scratch = [r for r in rows if r["experiment"] == e and r["variant"] == "scratch"]
+        target, _ = C.final_stats(scratch)
+        for v in ["scratch"] + [f"new entries lr x {k:g}" for k in ks]:
+            rr = [r for r in rows if r["experiment"] == e and r["variant"] == v]
+            curve = C.mean_curve(rr)
+            mean, sd = C.final_stats(rr)
+            reach = C.steps_to_reach(curve, target)
+            at = "never" if reach is None else f"{reach} ({reach / STEPS:.2f})"
+            lines.append(f"| {e} | {v} | {curve[0]:.3f} | {at} | {mean:.4f} ± {sd:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--k", default="1,3", help="factors for the new entries' steps")
+    p.add_argument("--experiments", default="wider,deeper")
+    p.add_argument("--out", type=Path, required=True, help="output stem (.csv and .md added)")
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    ks = [float(k) for k in args.k.split(",")]
+    experiments = args.experiments.split(",")
+    with mp.get_context("spawn").Pool(2, initializer=C.init_worker) as pool:
+        teachers = pool.starmap(C.train_teacher, [(SETTING, s, None) for s in seeds])
+        jobs = [(e, t["seed"], k, t["state"]) for t in teachers for e in experiments
+                for k in [0.0, *ks]]  # fmt: skip
+        rows = [r for rs in pool.map(student, jobs) for r in rs]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    keys = ["experiment", "variant", "seed", "step", "val_acc", "test_acc", "teacher_test_acc"]
+    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    command = "python benchmarks/new_entry_lr.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    text = (
+        f"# New entries' learning rate on `{SETTING}` ({len(seeds)} seeds, {STEPS} steps)\n\n"
+        f"`{command}`\n\n" + table(rows, experiments, ks) + "\n"
+    )
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
