@@ -121,18 +121,18 @@ def new_entry_lr() -> str:
     """The morph's new entries stepped K times as far (benchmarks/new_entry_lr.py)."""
     df = _csv("new_entry_lr.csv")
     rows = []
-    for e, g in df.groupby("experiment", sort=False):
+    for (d, e), g in df.groupby(["dataset", "experiment"], sort=False):
         target = _student(g[g["variant"] == "scratch"])["final"]
         for v, gv in g.groupby("variant", sort=False):
             st = _student(gv)
             rows.append([
-                e, v, f"{st['at0']:.3f}", f"{st['at_quarter']:.3f}",
+                d, e, v, f"{st['at0']:.3f}", f"{st['at_quarter']:.3f}",
                 _steps(_steps_to(st["curve"], target), st["total"]),
                 f"{st['final']:.3f} ± {st['sd']:.3f}",
             ])  # fmt: skip
-    header = ["experiment", "variant", "acc. at 0", "acc. at 1/4", "steps to scratch's final",
-              "final acc. (± sd)"]  # fmt: skip
-    return _table(header, rows, right_from=2)
+    header = ["setting", "experiment", "variant", "acc. at 0", "acc. at 1/4",
+              "steps to scratch's final", "final acc. (± sd)"]  # fmt: skip
+    return _table(header, rows, right_from=3)
 
 
 def _setting(d: str, e: str) -> str:
