@@ -8,11 +8,11 @@ This gives the morph's new entries a learning rate K times the rest's and measur
 K = 1 (the default recipe) and scratch, on the same teachers, batches and steps, on any of the
 replication's settings (``--settings``, default ``mnist1d-nobn``).
 
-The new entries come from the morph itself: the same ops with the same seed, applied to the
-teacher with every parameter set to 1, mark the entries that did not come from the teacher
-(fresh or zero: != 1; a parameter the teacher lacks: all new). After every optimizer step,
-``p = p_old + m * (p_new - p_old)`` with ``m = K`` on new entries and 1 elsewhere: under Adam a
-gradient scaled per entry would be normalised away, this scales the step itself.
+The new entries come from the morph itself (:func:`growsearch.grow.new_entries`: the same ops
+with the same seed, applied to a copy of the teacher whose parameters all hold one marker
+value, keep it where they copied the teacher). After every optimizer step ``p = p_old + m * (p_new - p_old)``
+with ``m = K`` on new entries and 1 elsewhere (``step_scale`` of :func:`growsearch.train.train`):
+under Adam a gradient scaled per entry would be normalised away, this scales the step itself.
 
     python benchmarks/new_entry_lr.py --seeds 0,1,2 --k 1,3 --out results/new_entry_lr
     python benchmarks/new_entry_lr.py --settings mnist1d,mnist1d-custom --k 1,3 --out <folder>
@@ -31,89 +31,46 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.optim.optimizer import (
-    register_optimizer_step_post_hook,
-    register_optimizer_step_pre_hook,
-)
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import _common as C  # noqa: E402
 
-from growsearch.arch import build  # noqa: E402
-from growsearch.grow import WarmStartRecipe, apply_ops  # noqa: E402
+from growsearch.grow import WarmStartRecipe, new_entries  # noqa: E402
 
 STEPS, EVAL_EVERY = 2400, 100  # as net2net_replication.py; --quick: 100, 50 (teachers 200)
-
-
-def new_entries(
-    name: str, teacher_state: dict, experiment: str, seed: int
-) -> dict[str, torch.Tensor]:
-    """Parameter name of the child -> bool mask of the entries the morph added."""
-    setting = C.SETTINGS[name]
-    data = C.dataset(setting.dataset)
-    spec = setting.teacher_spec(data)
-    ones = build(spec)
-    ones.load_state_dict(teacher_state)
-    with torch.no_grad():
-        for p in ones.parameters():
-            p.fill_(1.0)
-    recipe = WarmStartRecipe()
-    child, _ = apply_ops(
-        ones, spec, C.student_ops(spec, experiment), init=recipe.init, seed=seed,
-        calibration=data.train.x[: setting.calibration_size], split_std=recipe.split_std,
-    )  # fmt: skip
-    old = dict(ones.named_parameters())
-    return {
-        n: torch.ones_like(p, dtype=torch.bool) if n not in old else p.detach() != 1.0
-        for n, p in child.named_parameters()
-    }
 
 
 def student(job: tuple[str, str, int, float, dict, int, int]) -> list[dict[str, Any]]:
     """The default recipe's child, its new entries' steps × K (K = 0: scratch)."""
     name, experiment, seed, k, teacher_state, steps, eval_every = job
+    recipe = WarmStartRecipe()
     if k == 0:
         return C.run_student(
-            name, experiment, "scratch", seed, teacher_state, WarmStartRecipe(), steps,
-            eval_every, variant="scratch",
+            name, experiment, "scratch", seed, teacher_state, recipe, steps, eval_every,
+            variant="scratch",
         )  # fmt: skip
-    masks = new_entries(name, teacher_state, experiment, seed)
-    state: dict[str, Any] = {}
-
-    def pre(opt, args, kwargs) -> None:  # noqa: ANN001
-        state["old"] = [p.detach().clone() for g in opt.param_groups for p in g["params"]]
-
-    def post(opt, args, kwargs) -> None:  # noqa: ANN001
-        params = [p for g in opt.param_groups for p in g["params"]]
-        with torch.no_grad():
-            for p, old, m in zip(params, state["old"], state["masks"], strict=True):
-                if m is not None and m.any():
-                    p.add_((p - old) * (k - 1.0) * m)
-
+    setting = C.SETTINGS[name]
+    data = C.dataset(setting.dataset)
+    spec = setting.teacher_spec(data)
+    masks = new_entries(
+        spec, C.student_ops(spec, experiment), init=recipe.init, seed=seed,
+        calibration=data.train.x[: setting.calibration_size], split_std=recipe.split_std,
+    )  # fmt: skip
+    scale = {n: 1.0 + (k - 1.0) * m.float() for n, m in masks.items()}
     train = C.train
 
-    def train_marking(model, data, cfg, **kw):  # noqa: ANN001, ANN202
-        named = list(model.named_parameters())
-        state["masks"] = [masks.get(n) for n, _ in named]
-        assert all(m is None or m.shape == p.shape for m, (_, p) in zip(state["masks"], named))
-        return train(model, data, cfg, **kw)
+    def train_scaled(model, data, cfg, **kw):  # noqa: ANN001, ANN202
+        return train(model, data, cfg, step_scale=scale, **kw)
 
-    hooks = []
-    if k != 1.0:
-        hooks = [register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)]
-    C.train = train_marking
+    C.train = train_scaled  # run_student's call of growsearch.train.train
     try:
         return C.run_student(
-            name, experiment, "zero", seed, teacher_state, WarmStartRecipe(), steps,
-            eval_every, variant=f"new entries lr x {k:g}",
+            name, experiment, "zero", seed, teacher_state, recipe, steps, eval_every,
+            variant=f"new entries lr x {k:g}",
         )  # fmt: skip
     finally:
         C.train = train
-        for h in hooks:
-            h.remove()
 
 
 def table(

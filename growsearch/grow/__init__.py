@@ -9,7 +9,7 @@ to a model built from it, then the recipe that decides what the child starts fro
 """
 
 from growsearch.grow._child import GrownChild, grow_child
-from growsearch.grow._ops import apply_op, apply_ops
+from growsearch.grow._ops import apply_op, apply_ops, new_entries
 from growsearch.grow._recipe import (
     AUTO_SCOPE_MAX_EXPONENT,
     AUTO_SCOPE_MIN_SHRINK,
@@ -41,6 +41,7 @@ __all__ = [
     "auto_shrink",
     "grow_child",
     "homogeneous_rescale",
+    "new_entries",
     "rescale_output_exponent",
     "output_layer",
     "perturb_student",

@@ -100,6 +100,43 @@ def apply_ops(
     return model, spec
 
 
+_MARK = 0.8125  # new_entries' parent value: exact in every float type, no init's default
+
+
+def new_entries(
+    spec: ArchSpec,
+    ops: Sequence[Op],
+    *,
+    init: str = "net2net",
+    calibration: torch.Tensor | None = None,
+    seed: int = 0,
+    split_std: float | None = None,
+) -> dict[str, torch.Tensor]:
+    """Which entries of the child's parameters :func:`apply_ops` (same arguments) does not copy
+    from the parent: parameter name -> bool tensor of its shape.
+
+    The ops are applied to a model of ``spec`` with every parameter set to one value that no
+    init produces (not 0 or 1, a normalisation's defaults): an entry the morph copied keeps it,
+    one it added (fresh, zero, a default) or changed (a split unit's rescaled outgoing weights
+    under ``net2net``) does not, and a parameter the parent lacks (an inserted layer) is new
+    throughout. No weights are needed, so a resumed trial rebuilds the masks from
+    its proposal alone. Under ``zero`` init: the new units' incoming and outgoing weights, their
+    normalisation parameters, and the inserted layers.
+    """
+    marked = build(spec)
+    with torch.no_grad():
+        for p in marked.parameters():
+            p.fill_(_MARK)
+    parent = dict(marked.named_parameters())
+    child, _ = apply_ops(
+        marked, spec, ops, init=init, calibration=calibration, seed=seed, split_std=split_std
+    )
+    return {
+        name: p.detach() != _MARK if name in parent else torch.ones_like(p, dtype=torch.bool)
+        for name, p in child.named_parameters()
+    }
+
+
 def _identity_block(spec: ArchSpec, op: Deepen, init: str, seed: int) -> nn.Module:
     """A resnet basic block that starts as the identity: bn2's γ and β are zero, so
     relu(0 + x) = x for the (non-negative) output of the previous block."""

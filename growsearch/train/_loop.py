@@ -16,7 +16,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -367,6 +367,26 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _step_scales(
+    model: nn.Module, step_scale: Mapping[str, torch.Tensor]
+) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """(parameter, scale on its device) for each entry of ``step_scale`` that is not all ones."""
+    params = dict(model.named_parameters())
+    out = []
+    for name, scale in step_scale.items():
+        if name not in params:
+            raise ConfigError(f"train: step_scale names {name!r}, which is not a parameter")
+        p = params[name]
+        if tuple(scale.shape) != tuple(p.shape):
+            raise ConfigError(
+                f"train: step_scale[{name!r}] has shape {tuple(scale.shape)}, "
+                f"the parameter {tuple(p.shape)}"
+            )
+        if not bool((scale == 1).all()):
+            out.append((p, scale.detach().to(device=p.device, dtype=p.dtype)))
+    return out
+
+
 def train(
     model: nn.Module,
     data: Dataset,
@@ -377,6 +397,7 @@ def train(
     on_epoch: EpochCallback | None = None,
     eval_every_steps: int | None = None,
     on_eval: Callable[[int, float, float], None] | None = None,
+    step_scale: Mapping[str, torch.Tensor] | None = None,
 ) -> list[EpochResult]:
     """Train ``model`` in place on ``data.train``, validating on ``data.val`` after each epoch.
 
@@ -400,13 +421,18 @@ def train(
         eval_every_steps: Evaluate on the validation split at step 0 (before any update) and
             after every this many steps; needs ``on_eval``.
         on_eval: Receives ``(step, val_loss, val_acc)`` for each of those evaluations.
+        step_scale: Parameter name -> a tensor of its shape that multiplies each entry's
+            update after every optimizer step (``p = p_before + scale * (p_after - p_before)``):
+            a per-entry learning rate that works under Adam too, whose normalisation would undo
+            a scaled gradient; e.g. the entries a morph added (:func:`growsearch.grow.new_entries`)
+            stepped K times as far. A resumed call needs the same ``step_scale``.
 
     Returns:
         One :class:`EpochResult` per epoch run.
 
     Raises:
         TrainingError: The training loss became NaN or infinite.
-        ConfigError: Invalid ``eval_every_steps``/``on_eval`` or device.
+        ConfigError: Invalid ``eval_every_steps``/``on_eval``, device or ``step_scale``.
     """
     if (eval_every_steps is None) != (on_eval is None):
         raise ConfigError("train: eval_every_steps and on_eval must be given together")
@@ -425,6 +451,7 @@ def train(
     # its own generator, so the data order is the same with and without augmentation
     augment_rng = None if augment is None else torch.Generator().manual_seed(cfg.seed + 1)
     model.to(device)
+    scaled = _step_scales(model, step_scale or {})
     optimizer = make_optimizer(model, cfg)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -486,8 +513,13 @@ def train(
             if cfg.grad_clip is not None:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            before = [p.detach().clone() for p, _ in scaled]
             scaler.step(optimizer)
             scaler.update()
+            if scaled:
+                with torch.no_grad():
+                    for (p, scale), b in zip(scaled, before, strict=True):
+                        p.sub_(b).mul_(scale).add_(b)
 
             step += 1
             loss_sum += loss_value * len(y)

@@ -308,3 +308,40 @@ def test_devices_and_callback_arguments(digits: Dataset) -> None:
         pick_device("tpu9")
     with pytest.raises(ConfigError, match="together"):
         train(mlp(), digits, cfg(), eval_every_steps=5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_step_scale_multiplies_each_entrys_update(digits: Dataset, optimizer: str) -> None:
+    # one step from the same weights on the same batch, with and without a per-entry scale:
+    # the scaled entries moved exactly that many times as far, the others exactly as far
+    one = cfg(optimizer=optimizer, max_steps=1, epochs=1)
+    start = mlp()
+    plain = mlp()
+    train(plain, digits, one)
+    scaled = mlp()
+    w = dict(scaled.named_parameters())["0.weight"]
+    scale = torch.ones_like(w)
+    scale[:8] = 3.0  # the first 8 units' incoming weights: 3x the step
+    train(scaled, digits, one, step_scale={"0.weight": scale, "3.bias": torch.ones(10)})
+    w0, w1 = dict(start.named_parameters())["0.weight"], dict(plain.named_parameters())["0.weight"]
+    w3 = dict(scaled.named_parameters())["0.weight"]
+    step, step3 = (w1 - w0).detach(), (w3 - w0).detach()
+    assert step.abs().max() > 0
+    torch.testing.assert_close(step3[:8], 3 * step[:8], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(step3[8:], step[8:], rtol=1e-5, atol=1e-8)
+    for name, p in plain.named_parameters():  # every other parameter: the same update
+        if name != "0.weight":
+            torch.testing.assert_close(dict(scaled.named_parameters())[name], p)
+
+
+@pytest.mark.parametrize(
+    ("step_scale", "needle"),
+    [
+        ({"9.weight": torch.ones(1)}, "'9.weight', which is not a parameter"),
+        ({"0.weight": torch.ones(3)}, "has shape (3,), the parameter (32, 64)"),
+    ],
+)
+def test_a_bad_step_scale_is_one_line(digits: Dataset, step_scale: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        train(mlp(), digits, cfg(max_steps=1), step_scale=step_scale)
+    assert needle in str(info.value) and "\n" not in str(info.value)

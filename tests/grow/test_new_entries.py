@@ -1,0 +1,55 @@
+"""growsearch.grow.new_entries: which entries of a child the morph did not copy from its parent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from growsearch.arch import ArchSpec, Deepen, Widen, build
+from growsearch.grow import apply_ops, new_entries
+
+FACTORY = f"{Path(__file__).parents[1] / 'fixtures' / 'user_models.py'}:digits_net"
+
+
+def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach() for n, p in model.named_parameters()}
+
+
+def test_zero_init_widen_marks_the_new_units_in_and_out() -> None:
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=False)
+    ops = [Widen("s0l0", 10)]
+    masks = new_entries(spec, ops, init="zero", seed=3)
+    parent = build(spec, seed=0)
+    child, _ = apply_ops(parent, spec, ops, init="zero", seed=3)
+    assert masks.keys() == _params(child).keys()
+    first = masks["layers.s0l0.conv.weight"]  # (10, 1, k): units 6..9 are new
+    assert first[6:].all() and not first[:6].any()
+    assert masks["layers.s0l0.conv.bias"].tolist() == [False] * 6 + [True] * 4
+    second = masks["layers.s1l0.conv.weight"]  # (6, 10, k): the new input columns
+    assert second[:, 6:].all() and not second[:, :6].any()
+    # everything not marked is the parent's value, exactly
+    old = _params(parent)
+    for name, p in _params(child).items():
+        if name in old and p.shape == old[name].shape:
+            assert torch.equal(p[~masks[name]], old[name][~masks[name]]), name
+
+
+def test_an_inserted_layer_is_new_throughout_and_the_rest_is_kept() -> None:
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=False)
+    ops = [Deepen("s0l0", spec.new_layer_name("s0l0"))]
+    masks = new_entries(spec, ops, init="zero", seed=0)
+    new_layer = [n for n in masks if n not in _params(build(spec))]
+    assert new_layer and all(masks[n].all() for n in new_layer)
+    assert not any(masks[n].any() for n in masks if n not in new_layer)
+
+
+def test_a_users_model_grows_the_same_way() -> None:
+    # a user's model (its own forward, BatchNorm, flatten): conv1's new units, what reads them
+    spec = ArchSpec.from_user_model(FACTORY, None, (1, 8, 8), 10)
+    first = spec.layers[0]
+    masks = new_entries(spec, [Widen(first.name, 2 * first.width)], init="zero", seed=1)
+    assert masks["conv1.weight"][8:].all() and not masks["conv1.weight"][:8].any()
+    assert masks["bn1.weight"][8:].all() and not masks["bn1.weight"][:8].any()  # γ = 1, new
+    assert masks["conv2.weight"][:, 8:].all() and not masks["conv2.weight"][:, :8].any()
+    assert not masks["fc.weight"].any() and not masks["out.weight"].any()
