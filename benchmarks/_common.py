@@ -194,7 +194,10 @@ def run_student(
             }
         )
 
-    train(student, data, cfg, eval_every_steps=eval_every, on_eval=on_eval)
+    train(
+        student, data, cfg, eval_every_steps=eval_every, on_eval=on_eval,
+        step_scale=child.step_scale,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     for r in rows:
         r["seconds"] = seconds

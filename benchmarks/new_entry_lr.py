@@ -11,8 +11,9 @@ replication's settings (``--settings``, default ``mnist1d-nobn``).
 The new entries come from the morph itself (:func:`growsearch.grow.new_entries`: the same ops
 with the same seed, applied to a copy of the teacher whose parameters all hold one marker
 value, keep it where they copied the teacher). After every optimizer step ``p = p_old + m * (p_new - p_old)``
-with ``m = K`` on new entries and 1 elsewhere (``step_scale`` of :func:`growsearch.train.train`):
-under Adam a gradient scaled per entry would be normalised away, this scales the step itself.
+with ``m = K`` on new entries and 1 elsewhere (the recipe's ``new_entry_lr_factor``, applied
+through ``step_scale`` of :func:`growsearch.train.train`): under Adam a gradient scaled per
+entry would be normalised away, this scales the step itself.
 
     python benchmarks/new_entry_lr.py --seeds 0,1,2 --k 1,3 --out results/new_entry_lr
     python benchmarks/new_entry_lr.py --settings mnist1d,mnist1d-custom --k 1,3 --out <folder>
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import multiprocessing as mp
 import sys
 from pathlib import Path
@@ -36,7 +38,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import _common as C  # noqa: E402
 
-from growsearch.grow import WarmStartRecipe, new_entries  # noqa: E402
+from growsearch.grow import WarmStartRecipe  # noqa: E402
 
 STEPS, EVAL_EVERY = 2400, 100  # as net2net_replication.py; --quick: 100, 50 (teachers 200)
 
@@ -50,27 +52,11 @@ def student(job: tuple[str, str, int, float, dict, int, int]) -> list[dict[str, 
             name, experiment, "scratch", seed, teacher_state, recipe, steps, eval_every,
             variant="scratch",
         )  # fmt: skip
-    setting = C.SETTINGS[name]
-    data = C.dataset(setting.dataset)
-    spec = setting.teacher_spec(data)
-    masks = new_entries(
-        spec, C.student_ops(spec, experiment), init=recipe.init, seed=seed,
-        calibration=data.train.x[: setting.calibration_size], split_std=recipe.split_std,
+    return C.run_student(
+        name, experiment, "zero", seed, teacher_state,
+        dataclasses.replace(recipe, new_entry_lr_factor=k), steps, eval_every,
+        variant=f"new entries lr x {k:g}",
     )  # fmt: skip
-    scale = {n: 1.0 + (k - 1.0) * m.float() for n, m in masks.items()}
-    train = C.train
-
-    def train_scaled(model, data, cfg, **kw):  # noqa: ANN001, ANN202
-        return train(model, data, cfg, step_scale=scale, **kw)
-
-    C.train = train_scaled  # run_student's call of growsearch.train.train
-    try:
-        return C.run_student(
-            name, experiment, "zero", seed, teacher_state, recipe, steps, eval_every,
-            variant=f"new entries lr x {k:g}",
-        )  # fmt: skip
-    finally:
-        C.train = train
 
 
 def table(

@@ -56,6 +56,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
 RECIPE_FIELDS = {
     "student_warmup_fraction": "warmup_fraction",
     "student_cycle_fraction": "cycle_fraction",
+    "student_new_entry_lr_factor": "new_entry_lr_factor",
 }
 # null defaults the docs spell out: what null means there
 NULL_MEANS = {(SpaceModel, "name"): "the file's stem"}

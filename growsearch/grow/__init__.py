@@ -8,7 +8,7 @@ to a model built from it, then the recipe that decides what the child starts fro
     train(child.model, data, dataclasses.replace(cfg, **child.train_overrides(cfg.lr)))
 """
 
-from growsearch.grow._child import GrownChild, grow_child
+from growsearch.grow._child import GrownChild, child_step_scale, grow_child
 from growsearch.grow._ops import apply_op, apply_ops, new_entries
 from growsearch.grow._recipe import (
     AUTO_SCOPE_MAX_EXPONENT,
@@ -39,6 +39,7 @@ __all__ = [
     "apply_op",
     "apply_ops",
     "auto_shrink",
+    "child_step_scale",
     "grow_child",
     "homogeneous_rescale",
     "new_entries",

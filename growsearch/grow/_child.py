@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from growsearch.arch import ArchSpec, Op
-from growsearch.grow._ops import apply_ops
+from growsearch.grow._ops import apply_ops, new_entries
 from growsearch.grow._recipe import (
     WarmStartRecipe,
     perturb_student,
@@ -35,6 +35,9 @@ class GrownChild:
         preserve_err: Max absolute difference of the morphed child's outputs from the
             parent's on the ``probe`` batch, relative to the parent's largest output (before
             the recipe's deliberate perturbation); None without a probe or for ``scratch``.
+        step_scale: ``step_scale`` for :func:`growsearch.train.train`: the recipe's
+            ``new_entry_lr_factor`` on the entries the morph added, 1 elsewhere; None when
+            the factor is 1 (or for ``scratch``).
     """
 
     model: nn.Module
@@ -42,6 +45,7 @@ class GrownChild:
     recipe: WarmStartRecipe
     total_steps: int
     preserve_err: float | None = None
+    step_scale: dict[str, torch.Tensor] | None = None
 
     def train_overrides(self, base_lr: float) -> dict[str, float | int]:
         """``{"lr", "warmup_steps"}`` for :class:`growsearch.train.TrainConfig`: the child's
@@ -108,4 +112,25 @@ def grow_child(
     if recipe.init != "scratch":
         recipe = resolve_shrink_scope(child, recipe)
     child = perturb_student(child, child_spec, recipe, calibration=calibration, seed=seed)
-    return GrownChild(child, child_spec, recipe, total_steps, preserve_err)
+    scale = child_step_scale(parent_spec, ops, recipe, calibration=calibration, seed=seed)
+    return GrownChild(child, child_spec, recipe, total_steps, preserve_err, scale)
+
+
+def child_step_scale(
+    parent_spec: ArchSpec,
+    ops: Sequence[Op],
+    recipe: WarmStartRecipe,
+    *,
+    calibration: torch.Tensor | None,
+    seed: int,
+) -> dict[str, torch.Tensor] | None:
+    """:attr:`GrownChild.step_scale` of the child :func:`grow_child` grows with these
+    arguments, from the spec and ops alone (a resumed trial rebuilds it without the parent)."""
+    factor = float(recipe.new_entry_lr_factor)
+    if factor == 1.0 or recipe.init == "scratch":
+        return None
+    masks = new_entries(
+        parent_spec, list(ops), init=recipe.init, calibration=calibration, seed=seed,
+        split_std=recipe.split_std,
+    )  # fmt: skip
+    return {name: 1.0 + (factor - 1.0) * m.float() for name, m in masks.items() if m.any()}

@@ -124,6 +124,8 @@ def new_entries(
     normalisation parameters, and the inserted layers.
     """
     marked = build(spec)
+    if calibration is not None:  # deepen runs it through the model
+        marked = marked.to(calibration.device)
     with torch.no_grad():
         for p in marked.parameters():
             p.fill_(_MARK)

@@ -122,6 +122,10 @@ class WarmStartRecipe:
         logit_scale: Multiplies the weight and bias of the layer that produces the model's
             output (a softmax temperature: the predicted class of every input is kept, the
             loss of a confident teacher rises again); 1 leaves it alone.
+        new_entry_lr_factor: The entries the morph added (:func:`growsearch.grow.new_entries`:
+            new units' weights, inserted layers) take steps this many times as long as the
+            inherited ones (``GrownChild.step_scale`` for :func:`growsearch.train.train`);
+            1 (the default): one learning rate for all.
     """
 
     init: str = "zero"
@@ -134,6 +138,7 @@ class WarmStartRecipe:
     shrink_scope: str = "auto"
     logit_scale: float = 1.0
     cycle_fraction: float = 0.2
+    new_entry_lr_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if self.shrink_scope not in SHRINK_SCOPES:
@@ -155,6 +160,11 @@ class WarmStartRecipe:
         if self.student_lr_factor <= 0:
             raise ValueError(
                 f"WarmStartRecipe.student_lr_factor: expected > 0, got {self.student_lr_factor!r}"
+            )
+        if not self.new_entry_lr_factor > 0:
+            raise ValueError(
+                "WarmStartRecipe.new_entry_lr_factor: expected > 0, "
+                f"got {self.new_entry_lr_factor!r}"
             )
         if not 0.0 <= self.cycle_fraction < 1.0:
             raise ValueError(

@@ -25,7 +25,7 @@ from growsearch.checkpoint import load_checkpoint, save_checkpoint
 from growsearch.controllers import Proposal
 from growsearch.data import Dataset
 from growsearch.exceptions import GrowsearchError
-from growsearch.grow import grow_child
+from growsearch.grow import child_step_scale, grow_child
 from growsearch.runner._usercode import seed_weights
 from growsearch.space import DatasetConfig, ResourcesConfig, TrainingConfig
 from growsearch.storage import Location, location
@@ -149,6 +149,7 @@ def train_trial(config: dict[str, Any]) -> None:
     resumed = tune.get_checkpoint()
     own = models_dir(settings.run_dir) / proposal.trial_id
     start_epoch, optimizer_state, resume = 0, None, None
+    step_scale = None  # a warm child's per-entry step scale (recipe.new_entry_lr_factor)
     ck = None
     if resumed is not None:  # Tune restarted this trial (e.g. its worker or node died)
         with resumed.as_directory() as d:
@@ -169,6 +170,14 @@ def train_trial(config: dict[str, Any]) -> None:
         cycle = int(info.get("cycle_steps") or 0)
         if ck.meta.get("train_state") is not None:  # continue the interrupted run exactly
             resume = TrainState.from_dict(ck.meta["train_state"])
+        if warm and training.recipe().new_entry_lr_factor != 1.0:  # rebuilt: spec + ops only
+            parent_spec = load_checkpoint(
+                models_dir(settings.run_dir) / str(proposal.parent_id)
+            ).spec
+            step_scale = child_step_scale(
+                parent_spec, proposal.ops, training.recipe(), seed=seed,
+                calibration=data.train.head(PROBE_SIZE)[0].to(device),
+            )  # fmt: skip
     elif warm:
         parent = load_checkpoint(models_dir(settings.run_dir) / str(proposal.parent_id))
 
@@ -186,6 +195,7 @@ def train_trial(config: dict[str, Any]) -> None:
                 f"{parent.spec.summary()} give {child.spec.summary()}, not {spec.summary()}"
             )
         model = child.model
+        step_scale = child.step_scale
         overrides = child.train_overrides(training.lr)
         lr, warmup = float(overrides["lr"]), int(overrides["warmup_steps"])
         cycle = int(overrides["cycle_steps"])
@@ -263,7 +273,10 @@ def train_trial(config: dict[str, Any]) -> None:
             )
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(path)))
 
-    train(model, data, cfg, optimizer_state=optimizer_state, resume=resume, on_epoch=on_epoch)
+    train(
+        model, data, cfg, optimizer_state=optimizer_state, resume=resume, on_epoch=on_epoch,
+        step_scale=step_scale,
+    )  # fmt: skip
 
 
 def _ray_node_id() -> str | None:

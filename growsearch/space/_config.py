@@ -236,6 +236,9 @@ class TrainingConfig(Section):
         student_cycle_fraction: A warm child's cosine learning-rate cycle ends at this
             fraction of its steps, then restarts and decays again over the rest (0: one cycle;
             :attr:`growsearch.grow.WarmStartRecipe.cycle_fraction`).
+        student_new_entry_lr_factor: The entries the morph added to a warm child take steps
+            this many times as long as the inherited ones (1: one learning rate;
+            :attr:`growsearch.grow.WarmStartRecipe.new_entry_lr_factor`).
     """
 
     epochs: PosInt = 10  # type: ignore[valid-type]
@@ -258,6 +261,7 @@ class TrainingConfig(Section):
     shrink_scope: one_of(SHRINK_SCOPES) | None = None  # type: ignore[valid-type]
     logit_scale: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
     student_cycle_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
+    student_new_entry_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
 
     def epochs_for(self, child: bool) -> int:
         """Epochs a trial trains: ``epochs`` for a child, ``seed_epochs`` for a seed."""
@@ -298,6 +302,7 @@ class TrainingConfig(Section):
             "warmup_fraction": self.student_warmup_fraction, "shrink": self.shrink,
             "perturb_std": self.perturb_std, "shrink_scope": self.shrink_scope,
             "logit_scale": self.logit_scale, "cycle_fraction": self.student_cycle_fraction,
+            "new_entry_lr_factor": self.student_new_entry_lr_factor,
         }  # fmt: skip
         given: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
         return WarmStartRecipe(**given)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from growsearch.arch import ArchSpec, Deepen, Widen, build
-from growsearch.grow import apply_ops, new_entries
+from growsearch.grow import WarmStartRecipe, apply_ops, child_step_scale, grow_child, new_entries
 
 FACTORY = f"{Path(__file__).parents[1] / 'fixtures' / 'user_models.py'}:digits_net"
 
@@ -53,3 +53,22 @@ def test_a_users_model_grows_the_same_way() -> None:
     assert masks["bn1.weight"][8:].all() and not masks["bn1.weight"][:8].any()  # γ = 1, new
     assert masks["conv2.weight"][:, 8:].all() and not masks["conv2.weight"][:, :8].any()
     assert not masks["fc.weight"].any() and not masks["out.weight"].any()
+
+
+def test_grow_child_scales_the_new_entries_steps_by_the_recipes_factor() -> None:
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=False)
+    parent = build(spec, seed=0)
+    ops = [Widen("s0l0", 10)]
+    plain = grow_child(parent, spec, ops, WarmStartRecipe(), total_steps=100, seed=2)
+    assert plain.step_scale is None  # the default: one learning rate
+    child = grow_child(
+        parent, spec, ops, WarmStartRecipe(new_entry_lr_factor=3.0), total_steps=100, seed=2
+    )
+    masks = new_entries(spec, ops, init="zero", seed=2, split_std=0.5)
+    assert child.step_scale is not None
+    assert child.step_scale.keys() == {n for n, m in masks.items() if m.any()}
+    for name, scale in child.step_scale.items():
+        assert torch.equal(scale, torch.where(masks[name], 3.0, 1.0)), name
+    # what a resumed trial rebuilds from the spec and the ops alone is the same
+    again = child_step_scale(spec, ops, child.recipe, calibration=None, seed=2)
+    assert again is not None and all(torch.equal(again[n], s) for n, s in child.step_scale.items())

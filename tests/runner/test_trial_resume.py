@@ -20,15 +20,16 @@ from tests.fixtures.spaces import tiny_space
 
 pytestmark = pytest.mark.slow
 
-# the seed (2 epochs), then one warm child long enough to be interrupted (warm-up and a warm
-# restart of its learning rate half-way included)
+# the seed (2 epochs), then one warm child long enough to be interrupted (warm-up, a warm
+# restart of its learning rate half-way and its new entries' own step scale included: a resume
+# must rebuild all three)
 SPACE = tiny_space(
     trials=2,
     name="exact",
     seed=3,
     training=(
         "{epochs: 12, seed_epochs: 2, batch_size: 16, lr: 0.003, student_warmup_fraction: 0.2,"
-        " student_cycle_fraction: 0.5}"
+        " student_cycle_fraction: 0.5, student_new_entry_lr_factor: 3}"
     ),
     resources="{cpus_per_trial: 1, concurrency: 1}",
 )
