@@ -22,10 +22,11 @@ run: $(STAMP)
 	$(BIN)/growsearch run search_spaces/mnist1d_cnn.yaml --name mnist1d_cnn-$$(date +%Y%m%d-%H%M%S)
 
 # Test files are shared out over TEST_WORKERS processes (one file per process at a time, so a
-# module's shared Ray or cluster is started once); TEST_WORKERS=0 runs them in this process.
+# module's shared Ray or cluster is started once), in tests/conftest.py's order (longest first;
+# xdist would order them by their number of tests); TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest -q --durations=15 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 lint: $(STAMP)
 	$(BIN)/ruff check growsearch tests benchmarks
