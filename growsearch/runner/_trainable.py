@@ -170,12 +170,13 @@ def train_trial(config: dict[str, Any]) -> None:
         cycle = int(info.get("cycle_steps") or 0)
         if ck.meta.get("train_state") is not None:  # continue the interrupted run exactly
             resume = TrainState.from_dict(ck.meta["train_state"])
-        if warm and training.recipe().new_entry_lr_factor != 1.0:  # rebuilt: spec + ops only
+        recipe = training.recipe()
+        if warm and recipe.new_entry_lr_factor != 1.0:  # rebuilt: spec + ops only
             parent_spec = load_checkpoint(
                 models_dir(settings.run_dir) / str(proposal.parent_id)
             ).spec
             step_scale = child_step_scale(
-                parent_spec, proposal.ops, training.recipe(), seed=seed,
+                parent_spec, proposal.ops, recipe, seed=seed,
                 calibration=data.train.head(PROBE_SIZE)[0].to(device),
             )  # fmt: skip
     elif warm:
