@@ -19,6 +19,8 @@ This is the dependency analysis that structured pruning does in reverse (Fang et
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import operator
@@ -35,6 +37,22 @@ from growsearch.exceptions import MorphError
 
 LINEAR = (nn.Linear,)
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+WEIGHTED = LINEAR + CONV + CONV_T
+"""Layers with a weight that maps input channels to output channels: they produce a channel
+space (their outputs) and read one (their inputs)."""
+EMBED = (nn.Embedding,)
+"""Lookup tables: they produce a channel space (the embedding dimension) from integer ids."""
+PRODUCING = WEIGHTED + EMBED
+
+
+def weight_axes(m: nn.Module) -> tuple[int, int]:
+    """(output axis, input axis) of a :data:`PRODUCING` layer's weight: a transposed
+    convolution stores its weight as (in, out / groups, *kernel), an embedding as (ids, dim)
+    (it has no input channels: its input axis is never used), the others as (out, in, ...)."""
+    return (1, 0) if isinstance(m, CONV_T + EMBED) else (0, 1)
+
+
 NORMS = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d,
     nn.InstanceNorm3d, nn.SyncBatchNorm,
@@ -225,18 +243,19 @@ class Graph:
         shape = self.shape(node)
         if shape is None:
             return None
-        if isinstance(m, LINEAR):
+        if isinstance(m, LINEAR + EMBED):
             return len(shape) - 1
-        if isinstance(m, CONV) and m.groups == 1:
+        if isinstance(m, CONV + CONV_T) and m.groups == 1:
             return 1
         return None
 
     def producers(self) -> list[str]:
-        """Every Linear and ungrouped Conv called once, in the order of the forward."""
+        """Every Linear, Embedding and ungrouped (transposed) Conv called once, in the order of
+        the forward."""
         out = []
         for target, nodes in self.calls.items():
             m = self.modules[target]
-            if isinstance(m, LINEAR + CONV) and len(nodes) == 1:
+            if isinstance(m, PRODUCING) and len(nodes) == 1:
                 out.append(target)
         return out
 
@@ -247,19 +266,25 @@ class Graph:
         if name not in self.calls:
             raise MorphError(f"widen: no layer '{name}' is called in the model's forward")
         m = self.modules[name]
-        if not isinstance(m, LINEAR + CONV):
+        if not isinstance(m, PRODUCING):
             raise MorphError(
-                f"widen: '{name}' is a {type(m).__name__}; only Linear and Conv layers can be widened"
+                f"widen: '{name}' is a {type(m).__name__}; only Linear, Conv, ConvTranspose "
+                "and Embedding layers can be widened"
             )
         if len(self.calls[name]) != 1:
             raise MorphError(
                 f"widen {name}: module '{name}' is called {len(self.calls[name])} times; "
                 "shared layers cannot be widened"
             )
-        if isinstance(m, CONV) and m.groups != 1:
+        if isinstance(m, CONV + CONV_T) and m.groups != 1:
             raise MorphError(
                 f"widen {name}: grouped convolution '{name}' (groups={m.groups}) ties its "
                 "outputs to its inputs; widen the layer that feeds it"
+            )
+        if isinstance(m, EMBED) and m.max_norm is not None:
+            raise MorphError(
+                f"widen {name}: embedding '{name}' renormalises its rows to max_norm="
+                f"{m.max_norm}, which a wider row would change; widen it without max_norm"
             )
         start = self.calls[name][0]
         shape = self.shape(start)
@@ -267,6 +292,13 @@ class Graph:
         if shape is None or axis is None:
             raise MorphError(f"widen {name}: cannot infer its output shape")
         return _Walk(self, name).run(start, View(axis, 0, shape[axis]))
+
+
+def _grouped_transposed(node: fx.Node, m: nn.Module) -> str:
+    return (
+        f"grouped transposed convolution {describe(node)} (groups={getattr(m, 'groups', '?')}) "
+        "ties its outputs to its inputs in groups; it cannot follow a widening"
+    )
 
 
 class _Walk:
@@ -338,8 +370,23 @@ class _Walk:
         m = g.module(node)
         if node.op == "call_module":
             assert m is not None
-            if isinstance(m, LINEAR + CONV):
+            if isinstance(m, EMBED):  # reads ids: it can only produce the channels
+                if (
+                    view.axis != g.producer_axis(node)
+                    or not view.plain
+                    or view.total != self.plan.n
+                ):
+                    raise self.fail(
+                        f"{describe(node)} is coupled to the widened channels only in part; "
+                        "it cannot be widened exactly"
+                    )
+                if str(node.target) not in self.plan.producers:
+                    self.plan.producers.append(str(node.target))
+                return
+            if isinstance(m, WEIGHTED):
                 out_axis = g.producer_axis(node)
+                if isinstance(m, CONV_T) and m.groups != 1:
+                    raise self.fail(_grouped_transposed(node, m))
                 if isinstance(m, CONV) and m.groups != 1:
                     self._depthwise(node, m, view, backward=True)
                 elif view.axis == out_axis:
@@ -369,7 +416,9 @@ class _Walk:
         if user.op == "call_module":
             m = g.module(user)
             assert m is not None
-            if isinstance(m, LINEAR + CONV):
+            if isinstance(m, WEIGHTED):
+                if isinstance(m, CONV_T) and m.groups != 1:
+                    raise self.fail(_grouped_transposed(user, m))
                 if isinstance(m, CONV) and m.groups != 1:
                     self._depthwise(user, m, view, backward=False)
                     return
@@ -797,7 +846,9 @@ def propagate_shapes(
     was = {m: m.training for m in gm.modules()}
     gm.eval()
     try:
-        with torch.no_grad():
+        # ShapeProp prints a traceback to stderr before it raises; the MorphError below is the
+        # one line the user needs (and a guessed input shape fails on purpose, many times)
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             x = mode.from_tensor(torch.empty(tuple(shape), dtype=dtype, device=device))
             ShapeProp(gm, fake_mode=mode).propagate(x)
     except Exception as e:  # the user's forward on this input
@@ -819,14 +870,14 @@ def _input_shape(model: nn.Module, example: torch.Tensor | Sequence[int] | None)
 def guess_input_shape(model: nn.Module) -> tuple[int, ...]:
     """A batch shape the model accepts, guessed from its first layer: ``(2, in_features)`` for
     a Linear, else square inputs of a few common sizes; MorphError if none works."""
-    first = next((m for m in model.modules() if isinstance(m, LINEAR + CONV)), None)
+    first = next((m for m in model.modules() if isinstance(m, WEIGHTED)), None)
     if first is None:
         raise MorphError("cannot guess the model's input shape; pass example_input")
     candidates: list[tuple[int, ...]]
     if isinstance(first, nn.Linear):
         candidates = [(2, first.in_features)]
     else:
-        dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(first)]  # type: ignore[index]
+        dims = len(first.kernel_size)  # type: ignore[arg-type]
         sizes = [8, 16, 28, 32, 40, 64, 224] + list(range(1, 65)) if dims < 3 else [8, 16, 32]
         candidates = [(2, first.in_channels, *([s] * dims)) for s in dict.fromkeys(sizes)]
     gm = trace(model)

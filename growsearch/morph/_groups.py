@@ -27,10 +27,11 @@ from torch import fx, nn
 from growsearch.exceptions import MorphError
 from growsearch.morph._coupling import (
     CONV,
-    LINEAR,
+    CONV_T,
     NORMS,
     SPATIAL_MODULES,
     UNARY_MODULES,
+    WEIGHTED,
     Graph,
 )
 
@@ -129,7 +130,7 @@ def analyse_model(
                 node_group.setdefault(node_name, (name, view.axis))
     for target in graph.calls:  # grouped convs are never producers
         m = graph.modules[target]
-        if isinstance(m, CONV) and m.groups != 1 and target not in done:
+        if isinstance(m, CONV + CONV_T) and m.groups != 1 and target not in done:
             refused.append(
                 Refusal(target, f"'{target}' is a grouped convolution: its width follows its input")
             )
@@ -150,7 +151,7 @@ def _sites(graph: Graph, node_group: dict[str, tuple[str, int]]) -> list[Site]:
         if not path or path == BLOCKS or path.startswith(f"{BLOCKS}."):
             continue
         leaf = path in graph.calls
-        if leaf and not isinstance(module, UNARY_MODULES + NORMS + SPATIAL_MODULES + LINEAR + CONV):
+        if leaf and not isinstance(module, UNARY_MODULES + NORMS + SPATIAL_MODULES + WEIGHTED):
             continue
         if leaf and isinstance(module, nn.Identity | nn.Dropout):
             continue
@@ -159,7 +160,7 @@ def _sites(graph: Graph, node_group: dict[str, tuple[str, int]]) -> list[Site]:
             continue
         if (
             leaf
-            and isinstance(module, LINEAR + CONV)
+            and isinstance(module, WEIGHTED)
             and any(isinstance(graph.module(u), UNARY_MODULES + NORMS) for u in node.users)
         ):
             continue  # the site is after its normalisation or activation module

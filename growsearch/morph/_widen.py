@@ -11,10 +11,22 @@ from torch import nn
 
 from growsearch.exceptions import MorphError
 from growsearch.morph import _functional as Fm
-from growsearch.morph._coupling import CONV, NORMS, Graph, View, WidenPlan, propagate_shapes, trace
+from growsearch.morph._coupling import (
+    CONV,
+    NORMS,
+    Graph,
+    View,
+    WidenPlan,
+    propagate_shapes,
+    trace,
+    weight_axes,
+)
 from growsearch.morph._inits import INITS, WidenDefaults, check_init, reinitialise
 
-_Layer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+_Layer = (
+    nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+    | nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d | nn.Embedding
+)  # fmt: skip
 
 
 def widen(
@@ -28,7 +40,8 @@ def widen(
     noise_std: float | None = None,
     example_input: torch.Tensor | Sequence[int] | None = None,
 ) -> nn.Module:
-    """Return a copy of ``model`` whose Linear/Conv ``name`` has ``width`` outputs.
+    """Return a copy of ``model`` whose Linear/Conv/ConvTranspose/Embedding ``name`` has
+    ``width`` outputs.
 
     Every layer coupled to those outputs changes with it (see :mod:`growsearch.morph._coupling`):
     the other producers of a residual add or a channel-wise product widen with the same mapping,
@@ -82,23 +95,30 @@ def widen(
     for target in plan.producers:
         m = child.get_submodule(target)
         assert isinstance(m, _Layer)  # the plan only lists Linear/Conv producers
-        w = Fm.remap(m.weight.detach(), 0, mapping, trivial)
-        b = None if m.bias is None else Fm.remap(m.bias.detach(), 0, mapping, trivial)
+        out_dim, _ = weight_axes(m)
+        w = Fm.remap(m.weight.detach(), out_dim, mapping, trivial)
+        bias = getattr(m, "bias", None)  # an Embedding has none
+        b = None if bias is None else Fm.remap(bias.detach(), 0, mapping, trivial)
         new_units = ~Fm.first_occurrence(mapping)
+        units = w.transpose(0, out_dim)  # a view: the output units along its first axis
         if fresh_new:
             fw, fb = _fresh(m, out=width, seed=seed + 1)
-            w[new_units] = fw[new_units].to(w)
+            units[new_units] = fw.transpose(0, out_dim)[new_units].to(w)
             if b is not None and fb is not None:
                 b[new_units] = fb[new_units].to(b)
         elif init == "net2net-noise":
             noise = (
-                torch.randn(w[new_units].shape, generator=gen) * noise_std * float(w.float().std())
+                torch.randn(units[new_units].shape, generator=gen)
+                * noise_std
+                * float(w.float().std())
             )
-            w[new_units] += noise.to(w)
+            units[new_units] += noise.to(w)
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+            w[m.padding_idx] = 0.0  # the padding id embeds to zeros, and is never trained
         _set(m, "weight", w)
         if b is not None:
             _set(m, "bias", b)
-        _resize(m, out=w.shape[0])
+        _resize(m, out=w.shape[out_dim])
 
     resized: set[str] = set()
     for touch in plan.follow:
@@ -126,17 +146,18 @@ def widen(
     for target, view in plan.consumers:
         m = child.get_submodule(target)
         assert isinstance(m, _Layer)
+        _, in_dim = weight_axes(m)
         w = m.weight.detach()
         if init in ("zero", "random-pad"):
-            new_w = Fm.remap(w, 1, mapping, view, zero_new=True)
+            new_w = Fm.remap(w, in_dim, mapping, view, zero_new=True)
             if init == "random-pad":
-                fw, _ = _fresh(m, inp=new_w.shape[1], seed=seed + 2)
-                new_w = Fm.fill_new(new_w, fw.to(new_w), 1, mapping, view)
+                fw, _ = _fresh(m, inp=new_w.shape[in_dim], seed=seed + 2)
+                new_w = Fm.fill_new(new_w, fw.to(new_w), in_dim, mapping, view)
         else:
             std = split_std if init == "net2net" else 0.0
-            new_w = Fm.remap(w, 1, mapping, view, split=(n, std, gen))
+            new_w = Fm.remap(w, in_dim, mapping, view, split=(n, std, gen))
         _set(m, "weight", new_w)
-        _resize(m, inp=new_w.shape[1])
+        _resize(m, inp=new_w.shape[in_dim])
 
     if init == "scratch":
         reinitialise(child, seed)
@@ -160,17 +181,25 @@ def _mapping(plan: WidenPlan, n: int, width: int, gen: torch.Generator) -> torch
 def _fresh(
     m: _Layer, *, out: int | None = None, inp: int | None = None, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Default-initialised (seeded) weight and bias of a layer like ``m`` with new sizes."""
+    """Default-initialised (seeded) weight and bias of a layer like ``m`` with new sizes
+    (torch's default bound, 1/sqrt(fan_in) with fan_in computed from the weight's shape as torch
+    does it, also for a transposed convolution's (in, out, ...) weight)."""
     shape = list(m.weight.shape)
+    out_dim, in_dim = weight_axes(m)
     if out is not None:
-        shape[0] = out
+        shape[out_dim] = out
     if inp is not None:
-        shape[1] = inp
+        shape[in_dim] = inp
     gen = torch.Generator().manual_seed(seed)
+    if isinstance(m, nn.Embedding):  # torch's default: N(0, 1), the padding row zero
+        w = torch.randn(shape, generator=gen)
+        if m.padding_idx is not None:
+            w[m.padding_idx] = 0.0
+        return w, None
     fan_in = math.prod(shape[1:])
     bound = 1.0 / math.sqrt(max(fan_in, 1))
     w = (torch.rand(shape, generator=gen) * 2 - 1) * bound
-    b = None if m.bias is None else (torch.rand(shape[0], generator=gen) * 2 - 1) * bound
+    b = None if m.bias is None else (torch.rand(shape[out_dim], generator=gen) * 2 - 1) * bound  # type: ignore[union-attr]
     return w, b
 
 
@@ -187,7 +216,9 @@ def _set(m: nn.Module, attr: str, value: torch.Tensor) -> None:
 
 
 def _resize(m: _Layer, *, out: int | None = None, inp: int | None = None) -> None:
-    if isinstance(m, nn.Linear):
+    if isinstance(m, nn.Embedding):
+        m.embedding_dim = out if out is not None else m.embedding_dim
+    elif isinstance(m, nn.Linear):
         m.out_features = out if out is not None else m.out_features
         m.in_features = inp if inp is not None else m.in_features
     else:

@@ -72,3 +72,27 @@ def test_grow_child_scales_the_new_entries_steps_by_the_recipes_factor() -> None
     # what a resumed trial rebuilds from the spec and the ops alone is the same
     again = child_step_scale(spec, ops, child.recipe, calibration=None, seed=2)
     assert again is not None and all(torch.equal(again[n], s) for n, s in child.step_scale.items())
+
+
+def test_a_users_transposed_conv_grows_along_its_output_axis() -> None:
+    """A transposed conv stores (in, out, k, k): its new units are columns of axis 1, and the
+    new inputs of what reads them (the mix conv, after a concat with the encoder's 8 maps)."""
+    factory = FACTORY.replace(":digits_net", ":decoder_net")
+    spec = ArchSpec.from_user_model(factory, None, (1, 8, 8), 10)
+    assert "up" in [layer.name for layer in spec.layers]
+    ops = [Widen("up", 12), Widen("enc2", 20)]
+    parent = build(spec, seed=0).eval()
+    child, _ = apply_ops(parent, spec, ops, init="net2net", seed=1)
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(child.eval()(x), parent(x), atol=1e-5)
+    masks = new_entries(spec, ops, init="zero", seed=1)
+    up = masks["up.weight"]  # (20, 12, 2, 2)
+    assert up.shape == (20, 12, 2, 2)
+    assert up[:, 8:].all() and up[16:].all() and not up[:16, :8].any()
+    mix = masks["mix.weight"]  # reads cat([a (8), u (12)]): columns 16..19 are new
+    assert mix[:, 16:].all() and not mix[:, :16].any()
+    grown = grow_child(
+        parent, spec, ops, WarmStartRecipe(new_entry_lr_factor=3.0), total_steps=100, seed=1
+    )
+    assert grown.step_scale is not None and float(grown.step_scale["up.weight"].max()) == 3.0

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from growsearch.exceptions import MorphError
 from growsearch.morph import EXACT_INITS, INITS, deepen, widen
 from tests.morph._models import family_cases
 
@@ -156,3 +157,41 @@ def test_a_model_fed_integers_widens_on_an_integer_example_batch() -> None:
     assert child.get_submodule("conv").out_channels == 32
     with torch.no_grad():
         assert _rel_err(model, child, x, False) <= 1e-5
+
+
+class TokenEncoder(nn.Module):
+    """Token ids into an embedding with a padding id, a learned position table and a
+    LayerNorm over the embedding dimension, then a Linear per token."""
+
+    def __init__(self, max_norm: float | None = None) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 8, padding_idx=0, max_norm=max_norm)
+        self.pos = nn.Parameter(torch.randn(1, 9, 8))
+        self.ln = nn.LayerNorm(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(self.ln(self.emb(x) + self.pos).mean(1))
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_an_embedding_dimension_widens(init: str) -> None:
+    """The embedding's weight is (ids, dim): its dim axis grows, the padding row stays zero,
+    and the layers that read it (through the position table and the LayerNorm) follow."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 50, (8, 9))
+    x[:, -2:] = 0  # padding
+    for model, width in ((TokenEncoder().eval(), 16), (TokenCNN().eval(), 20)):
+        child = widen(model, "emb", width, init=init, example_input=x, seed=3).eval()
+        emb = child.get_submodule("emb")
+        assert emb.weight.shape == (50, width) and emb.embedding_dim == width
+        if model.emb.padding_idx is not None:
+            assert not emb.weight[0].any()
+        if init in EXACT_INITS:
+            assert _rel_err(model, child, x, False) <= 1e-5, (type(model).__name__, init)
+
+
+def test_an_embedding_with_max_norm_is_refused() -> None:
+    x = torch.randint(0, 50, (2, 9))
+    with pytest.raises(MorphError, match=r"widen emb: embedding 'emb' renormalises its rows"):
+        widen(TokenEncoder(max_norm=1.0), "emb", 16, example_input=x)

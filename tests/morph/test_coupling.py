@@ -87,15 +87,50 @@ class HardCoded(nn.Module):
         return self.head(self.a(x).view(-1, 40))
 
 
+class Decoder(nn.Module):
+    """A small U-Net: a strided encoder, a transposed conv back up (weight (in, out, k, k)),
+    BatchNorm after it, and a skip concat of the encoder's first map with the upsampled one."""
+
+    def __init__(self, up_groups: int = 1) -> None:
+        super().__init__()
+        self.enc1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.enc2 = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2, groups=up_groups)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):  # (B, 1, 8, 8)
+        a = F.relu(self.enc1(x))
+        u = F.relu(self.bn(self.up(F.relu(self.enc2(a)))))
+        return self.head(torch.cat([a, u], 1)).mean((2, 3))
+
+
+class Upsampler1d(nn.Module):
+    """Transposed 1-D convs first (the input shape is guessed from one), then a Linear over a
+    flatten of a fixed length."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up1 = nn.ConvTranspose1d(2, 5, 3)
+        self.up2 = nn.ConvTranspose1d(5, 3, 3, stride=2, output_padding=1)
+        self.head = nn.Linear(3 * 26, 2)
+
+    def forward(self, x):  # (B, 2, 10)
+        return self.head(torch.flatten(F.relu(self.up2(torch.tanh(self.up1(x)))), 1))
+
+
 def _randomise(model: nn.Module) -> nn.Module:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in model.modules():
             for name in ("weight", "bias", "running_mean"):
                 t = getattr(m, name, None)
-                if isinstance(m, nn.BatchNorm1d | nn.GroupNorm | nn.LayerNorm) and t is not None:
+                if (
+                    isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.GroupNorm | nn.LayerNorm)
+                    and t is not None
+                ):
                     t.copy_(0.5 + torch.rand(t.shape, generator=g))
-            if isinstance(m, nn.BatchNorm1d):
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
                 m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
     return model.eval()
 
@@ -105,6 +140,8 @@ CASES = [
     (Norms, (4, 2, 4, 4), {"a": 12, "b": 8}),
     (Depthwise, (4, 1, 10), {"a": 6}),
     (Refusing, (4, 4), {"b": 9}),
+    (Decoder, (4, 1, 8, 8), {"enc1": 7, "enc2": 13, "up": 9}),
+    (Upsampler1d, (4, 2, 10), {"up1": 8, "up2": 7}),
 ]
 
 
@@ -259,3 +296,38 @@ def test_a_class_token_expanded_over_the_batch_follows_the_stream() -> None:
         child = widen(model, "patch", 16, init="zero", example_input=x).eval()
         assert child.cls.shape == (1, 1, 16) and child.pos.shape == (1, 5, 16)
         assert float((child(x) - before).abs().max() / before.abs().max()) <= 1e-5
+
+
+def test_transposed_convs_are_producers_and_consumers() -> None:
+    """A transposed conv's weight is (in, out, ...): widening it grows axis 1 and its bias,
+    widening what feeds it grows axis 0; the whole decoder stays searchable."""
+    x = torch.randn(4, 1, 8, 8)
+    model = _randomise(Decoder())
+    space = analyse_model(model, x)
+    assert {g.name for g in space.groups} == {"enc1", "enc2", "up"}
+    child = widen(model, "up", 6, example_input=x)
+    assert child.up.weight.shape == (8, 6, 2, 2) and child.up.bias.shape == (6,)
+    assert (child.up.in_channels, child.up.out_channels) == (8, 6)
+    child = widen(child, "enc2", 10, example_input=x)
+    assert child.up.weight.shape == (10, 6, 2, 2) and child.up.in_channels == 10
+    assert child.bn.num_features == 6 and child.head.weight.shape == (3, 10, 1, 1)
+
+
+def test_a_grouped_transposed_conv_is_refused_in_one_line() -> None:
+    x = (2, 1, 8, 8)
+    with pytest.raises(MorphError, match=r"grouped transposed convolution module 'up'") as e:
+        widen(Decoder(up_groups=2), "enc2", 16, example_input=x)
+    assert "\n" not in str(e.value)
+    space = analyse_model(Decoder(up_groups=2), x)
+    assert "up" in {r.module for r in space.refused} and space.group_of("enc1") is not None
+
+
+def test_a_failed_shape_probe_prints_nothing(capfd) -> None:
+    """Guessing the input shape tries many sizes; torch's ShapeProp prints a traceback for each
+    failure, which must not reach the user (the error, if any, is one line)."""
+    space = analyse_model(Upsampler1d())  # only (B, 2, 10) fits the head
+    assert space.group_of("up1") is not None
+    with pytest.raises(MorphError, match="hard-code"):
+        widen(HardCoded(), "a", 8, example_input=(2, 1, 10))
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out
