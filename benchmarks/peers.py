@@ -21,6 +21,8 @@ an architecture over ``max_params`` is not trained (it costs nothing).
 
     .venv/bin/python benchmarks/peers.py --out results             # full: 2 datasets x 3 seeds
     .venv/bin/python benchmarks/peers.py --quick --out /tmp/peers  # smoke: tiny budget, 1 seed
+    .venv/bin/python benchmarks/peers.py --arms growsearch \\
+        --set training.student_new_entry_lr_factor=3 --out /tmp/k3   # a variant of the search
 
 Writes ``peers.csv`` (``dataset, arm, seed, budget_fraction, best_test_acc``, one row per arm,
 seed and budget point 1/4, 1/3, 1/2, 1, plus ``test_of_best_val``, the test accuracy of the
@@ -164,8 +166,13 @@ def train_epochs(spec: Any, data: Any, space: dict[str, Any], epochs: int, seed:
 # ---- the arms ------------------------------------------------------------------------------
 
 
-def run_growsearch(dataset: str, seed: int, work: Path, budget_epochs: int | None) -> Ledger:
-    """The default search; its total training FLOPs become the budget of the peers."""
+def run_growsearch(
+    dataset: str, seed: int, work: Path, budget_epochs: int | None, sets: dict[str, Any]
+) -> Ledger:
+    """The default search; its total training FLOPs become the budget of the peers.
+
+    ``sets`` are further overrides of the space (``--set``), to measure a variant of the
+    default search against the same peers."""
     import growsearch
     from growsearch.data import load_dataset
 
@@ -174,6 +181,7 @@ def run_growsearch(dataset: str, seed: int, work: Path, budget_epochs: int | Non
     overrides: dict[str, Any] = {"seed": seed}
     if budget_epochs:
         overrides["budget.epochs"] = budget_epochs
+    overrides.update(sets)
     space = growsearch.load_space(SPACES / f"efficiency_{dataset}.yaml", overrides)
     t0 = time.perf_counter()
     df = growsearch.run(space, name=f"{dataset}-s{seed}", results_dir=work, progress=False).trials
@@ -399,8 +407,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--quick", action="store_true", help="smoke: budget.epochs 6, 1 seed")
     p.add_argument("--budget-epochs", type=int, default=None, help="growsearch's budget.epochs")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a key of growsearch's space (e.g. training.student_new_entry_lr_factor=3)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results"))
     args = p.parse_args(argv)
+    sets: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--set {item!r}: expected KEY=VALUE")
+        sets[key] = yaml.safe_load(value)
     if args.quick:
         args.seeds, args.budget_epochs = 1, args.budget_epochs or 6
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -414,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in args.datasets:
             max_epochs = int(space_of(d)["training"]["epochs"])
             for seed in range(args.seeds):
-                led = run_growsearch(d, seed, work, args.budget_epochs)
+                led = run_growsearch(d, seed, work, args.budget_epochs, sets)
                 budget = led.budget
                 ledgers[(d, "growsearch", seed)] = led
                 for arm in args.arms:

@@ -129,7 +129,7 @@ def run_one(job: tuple[str, int, int, str]) -> dict[str, Any]:
         )  # fmt: skip
         model, shrink = child.model, float(child.recipe.shrink)
         o = child.train_overrides(t.lr)
-        train(model, data, _config(t, epochs, tseed, **o))
+        train(model, data, _config(t, epochs, tseed, **o), step_scale=child.step_scale)
     return {
         "dataset": dataset, "seed": seed, "child": k, "variant": variant, "arch": arch.summary(),
         "params": count_params(model), "epochs": epochs, "shrink": shrink,
