@@ -11,13 +11,19 @@ from torch import nn
 
 def conv_nd(
     dims: int, cin: int, cout: int, k: int, stride: int = 1, bias: bool = True
-) -> nn.Conv1d | nn.Conv2d:
-    cls = nn.Conv1d if dims == 1 else nn.Conv2d
-    return cls(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
+) -> nn.Conv1d | nn.Conv2d | nn.Conv3d:
+    """A ``dims``-d convolution (1, 2 or 3) with 'same' padding for an odd ``k``."""
+    if dims == 1:
+        return nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
+    if dims == 2:
+        return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
+    return nn.Conv3d(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
 
 
-def bn_nd(dims: int, c: int) -> nn.BatchNorm1d | nn.BatchNorm2d:
-    return nn.BatchNorm1d(c) if dims == 1 else nn.BatchNorm2d(c)
+def bn_nd(dims: int, c: int) -> nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d:
+    if dims == 1:
+        return nn.BatchNorm1d(c)
+    return nn.BatchNorm2d(c) if dims == 2 else nn.BatchNorm3d(c)
 
 
 class LinearBlock(nn.Module):
@@ -35,7 +41,7 @@ class LinearBlock(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """Conv → BatchNorm → ReLU, 1-D or 2-D; 'same' padding keeps the resolution."""
+    """Conv → BatchNorm → ReLU, 1-D, 2-D or 3-D; 'same' padding keeps the resolution."""
 
     def __init__(self, dims: int, cin: int, cout: int, k: int = 3, batch_norm: bool = True):
         super().__init__()

@@ -11,15 +11,24 @@ from torch import fx, nn
 from growsearch.exceptions import MorphError
 from growsearch.morph import _functional as Fm
 from growsearch.morph._blocks import ConvBlock, LinearBlock, bn_nd, conv_nd
-from growsearch.morph._coupling import describe, tensor_args, trace
+from growsearch.morph._coupling import (
+    CONV,
+    CONV_T,
+    WEIGHTED,
+    describe,
+    guess_input_shape,
+    propagate_shapes,
+    tensor_args,
+    trace,
+)
 from growsearch.morph._graph import (
     PER_CHANNEL,
-    PRODUCERS,
     channels,
     is_nonnegative,
     is_spatial,
     kind,
     module_of,
+    traced_shape,
 )
 from growsearch.morph._inits import check_init, reinitialise
 
@@ -31,8 +40,12 @@ class ResidualBlock(nn.Module):
     def __init__(self, dims: int, channels: int, k: int, batch_norm: bool):
         super().__init__()
         if dims == 0:
-            self.layer1: nn.Linear | nn.Conv1d | nn.Conv2d = nn.Linear(channels, channels)
-            self.layer2: nn.Linear | nn.Conv1d | nn.Conv2d = nn.Linear(channels, channels)
+            self.layer1: nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d = nn.Linear(
+                channels, channels
+            )
+            self.layer2: nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d = nn.Linear(
+                channels, channels
+            )
             self.bn1: nn.Module = nn.BatchNorm1d(channels) if batch_norm else nn.Identity()
         else:
             self.layer1 = conv_nd(dims, channels, channels, k)
@@ -88,11 +101,12 @@ def output_node(gm: fx.GraphModule, name: str) -> fx.Node:
 
 
 def _upstream_producer(gm: fx.GraphModule, node: fx.Node) -> tuple[nn.Module | None, bool]:
-    """The nearest Linear/Conv above ``node`` and whether a BatchNorm sits in between."""
+    """The nearest Linear/Conv/transposed Conv above ``node`` and whether a BatchNorm sits in
+    between."""
     saw_bn = False
     while True:
         m = module_of(gm, node)
-        if isinstance(m, PRODUCERS):
+        if isinstance(m, WEIGHTED):
             return m, saw_bn
         if isinstance(m, PER_CHANNEL):
             saw_bn = True
@@ -141,22 +155,33 @@ def deepen(
         )
     gm = trace(model)
     node = output_node(gm, name)
-    c = channels(gm, node)
+    try:
+        c, spatial = channels(gm, node), is_spatial(gm, node)
+    except MorphError:
+        if not _probe_shapes(gm, model, calibration):
+            raise
+        c, spatial = channels(gm, node), is_spatial(gm, node)  # now read from the probe
+    producer, saw_bn = _upstream_producer(gm, node)
     dims = 0
-    if is_spatial(gm, node):
-        producer, _ = _upstream_producer(gm, node)
-        dims = 1 if isinstance(producer, nn.Conv1d) else 2
-        if producer is None:
+    if spatial:
+        shape = traced_shape(node)
+        if shape is not None:
+            dims = len(shape) - 2
+        elif isinstance(producer, CONV + CONV_T):
+            dims = len(producer.kernel_size)
+        else:
             raise MorphError(
                 f"deepen {name}: cannot find the convolution that feeds {describe(node)}"
             )
-    producer, saw_bn = _upstream_producer(gm, node)
+        if dims not in (1, 2, 3):
+            raise MorphError(
+                f"deepen {name}: {describe(node)} is a {dims}-d feature map; a new layer can be "
+                "1-, 2- or 3-d"
+            )
     uses_bn = saw_bn or (
         producer is None and any(isinstance(m, PER_CHANNEL) for m in model.modules())
     )
-    k = kernel_size or (
-        producer.kernel_size[0] if isinstance(producer, nn.Conv1d | nn.Conv2d) else 3
-    )
+    k = kernel_size or (producer.kernel_size[0] if isinstance(producer, CONV + CONV_T) else 3)
     if k % 2 == 0:
         k += 1  # an identity kernel needs a centre tap
     nonneg = is_nonnegative(gm, node)
@@ -189,12 +214,25 @@ def deepen(
                 raise MorphError(
                     f"deepen {name}: the new layer has a BatchNorm that must be calibrated; pass calibration=<input batch>"
                 )
-            _calibrate(gm, node, cast("nn.BatchNorm1d | nn.BatchNorm2d", new.bn), calibration)
+            _calibrate(gm, node, cast("nn.modules.batchnorm._BatchNorm", new.bn), calibration)
     new.train(model.training)
     child = insert_after(model, name, new, new_name)
     if init == "scratch":
         reinitialise(child, seed)
     return child
+
+
+def _probe_shapes(gm: fx.GraphModule, model: nn.Module, calibration: torch.Tensor | None) -> bool:
+    """Record every value's shape on ``gm``, on the calibration batch's shape or a guessed one;
+    False if neither runs."""
+    try:
+        if calibration is None:
+            propagate_shapes(gm, guess_input_shape(model))
+        else:
+            propagate_shapes(gm, tuple(calibration.shape), calibration.dtype)
+        return True
+    except MorphError:
+        return False
 
 
 def _fresh_name(gm: nn.Module, base: str) -> str:
@@ -225,7 +263,7 @@ def _init_identity(new: nn.Module, block: str, gen: torch.Generator, noise: bool
 
 @torch.no_grad()
 def _calibrate(
-    gm: fx.GraphModule, node: fx.Node, bn: nn.BatchNorm1d | nn.BatchNorm2d, x: torch.Tensor
+    gm: fx.GraphModule, node: fx.Node, bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor
 ) -> None:
     """Set the new BatchNorm to undo itself: γ = sqrt(var + eps), β = mean, running stats = batch stats.
 

@@ -1,6 +1,7 @@
-"""Graph queries for Net2DeeperNet on the built-in families: what a node is, how many
-channels it carries, whether it is a feature map, whether it is non-negative (so an identity
-layer followed by ReLU is exact after it). Widening uses :mod:`growsearch.morph._coupling`."""
+"""Graph queries for Net2DeeperNet: what a node is, how many channels it carries, whether it is
+a feature map, whether it is non-negative (so an identity layer followed by ReLU is exact after
+it). Layers the rules do not name are read from a shape probe's record (:func:`traced_shape`).
+Widening uses :mod:`growsearch.morph._coupling`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from growsearch.exceptions import MorphError
 from growsearch.morph._coupling import cat_dim, describe, tensor_args
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-PER_CHANNEL = (nn.BatchNorm1d, nn.BatchNorm2d)
+PER_CHANNEL = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 PASS_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardtanh,
     nn.Softplus, nn.Mish, nn.Hardswish, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
@@ -124,6 +125,9 @@ def channels(gm: fx.GraphModule, node: fx.Node) -> int:
         return channels(gm, tensor_args(node)[0])
     if k == "cat":
         return sum(channels(gm, a) for a in tensor_args(node))
+    shape = traced_shape(node)
+    if shape is not None and len(shape) >= 2:
+        return int(shape[1])
     raise MorphError(f"cannot infer the channel count at {describe(node)}")
 
 
@@ -137,7 +141,18 @@ def is_spatial(gm: fx.GraphModule, node: fx.Node) -> bool:
         return False
     if k in ("pass", "binary", "per_channel", "cat"):
         return is_spatial(gm, tensor_args(node)[0])
+    shape = traced_shape(node)
+    if shape is not None and len(shape) >= 2:
+        return len(shape) > 2
     raise MorphError(f"cannot tell whether {describe(node)} is a feature map")
+
+
+def traced_shape(node: fx.Node) -> tuple[int, ...] | None:
+    """The shape of a node's value where a shape probe (``propagate_shapes``) recorded one: how
+    layers the rules above do not know (a transposed or 3-d conv, a user's own module) are read."""
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    return tuple(int(d) for d in shape) if shape is not None else None
 
 
 def is_nonnegative(gm: fx.GraphModule, node: fx.Node) -> bool:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from growsearch.exceptions import MorphError
-from growsearch.morph import analyse_model, insert_block, widen
+from growsearch.morph import analyse_model, deepen, insert_block, widen
 
 
 class PosEmbed(nn.Module):
@@ -311,6 +311,53 @@ def test_transposed_convs_are_producers_and_consumers() -> None:
     child = widen(child, "enc2", 10, example_input=x)
     assert child.up.weight.shape == (10, 6, 2, 2) and child.up.in_channels == 10
     assert child.bn.num_features == 6 and child.head.weight.shape == (3, 10, 1, 1)
+
+
+class Volume(nn.Module):
+    """3-d convs with BatchNorm, then a transposed 3-d conv up: layers deepen's own rules do not
+    name, read from a shape probe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv3d(1, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm3d(4)
+        self.r1 = nn.ReLU()
+        self.up = nn.ConvTranspose3d(4, 3, 2, stride=2)
+        self.r2 = nn.ReLU()
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):  # (B, 1, 4, 4, 4)
+        return self.head(self.r2(self.up(self.r1(self.bn1(self.c1(x))))).mean((2, 3, 4)))
+
+
+DEEPEN_CASES = [  # model, input shape, module, expected block, its first layer
+    (Decoder, (6, 1, 8, 8), "up", "ResidualBlock", nn.Conv2d),
+    (Decoder, (6, 1, 8, 8), "bn", "ResidualBlock", nn.Conv2d),
+    (Upsampler1d, (6, 2, 10), "up2", "ResidualBlock", nn.Conv1d),
+    (Volume, (6, 1, 4, 4, 4), "r1", "ConvBlock", nn.Conv3d),  # BatchNorm, calibrated
+    (Volume, (6, 1, 4, 4, 4), "up", "ResidualBlock", nn.Conv3d),
+    (Volume, (6, 1, 4, 4, 4), "r2", "ConvBlock", nn.Conv3d),
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "shape", "name", "block", "layer"), DEEPEN_CASES, ids=[f"{c[0].__name__}-{c[2]}" for c in DEEPEN_CASES]
+)  # fmt: skip
+def test_deepen_after_transposed_and_3d_convs(cls, shape, name, block, layer) -> None:
+    """A new identity layer goes after any feature map, its dimensionality and channels read
+    from the model's own shapes; the child computes the parent's function and trains."""
+    model = _randomise(cls()).eval()
+    x = torch.randn(shape)
+    child = deepen(model, name, calibration=x).eval()
+    new = child.get_submodule(f"{name}_deepen")
+    assert type(new).__name__ == block
+    first = new.conv if block == "ConvBlock" else new.layer1
+    assert isinstance(first, layer) and first.in_channels == first.out_channels
+    assert float((child(x) - model(x)).abs().max()) <= 1e-5
+    child.train()
+    child(x).square().mean().backward()
+    last = new.conv if block == "ConvBlock" else new.layer2  # a residual's first layer waits
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0  # on its zero last
 
 
 def test_a_grouped_transposed_conv_is_refused_in_one_line() -> None:
