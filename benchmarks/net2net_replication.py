@@ -178,6 +178,11 @@ for _name, _fields in VARIANTS.items():
 VARIANTS["default, cycle 0.2"] = {"cycle_fraction": 0.2}
 VARIANTS["default, cycle 0.25"] = {"cycle_fraction": 0.25}
 VARIANTS["one cycle"] = {"cycle_fraction": 0.0}
+# a widen init for networks without normalisation: the new units as split replicas of trained
+# ones (Net2Net's own init, exact) instead of fresh units with zero outgoing weights
+VARIANTS["default, net2net init"] = {"init": "net2net"}
+VARIANTS["default, net2net init, new entries × 3"] = {"init": "net2net", "new_entry_lr_factor": 3.0}
+VARIANTS["default, new entries × 3"] = {"new_entry_lr_factor": 3.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
