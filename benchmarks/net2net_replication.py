@@ -183,6 +183,12 @@ VARIANTS["one cycle"] = {"cycle_fraction": 0.0}
 VARIANTS["default, net2net init"] = {"init": "net2net"}
 VARIANTS["default, net2net init, new entries × 3"] = {"init": "net2net", "new_entry_lr_factor": 3.0}
 VARIANTS["default, new entries × 3"] = {"new_entry_lr_factor": 3.0}
+# every variant above that does not name it ran with the new entries' factor 1, the default
+# until factor 3 replaced it: pinned, so its rows stay reproducible
+for _name, _fields in VARIANTS.items():
+    if _name != "default":
+        _fields.setdefault("new_entry_lr_factor", 1.0)
+VARIANTS["default, new entries × 1"] = {"new_entry_lr_factor": 1.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

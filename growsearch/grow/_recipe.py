@@ -124,8 +124,9 @@ class WarmStartRecipe:
             loss of a confident teacher rises again); 1 leaves it alone.
         new_entry_lr_factor: The entries the morph added (:func:`growsearch.grow.new_entries`:
             new units' weights, inserted layers) take steps this many times as long as the
-            inherited ones (``GrownChild.step_scale`` for :func:`growsearch.train.train`);
-            1 (the default): one learning rate for all.
+            inherited ones (``GrownChild.step_scale`` for :func:`growsearch.train.train`), so
+            what the parent did not have catches up with what it learned; 1: one learning rate
+            for all.
     """
 
     init: str = "zero"
@@ -138,7 +139,7 @@ class WarmStartRecipe:
     shrink_scope: str = "auto"
     logit_scale: float = 1.0
     cycle_fraction: float = 0.2
-    new_entry_lr_factor: float = 1.0
+    new_entry_lr_factor: float = 3.0
 
     def __post_init__(self) -> None:
         if self.shrink_scope not in SHRINK_SCOPES:

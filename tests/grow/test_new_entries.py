@@ -59,11 +59,12 @@ def test_grow_child_scales_the_new_entries_steps_by_the_recipes_factor() -> None
     spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=False)
     parent = build(spec, seed=0)
     ops = [Widen("s0l0", 10)]
-    plain = grow_child(parent, spec, ops, WarmStartRecipe(), total_steps=100, seed=2)
-    assert plain.step_scale is None  # the default: one learning rate
-    child = grow_child(
-        parent, spec, ops, WarmStartRecipe(new_entry_lr_factor=3.0), total_steps=100, seed=2
+    plain = grow_child(
+        parent, spec, ops, WarmStartRecipe(new_entry_lr_factor=1.0), total_steps=100, seed=2
     )
+    assert plain.step_scale is None  # one learning rate for all
+    child = grow_child(parent, spec, ops, WarmStartRecipe(), total_steps=100, seed=2)
+    assert child.recipe.new_entry_lr_factor == 3.0  # the default
     masks = new_entries(spec, ops, init="zero", seed=2, split_std=0.5)
     assert child.step_scale is not None
     assert child.step_scale.keys() == {n for n, m in masks.items() if m.any()}
