@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from growsearch.exceptions import MorphError
-from growsearch.morph._coupling import cat_dim, describe, tensor_args
+from growsearch.morph._coupling import CONV, CONV_T, WEIGHTED, cat_dim, describe, tensor_args
 
-PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+PRODUCERS = WEIGHTED
 PER_CHANNEL = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 PASS_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardtanh,
@@ -117,7 +117,7 @@ def channels(gm: fx.GraphModule, node: fx.Node) -> int:
     m = module_of(gm, node)
     if isinstance(m, nn.Linear):
         return m.out_features
-    if isinstance(m, nn.Conv1d | nn.Conv2d):
+    if isinstance(m, CONV + CONV_T):
         return m.out_channels
     if isinstance(m, PER_CHANNEL):
         return m.num_features

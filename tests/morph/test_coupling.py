@@ -314,8 +314,7 @@ def test_transposed_convs_are_producers_and_consumers() -> None:
 
 
 class Volume(nn.Module):
-    """3-d convs with BatchNorm, then a transposed 3-d conv up: layers deepen's own rules do not
-    name, read from a shape probe."""
+    """3-d convs with BatchNorm, then a transposed 3-d conv up."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -330,6 +329,22 @@ class Volume(nn.Module):
         return self.head(self.r2(self.up(self.r1(self.bn1(self.c1(x))))).mean((2, 3, 4)))
 
 
+class Resampled(nn.Module):
+    """An ``nn.Upsample`` and an ``nn.PixelUnshuffle`` between convs: modules deepen's rules do
+    not name, whose outputs' channels and dimensionality come from a shape probe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2)
+        self.down = nn.PixelUnshuffle(2)  # (B, 4, 16, 16) -> (B, 16, 8, 8)
+        self.c2 = nn.Conv2d(16, 8, 3, padding=1)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # (B, 1, 8, 8)
+        return self.head(F.relu(self.c2(self.down(self.up(torch.tanh(self.c1(x)))))).mean((2, 3)))
+
+
 DEEPEN_CASES = [  # model, input shape, module, expected block, its first layer
     (Decoder, (6, 1, 8, 8), "up", "ResidualBlock", nn.Conv2d),
     (Decoder, (6, 1, 8, 8), "bn", "ResidualBlock", nn.Conv2d),
@@ -337,6 +352,8 @@ DEEPEN_CASES = [  # model, input shape, module, expected block, its first layer
     (Volume, (6, 1, 4, 4, 4), "r1", "ConvBlock", nn.Conv3d),  # BatchNorm, calibrated
     (Volume, (6, 1, 4, 4, 4), "up", "ResidualBlock", nn.Conv3d),
     (Volume, (6, 1, 4, 4, 4), "r2", "ConvBlock", nn.Conv3d),
+    (Resampled, (6, 1, 8, 8), "up", "ResidualBlock", nn.Conv2d),
+    (Resampled, (6, 1, 8, 8), "down", "ResidualBlock", nn.Conv2d),  # 16 channels, probed
 ]
 
 
