@@ -18,6 +18,7 @@ import yaml
 from ray.tune import Callback
 
 import growsearch
+from growsearch.arch import count_params
 from growsearch.cli import main
 from growsearch.data import load_dataset
 from growsearch.runner._results import ranked
@@ -220,3 +221,17 @@ def test_example_controller_interrupted_then_resumed(tmp_path: Path, shared_ray)
         assert df.loc[child, "parent_id"] in df.index and len(json.loads(df.loc[child, "ops"])) == 1
     state = json.loads((run_dir / "search_state.json").read_text())["controller"]
     assert state["draws"] >= 2 and len(state["results"]) == 3
+
+
+def test_the_grow_example_of_the_docs_grows_and_trains_a_child() -> None:
+    """docs/api.md's grow_child example, as written: a larger child, with the recipe's step
+    scale, trained past its parent's validation accuracy."""
+    text = DOC.read_text()
+    block = re.search(r"<!-- example-grow.*?-->\n```python\n(.*?)```", text, re.S)
+    assert block is not None, "docs/api.md lost its grow_child example"
+    ns: dict[str, Any] = {}
+    exec(compile(block.group(1), str(DOC), "exec"), ns)
+    child, parent, data = ns["child"], ns["parent"], ns["data"]
+    assert child.step_scale is not None and count_params(child.model) > count_params(parent)
+    parent_val = evaluate(parent, data.val)[1]
+    assert evaluate(child.model, data.val)[1] > parent_val  # trained on from the parent

@@ -5,7 +5,10 @@ Sits above the engine (:mod:`growsearch.morph`, any PyTorch model) and the archi
 to a model built from it, then the recipe that decides what the child starts from.
 
     child = grow_child(parent, parent_spec, ops, total_steps=steps, seed=0, calibration=x)
-    train(child.model, data, dataclasses.replace(cfg, **child.train_overrides(cfg.lr)))
+    train(child.model, data, dataclasses.replace(cfg, **child.train_overrides(cfg.lr)),
+          step_scale=child.step_scale)
+
+(a loop of one's own: ``growsearch.train.scale_steps(optimizer, child.model, child.step_scale)``).
 """
 
 from growsearch.grow._child import GrownChild, child_step_scale, grow_child

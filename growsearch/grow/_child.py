@@ -35,9 +35,11 @@ class GrownChild:
         preserve_err: Max absolute difference of the morphed child's outputs from the
             parent's on the ``probe`` batch, relative to the parent's largest output (before
             the recipe's deliberate perturbation); None without a probe or for ``scratch``.
-        step_scale: ``step_scale`` for :func:`growsearch.train.train`: the recipe's
+        step_scale: ``step_scale`` for :func:`growsearch.train.train` (or, in a loop of
+            one's own, :func:`growsearch.train.scale_steps`): the recipe's
             ``new_entry_lr_factor`` on the entries the morph added, 1 elsewhere; None when
-            the factor is 1 (or for ``scratch``).
+            the factor is 1 (or for ``scratch``). Training without it trains the new
+            entries at the rest's learning rate.
     """
 
     model: nn.Module

@@ -6,6 +6,7 @@ from growsearch.train._loop import (
     AMP_MODES,
     EpochCallback,
     EpochResult,
+    StepScaling,
     TrainConfig,
     TrainState,
     evaluate,
@@ -14,6 +15,7 @@ from growsearch.train._loop import (
     pick_device,
     precision_name,
     precision_plan,
+    scale_steps,
     set_seed,
     train,
 )
@@ -23,6 +25,7 @@ __all__ = [
     "Augment",
     "EpochCallback",
     "EpochResult",
+    "StepScaling",
     "TrainConfig",
     "TrainState",
     "evaluate",
@@ -31,6 +34,7 @@ __all__ = [
     "pick_device",
     "precision_name",
     "precision_plan",
+    "scale_steps",
     "set_seed",
     "train",
 ]

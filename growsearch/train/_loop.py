@@ -368,23 +368,80 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
 
 
 def _step_scales(
-    model: nn.Module, step_scale: Mapping[str, torch.Tensor]
+    model: nn.Module, step_scale: Mapping[str, torch.Tensor], caller: str = "train"
 ) -> list[tuple[nn.Parameter, torch.Tensor]]:
     """(parameter, scale on its device) for each entry of ``step_scale`` that is not all ones."""
     params = dict(model.named_parameters())
     out = []
     for name, scale in step_scale.items():
         if name not in params:
-            raise ConfigError(f"train: step_scale names {name!r}, which is not a parameter")
+            raise ConfigError(f"{caller}: step_scale names {name!r}, which is not a parameter")
         p = params[name]
         if tuple(scale.shape) != tuple(p.shape):
             raise ConfigError(
-                f"train: step_scale[{name!r}] has shape {tuple(scale.shape)}, "
+                f"{caller}: step_scale[{name!r}] has shape {tuple(scale.shape)}, "
                 f"the parameter {tuple(p.shape)}"
             )
         if not bool((scale == 1).all()):
             out.append((p, scale.detach().to(device=p.device, dtype=p.dtype)))
     return out
+
+
+class StepScaling:
+    """What :func:`scale_steps` attached to an optimizer; :meth:`remove` detaches it."""
+
+    def __init__(self, handles: list[Any]) -> None:
+        self._handles = handles
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self) -> StepScaling:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def scale_steps(
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    step_scale: Mapping[str, torch.Tensor] | None,
+) -> StepScaling:
+    """Make every ``optimizer.step()`` move ``model``'s entries ``step_scale`` times as far.
+
+    For a training loop of one's own: what :func:`train`'s ``step_scale`` does, as optimizer
+    step hooks (``p = p_before + scale * (p_after - p_before)`` after each step, so it holds
+    under Adam, whose normalisation would undo a scaled gradient, and under a ``GradScaler``,
+    whose skipped steps never call the optimizer). ``step_scale`` is e.g.
+    :attr:`growsearch.grow.GrownChild.step_scale`; ``None`` or all ones attach nothing.
+
+    Returns:
+        A handle whose ``remove()`` (or the end of a ``with`` block) detaches the hooks.
+
+    Raises:
+        ConfigError: ``step_scale`` names a tensor that is not a parameter of ``model``, or
+            has another shape.
+    """
+    scaled = _step_scales(model, step_scale or {}, "scale_steps")
+    if not scaled:
+        return StepScaling([])
+    before: list[torch.Tensor] = []
+
+    def pre(*_: object) -> None:
+        before[:] = [p.detach().clone() for p, _ in scaled]
+
+    def post(*_: object) -> None:
+        with torch.no_grad():
+            for (p, scale), b in zip(scaled, before, strict=True):
+                p.sub_(b).mul_(scale).add_(b)
+        before.clear()
+
+    return StepScaling(
+        [optimizer.register_step_pre_hook(pre), optimizer.register_step_post_hook(post)]
+    )
 
 
 def train(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 
 from growsearch.arch import ArchSpec, Deepen, Widen, build
 from growsearch.grow import WarmStartRecipe, apply_ops, child_step_scale, grow_child, new_entries
+from growsearch.train import scale_steps
 
 FACTORY = f"{Path(__file__).parents[1] / 'fixtures' / 'user_models.py'}:digits_net"
 
@@ -97,3 +99,28 @@ def test_a_users_transposed_conv_grows_along_its_output_axis() -> None:
         parent, spec, ops, WarmStartRecipe(new_entry_lr_factor=3.0), total_steps=100, seed=1
     )
     assert grown.step_scale is not None and float(grown.step_scale["up.weight"].max()) == 3.0
+
+
+def test_a_users_own_loop_steps_the_new_entries_three_times_as_far() -> None:
+    """grow_child's step_scale through growsearch.train.scale_steps in a loop of one's own:
+    one Adam step moves the morph's new entries 3x as far as the same step without it, and
+    the parent's entries exactly as far."""
+    spec = ArchSpec.create("cnn", (1, 16), 4, [6, 6], batch_norm=False)
+    parent = build(spec, seed=0)
+    ops = [Widen("s0l0", 10)]
+    grown = grow_child(parent, spec, ops, WarmStartRecipe(), total_steps=100, seed=2)
+    assert grown.step_scale is not None
+    x, y = torch.randn(32, 1, 16), torch.randint(0, 4, (32,))
+    moved = []
+    for hook in (True, False):
+        model = copy.deepcopy(grown.model)
+        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        with scale_steps(opt, model, grown.step_scale if hook else None):
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        moved.append({n: p.detach() - start[n] for n, p in model.named_parameters()})
+    hooked, plain = moved
+    for name, scale in grown.step_scale.items():
+        torch.testing.assert_close(hooked[name], scale * plain[name], msg=name)
+    assert any((plain[n][s == 3.0] != 0).any() for n, s in grown.step_scale.items())

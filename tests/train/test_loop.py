@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from growsearch.data import Dataset, Split, load_dataset
@@ -17,6 +18,7 @@ from growsearch.train import (
     lr_at,
     make_optimizer,
     pick_device,
+    scale_steps,
     set_seed,
     train,
 )
@@ -345,3 +347,53 @@ def test_a_bad_step_scale_is_one_line(digits: Dataset, step_scale: dict, needle:
     with pytest.raises(ConfigError) as info:
         train(mlp(), digits, cfg(max_steps=1), step_scale=step_scale)
     assert needle in str(info.value) and "\n" not in str(info.value)
+    model = mlp()
+    with pytest.raises(ConfigError) as info:
+        scale_steps(torch.optim.Adam(model.parameters()), model, step_scale)
+    assert str(info.value).startswith("scale_steps: ") and needle in str(info.value)
+
+
+def _own_loop(model: nn.Module, digits: Dataset, steps: int, hook: bool, scale: dict) -> None:
+    """A user's own Adam loop on the first batches; with ``hook`` the step scale comes from
+    scale_steps, without it the loop applies the update rule itself."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    params = dict(model.named_parameters())
+    handle = scale_steps(opt, model, scale) if hook else None
+    x, y = digits.train.x[: 64 * steps], digits.train.y[: 64 * steps]
+    for i in range(steps):
+        before = {n: params[n].detach().clone() for n in scale}
+        opt.zero_grad()
+        F.cross_entropy(model(x[64 * i : 64 * (i + 1)]), y[64 * i : 64 * (i + 1)]).backward()
+        opt.step()
+        if not hook:
+            with torch.no_grad():
+                for n, s in scale.items():
+                    params[n].copy_(before[n] + s * (params[n] - before[n]))
+    if handle is not None:
+        handle.remove()
+
+
+def test_scale_steps_gives_a_users_own_loop_the_scaled_steps(digits: Dataset) -> None:
+    w = dict(mlp().named_parameters())["0.weight"]
+    scale = {"0.weight": torch.where(torch.arange(w.shape[0])[:, None] < 8, 3.0, 1.0).expand_as(w)}
+    hooked, by_hand, plain = mlp(), mlp(), mlp()
+    _own_loop(hooked, digits, 4, hook=True, scale=scale)
+    _own_loop(by_hand, digits, 4, hook=False, scale=scale)
+    _own_loop(plain, digits, 4, hook=True, scale={})
+    for (name, a), b in zip(hooked.named_parameters(), by_hand.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    # ...and moved the scaled rows further than the plain loop did
+    start, end = (dict(m.named_parameters())["0.weight"].detach() for m in (mlp(), hooked))
+    moved_plain = (dict(plain.named_parameters())["0.weight"].detach() - start).abs()
+    assert (end - start).abs()[:8].sum() > 1.5 * moved_plain[:8].sum()
+    # after remove() the optimizer steps as it did before: one more step of each is the same
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with scale_steps(opt, model, scale):
+        pass
+    twin = mlp()
+    for m, o in ((model, opt), (twin, torch.optim.SGD(twin.parameters(), lr=0.1))):
+        F.cross_entropy(m(digits.train.x[:64]), digits.train.y[:64]).backward()
+        o.step()
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
