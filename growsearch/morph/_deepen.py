@@ -181,6 +181,13 @@ def deepen(
     uses_bn = saw_bn or (
         producer is None and any(isinstance(m, PER_CHANNEL) for m in model.modules())
     )
+    if uses_bn and not spatial and traced_shape(node) is None:
+        _probe_shapes(gm, model, calibration)
+    features_shape = traced_shape(node)
+    if uses_bn and not spatial and features_shape is not None and len(features_shape) > 2:
+        # features with more axes than (B, C), e.g. tokens (B, T, C): a BatchNorm1d would
+        # normalise dim 1 (T), not the channels; the new block goes without one
+        uses_bn = False
     k = kernel_size or (producer.kernel_size[0] if isinstance(producer, CONV + CONV_T) else 3)
     if k % 2 == 0:
         k += 1  # an identity kernel needs a centre tap

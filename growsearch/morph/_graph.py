@@ -111,8 +111,33 @@ def _is_batch_flatten_view(node: fx.Node) -> bool:
     return len(shape) == 2 and bool(shape[1] == -1)
 
 
+# ops whose output may have its input's shape with the axes in another order
+_REORDER = {
+    "permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t", "view",
+    "reshape", "flatten", "unflatten", "view_as", "reshape_as",
+}  # fmt: skip
+
+
+def _same_layout_input(node: fx.Node) -> fx.Node | None:
+    """For a node the rules do not name (a LayerNorm, GroupNorm, PReLU, a user's own
+    activation): its input, where the shape probe recorded the same shape for both and the op
+    is not one that reorders axes; the value then has its input's layout (channel axis and
+    count). None otherwise."""
+    name = getattr(node.target, "__name__", node.target)
+    if node.op not in ("call_module", "call_function", "call_method") or name in _REORDER:
+        return None
+    shape = traced_shape(node)
+    if shape is None:
+        return None
+    for a in tensor_args(node):
+        if traced_shape(a) == shape:
+            return a
+    return None
+
+
 def channels(gm: fx.GraphModule, node: fx.Node) -> int:
-    """Size of dim 1 of a node's value, from the modules that produced it."""
+    """The channel count of a node's value (dim 1 of a feature map, the last dim of features),
+    from the modules that produced it."""
     k = kind(gm, node)
     m = module_of(gm, node)
     if isinstance(m, nn.Linear):
@@ -125,6 +150,10 @@ def channels(gm: fx.GraphModule, node: fx.Node) -> int:
         return channels(gm, tensor_args(node)[0])
     if k == "cat":
         return sum(channels(gm, a) for a in tensor_args(node))
+    if (src := _same_layout_input(node)) is not None:
+        return channels(gm, src)
+    if _reorder_source(node) is not None:
+        return int(_shape(node)[_axis(gm, node)])
     shape = traced_shape(node)
     if shape is not None and len(shape) >= 2:
         return int(shape[1])
@@ -132,7 +161,9 @@ def channels(gm: fx.GraphModule, node: fx.Node) -> int:
 
 
 def is_spatial(gm: fx.GraphModule, node: fx.Node) -> bool:
-    """Whether a node's value is a feature map (B, C, *S) rather than features (B, C)."""
+    """Whether a node's value is a feature map (B, C, *S) rather than features (B, ..., C): the
+    channels of a feature map are on dim 1, those of features (a Linear's output, tokens
+    included) on the last dim."""
     k = kind(gm, node)
     m = module_of(gm, node)
     if isinstance(m, PRODUCERS):
@@ -141,10 +172,79 @@ def is_spatial(gm: fx.GraphModule, node: fx.Node) -> bool:
         return False
     if k in ("pass", "binary", "per_channel", "cat"):
         return is_spatial(gm, tensor_args(node)[0])
+    if (src := _same_layout_input(node)) is not None:
+        return is_spatial(gm, src)
+    if _reorder_source(node) is not None:  # a permute/transpose: where did the channels go?
+        rank, axis = len(_shape(node)), _axis(gm, node)
+        if axis == rank - 1:
+            return False  # channels last: features, e.g. (B, H, W, C) between permutes
+        if axis == 1:
+            return True
+        raise MorphError(
+            f"{describe(node)} has its channels on axis {axis} of {rank}; a new layer goes where "
+            "they are on axis 1 or last"
+        )
     shape = traced_shape(node)
     if shape is not None and len(shape) >= 2:
         return len(shape) > 2
     raise MorphError(f"cannot tell whether {describe(node)} is a feature map")
+
+
+_PERMUTES = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
+
+
+def _reorder_source(node: fx.Node) -> fx.Node | None:
+    """The input of a permute/transpose/swapaxes/movedim (method or torch function), else None."""
+    name = getattr(node.target, "__name__", node.target)
+    if node.op not in ("call_function", "call_method") or name not in _PERMUTES:
+        return None
+    src = node.args[0] if node.args else None
+    return src if isinstance(src, fx.Node) else None
+
+
+def _shape(node: fx.Node) -> tuple[int, ...]:
+    shape = traced_shape(node)
+    if shape is None:
+        raise MorphError(f"cannot tell the shape of {describe(node)} without a shape probe")
+    return shape
+
+
+def _axis(gm: fx.GraphModule, node: fx.Node) -> int:
+    """The axis of a node's value that holds its channels (0-based, the rank known from the
+    shape probe): 1 for a conv's or BatchNorm's, the last for a Linear's, moved by every
+    permute and transpose on the way."""
+    k = kind(gm, node)
+    m = module_of(gm, node)
+    if isinstance(m, nn.Linear) or k == "flatten":
+        return len(_shape(node)) - 1
+    if isinstance(m, PRODUCERS) or k == "per_channel":
+        return 1
+    if k in ("pass", "binary", "cat"):
+        return _axis(gm, tensor_args(node)[0])
+    if (src := _same_layout_input(node)) is not None:
+        return _axis(gm, src)
+    if (src := _reorder_source(node)) is not None:
+        axis, rank = _axis(gm, src), len(_shape(src))
+        args = [a for a in node.args[1:]]
+        if not args:  # keyword arguments
+            args = [node.kwargs.get(n) for n in ("dims", "dim0", "dim1", "source", "destination")]
+            args = [a for a in args if a is not None]
+        name = getattr(node.target, "__name__", node.target)
+        if name == "permute":
+            order = args[0] if len(args) == 1 and isinstance(args[0], list | tuple) else args
+            order = [int(d) % rank for d in order]  # type: ignore[call-overload]
+            return order.index(axis)
+        if name in ("transpose", "swapaxes", "swapdims") and len(args) == 2:
+            a, b = (int(d) % rank for d in args)  # type: ignore[call-overload]
+            return b if axis == a else a if axis == b else axis
+        if name in ("movedim", "moveaxis") and len(args) == 2 and all(
+            isinstance(d, int) for d in args
+        ):
+            order = list(range(rank))
+            order.insert(int(args[1]) % rank, order.pop(int(args[0]) % rank))  # type: ignore[call-overload]
+            return order.index(axis)
+        raise MorphError(f"cannot follow the channels through {describe(node)}")
+    return 1
 
 
 def traced_shape(node: fx.Node) -> tuple[int, ...] | None:
