@@ -225,23 +225,23 @@ def _axis(gm: fx.GraphModule, node: fx.Node) -> int:
         return _axis(gm, src)
     if (src := _reorder_source(node)) is not None:
         axis, rank = _axis(gm, src), len(_shape(src))
-        args = [a for a in node.args[1:]]
-        if not args:  # keyword arguments
-            args = [node.kwargs.get(n) for n in ("dims", "dim0", "dim1", "source", "destination")]
-            args = [a for a in args if a is not None]
+        raw = list(node.args[1:]) or [
+            node.kwargs[key]
+            for key in ("dims", "dim0", "dim1", "source", "destination")
+            if key in node.kwargs
+        ]
+        if len(raw) == 1 and isinstance(raw[0], list | tuple):
+            raw = list(raw[0])
+        dims = [d % rank for d in raw if isinstance(d, int)]
         name = getattr(node.target, "__name__", node.target)
-        if name == "permute":
-            order = args[0] if len(args) == 1 and isinstance(args[0], list | tuple) else args
-            order = [int(d) % rank for d in order]  # type: ignore[call-overload]
-            return order.index(axis)
-        if name in ("transpose", "swapaxes", "swapdims") and len(args) == 2:
-            a, b = (int(d) % rank for d in args)  # type: ignore[call-overload]
+        if len(dims) == len(raw) == rank and name == "permute":
+            return dims.index(axis)
+        if len(dims) == len(raw) == 2 and name in ("transpose", "swapaxes", "swapdims"):
+            a, b = dims
             return b if axis == a else a if axis == b else axis
-        if name in ("movedim", "moveaxis") and len(args) == 2 and all(
-            isinstance(d, int) for d in args
-        ):
+        if len(dims) == len(raw) == 2 and name in ("movedim", "moveaxis"):
             order = list(range(rank))
-            order.insert(int(args[1]) % rank, order.pop(int(args[0]) % rank))  # type: ignore[call-overload]
+            order.insert(dims[1], order.pop(dims[0]))
             return order.index(axis)
         raise MorphError(f"cannot follow the channels through {describe(node)}")
     return 1

@@ -54,6 +54,22 @@ class ChannelsLast(nn.Module):
         return self.head((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
 
 
+class ConvThenTokens(nn.Module):
+    """A Conv1d over (B, 4, T), its channels moved last (``torch.movedim``), then LayerNorm,
+    ReLU and a Linear on (B, T, C)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 16, 3, padding=1)
+        self.ln = nn.LayerNorm(16)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.ln(torch.movedim(self.conv(x), 1, -1)))
+        return self.fc(h).mean(1)
+
+
 class MiddleChannels(nn.Module):
     """Channels moved to axis 2 of 4 (neither 1 nor last) before a ReLU."""
 
@@ -82,6 +98,7 @@ CASES = [  # model, input, site, its channels, a longer or larger input
     (lambda: Tokens("batch"), (8, 7, 4), "act", 16, (3, 11, 4)),
     (ChannelsLast, (4, 1, 8, 8), "ln", 16, (2, 1, 12, 10)),
     (ChannelsLast, (4, 1, 8, 8), "act", 32, (2, 1, 12, 10)),
+    (ConvThenTokens, (8, 4, 9), "act", 16, (3, 4, 13)),
 ]
 
 
