@@ -38,8 +38,9 @@ class CustomModel:
             ``module`` and everything coupled to it.
         integer: Groups that grow by integer factors only (a LayerNorm or GroupNorm normalises
             their channels together).
-        sites: ``(name, module, group, dims)`` per insertion site: blocks go after ``module``'s
-            output, with the width of ``group``; Linear blocks if ``dims`` is 0, else convs.
+        sites: ``(name, module, group, dims, channels)`` per insertion site: blocks go after
+            ``module``'s output, with the width of ``group``, or ``channels`` where ``group`` is
+            ``""`` (channels no widen changes); Linear blocks if ``dims`` is 0, else convs.
         blocks: ``(block, site)`` per inserted block, in order.
         history: The ops applied so far, in order: ``("widen", module, width)`` or
             ``("deepen", site module, block, dims, channels)``.
@@ -50,7 +51,7 @@ class CustomModel:
     weights: str | None
     groups: tuple[tuple[str, str], ...]
     integer: tuple[str, ...] = ()
-    sites: tuple[tuple[str, str, str, int], ...] = ()
+    sites: tuple[tuple[str, str, str, int, int], ...] = ()
     blocks: tuple[tuple[str, str], ...] = ()
     history: tuple[tuple[Any, ...], ...] = ()
     refused: tuple[tuple[str, str], ...] = ()
@@ -62,7 +63,7 @@ class CustomModel:
                 return p
         raise SpecError(f"no width group named {group!r}; groups are {[n for n, _ in self.groups]}")
 
-    def site(self, name: str) -> tuple[str, str, str, int]:
+    def site(self, name: str) -> tuple[str, str, str, int, int]:
         for s in self.sites:
             if s[0] == name:
                 return s
@@ -98,7 +99,10 @@ class CustomModel:
             weights=d.get("weights"),
             groups=tuple((str(n), str(p)) for n, p in d["groups"]),
             integer=tuple(str(n) for n in d.get("integer", [])),
-            sites=tuple((str(a), str(b), str(c), int(k)) for a, b, c, k in d.get("sites", [])),
+            sites=tuple(
+                (str(s[0]), str(s[1]), str(s[2]), int(s[3]), int(s[4]) if len(s) > 4 else 0)
+                for s in d.get("sites", [])
+            ),
             blocks=tuple((str(b), str(s)) for b, s in d.get("blocks", [])),
             history=tuple(tuple(h) for h in d.get("history", [])),
             refused=tuple((str(m), str(r)) for m, r in d.get("refused", [])),
@@ -165,17 +169,18 @@ def describe(
         space = analyse_model(model, (2, *input_shape))
     except MorphError as e:
         raise SpecError(f"factory {factory!r}: {e}") from None
-    if not space.groups:
+    if not space.groups and not space.sites:
         why = "; ".join(f"{r.module}: {r.reason}" for r in space.refused[:3])
         raise SpecError(
-            f"factory {factory!r}: the model has no layer the morph engine can widen ({why})"
+            f"factory {factory!r}: the model has no layer the morph engine can widen ({why}) "
+            "and no output after which it can insert a block"
         )
     custom = CustomModel(
         factory,
         weights,
         groups=tuple((g.name, g.producers[0]) for g in space.groups),
         integer=tuple(g.name for g in space.groups if g.integer_factors),
-        sites=tuple((s.name, s.module, s.group, s.dims) for s in space.sites),
+        sites=tuple((s.name, s.module, s.group, s.dims, s.channels) for s in space.sites),
         refused=tuple((r.module, r.reason) for r in space.refused),
     )
     return {"layers": [(g.name, g.width) for g in space.groups], "custom": custom}

@@ -121,7 +121,8 @@ class ArchSpec:
             )
         if self.num_classes < 2:
             raise SpecError(f"num_classes: expected an integer >= 2, got {self.num_classes!r}")
-        if not self.stages or any(not s.layers for s in self.stages):
+        if not self.stages or any(not s.layers for s in self.stages) and self.family != "custom":
+            # a user's model may have no width to search, only sites to grow blocks at
             raise SpecError("stages: expected at least one stage, each with at least one layer")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise SpecError(f"kernel_size: expected an odd integer >= 1, got {self.kernel_size!r}")
@@ -297,10 +298,10 @@ class ArchSpec:
                 c, history=(*c.history, ("widen", c.module(op.target), op.width))
             )
             return dataclasses.replace(child, custom=custom)
-        site, module, group, dims = c.site(op.after)
+        site, module, group, dims, fixed = c.site(op.after)
         if not _NAME.match(op.name) or op.name in {x.name for x in self.layers}:
             raise SpecError(f"deepen: new layer name {op.name!r} is invalid or taken")
-        channels = self.layer(group).width
+        channels = self.layer(group).width if group else fixed
         layers = (*self.stages[0].layers, Layer(op.name, channels))
         custom = dataclasses.replace(
             c,

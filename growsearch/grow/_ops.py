@@ -41,12 +41,11 @@ def apply_op(
             split_std=split_std, example_input=(2, *spec.input_shape),
         )  # fmt: skip
     elif isinstance(op, Deepen) and spec.custom is not None:
-        _, site, group, dims = spec.custom.site(op.after)
+        _, site, group, dims, fixed = spec.custom.site(op.after)
+        channels = spec.width_of(group) if group else fixed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            morphed = insert_block(
-                model, site, op.name, dims, spec.width_of(group), zero=init != "random-pad"
-            )
+            morphed = insert_block(model, site, op.name, dims, channels, zero=init != "random-pad")
     elif isinstance(op, Deepen) and spec.family == "resnet":
         morphed = insert_after(
             model,

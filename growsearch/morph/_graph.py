@@ -153,7 +153,7 @@ def channels(gm: fx.GraphModule, node: fx.Node) -> int:
     if (src := _same_layout_input(node)) is not None:
         return channels(gm, src)
     if _reorder_source(node) is not None:
-        return int(_shape(node)[_axis(gm, node)])
+        return int(_shape(node)[channel_axis(gm, node)])
     shape = traced_shape(node)
     if shape is not None and len(shape) >= 2:
         return int(shape[1])
@@ -175,7 +175,7 @@ def is_spatial(gm: fx.GraphModule, node: fx.Node) -> bool:
     if (src := _same_layout_input(node)) is not None:
         return is_spatial(gm, src)
     if _reorder_source(node) is not None:  # a permute/transpose: where did the channels go?
-        rank, axis = len(_shape(node)), _axis(gm, node)
+        rank, axis = len(_shape(node)), channel_axis(gm, node)
         if axis == rank - 1:
             return False  # channels last: features, e.g. (B, H, W, C) between permutes
         if axis == 1:
@@ -209,7 +209,7 @@ def _shape(node: fx.Node) -> tuple[int, ...]:
     return shape
 
 
-def _axis(gm: fx.GraphModule, node: fx.Node) -> int:
+def channel_axis(gm: fx.GraphModule, node: fx.Node) -> int:
     """The axis of a node's value that holds its channels (0-based, the rank known from the
     shape probe): 1 for a conv's or BatchNorm's, the last for a Linear's, moved by every
     permute and transpose on the way."""
@@ -220,11 +220,11 @@ def _axis(gm: fx.GraphModule, node: fx.Node) -> int:
     if isinstance(m, PRODUCERS) or k == "per_channel":
         return 1
     if k in ("pass", "binary", "cat"):
-        return _axis(gm, tensor_args(node)[0])
+        return channel_axis(gm, tensor_args(node)[0])
     if (src := _same_layout_input(node)) is not None:
-        return _axis(gm, src)
+        return channel_axis(gm, src)
     if (src := _reorder_source(node)) is not None:
-        axis, rank = _axis(gm, src), len(_shape(src))
+        axis, rank = channel_axis(gm, src), len(_shape(src))
         raw = list(node.args[1:]) or [
             node.kwargs[key]
             for key in ("dims", "dim0", "dim1", "source", "destination")

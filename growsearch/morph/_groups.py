@@ -34,6 +34,7 @@ from growsearch.morph._coupling import (
     WEIGHTED,
     Graph,
 )
+from growsearch.morph._graph import channel_axis
 
 BLOCKS = "gs_blocks"
 """The ModuleDict, at the model's top level, that holds every inserted block."""
@@ -71,13 +72,16 @@ class Site:
 
     ``dims`` is 0 when the block is Linear over the last axis (features, tokens), else the
     number of spatial dimensions of its convolutions; ``group`` the width group that carries the
-    channels there (a block's width follows it).
+    channels there (a block's width follows it), or ``""`` where no group does (channels no
+    widen can change, e.g. a transformer's residual stream): the block then has ``channels``,
+    the count the analysis found.
     """
 
     name: str
     module: str
     group: str
     dims: int
+    channels: int
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ def analyse_model(
     groups: list[WidthGroup] = []
     refused: list[Refusal] = []
     node_group: dict[str, tuple[str, int]] = {}  # node -> (group, channel axis), views plain
+    viewed: set[str] = set()  # every node some group's channels reach
     done: set[str] = set()
     for target in graph.producers():
         if target in done:
@@ -125,6 +130,7 @@ def analyse_model(
         done.update(members)
         name = _unique(readable(members[0]), {g.name for g in groups})
         groups.append(WidthGroup(name, members, plan.n, plan.uniform))
+        viewed.update(plan.views)
         for node_name, view in plan.views.items():
             if view.plain:
                 node_group.setdefault(node_name, (name, view.axis))
@@ -134,7 +140,8 @@ def analyse_model(
             refused.append(
                 Refusal(target, f"'{target}' is a grouped convolution: its width follows its input")
             )
-    return ModelSpace(tuple(groups), tuple(refused), tuple(_sites(graph, node_group)))
+    sites = _sites(graph, node_group, viewed)
+    return ModelSpace(tuple(groups), tuple(refused), tuple(sites))
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -144,14 +151,21 @@ def _unique(name: str, taken: set[str]) -> str:
     return out
 
 
-def _sites(graph: Graph, node_group: dict[str, tuple[str, int]]) -> list[Site]:
-    """Outputs of blocks, activations and normalisations that carry one width group whole."""
+def _sites(graph: Graph, node_group: dict[str, tuple[str, int]], viewed: set[str]) -> list[Site]:
+    """Outputs of blocks, activations and normalisations that carry one width group whole, or
+    channels no width group reaches (a fixed width)."""
     by_node: dict[str, str] = {}  # node name -> outermost module path whose output it is
     for path, module in graph.modules.items():
         if not path or path == BLOCKS or path.startswith(f"{BLOCKS}."):
             continue
         leaf = path in graph.calls
-        if leaf and not isinstance(module, UNARY_MODULES + NORMS + SPATIAL_MODULES + WEIGHTED):
+        composite = leaf and next(module.children(), None) is not None  # a TransformerEncoderLayer
+        if (
+            leaf
+            and not composite
+            and not isinstance(module, UNARY_MODULES + NORMS + SPATIAL_MODULES + WEIGHTED)
+            and not isinstance(module, nn.LayerNorm)
+        ):
             continue
         if leaf and isinstance(module, nn.Identity | nn.Dropout):
             continue
@@ -175,9 +189,17 @@ def _sites(graph: Graph, node_group: dict[str, tuple[str, int]]) -> list[Site]:
         node = nodes[node_name]
         carried = node_group.get(node_name)
         shape = graph.shape(node)
-        if carried is None or shape is None or any(u.op == "output" for u in node.users):
+        if shape is None or len(shape) < 2 or any(u.op == "output" for u in node.users):
             continue
-        group, axis = carried
+        if carried is not None:
+            group, axis = carried
+        elif node_name in viewed:
+            continue  # a group reaches part of these channels: a block could not follow it
+        else:
+            try:
+                group, axis = "", channel_axis(graph.gm, node)
+            except MorphError:
+                continue
         if axis == len(shape) - 1:
             dims = 0  # Linear over the last axis: features, or tokens' channels
         elif axis == 1 and 3 <= len(shape) <= 5:
@@ -186,7 +208,7 @@ def _sites(graph: Graph, node_group: dict[str, tuple[str, int]]) -> list[Site]:
             continue
         name = _unique(readable(path), taken)
         taken.add(name)
-        sites.append(Site(name, path, group, dims))
+        sites.append(Site(name, path, group, dims, int(shape[axis])))
     return sites
 
 

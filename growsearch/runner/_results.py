@@ -298,10 +298,10 @@ class ResultsStore:
 
         arch = json.loads(row["arch"])
         params: dict[str, Any] = {"depth": sum(len(s["layers"]) for s in arch["stages"])}
-        dists: dict[str, Any] = {"depth": IntDistribution(1, 1024)}
+        dists: dict[str, Any] = {"depth": IntDistribution(0, 1024)}
         for i, s in enumerate(arch["stages"]):
-            params[f"stage{i}_width"] = max(w for _, w in s["layers"])
-            dists[f"stage{i}_width"] = IntDistribution(1, 1 << 20)
+            params[f"stage{i}_width"] = max((w for _, w in s["layers"]), default=0)
+            dists[f"stage{i}_width"] = IntDistribution(0, 1 << 20)
         if row["params"]:
             params["log10_params"] = math.log10(max(1, int(row["params"])))
             dists["log10_params"] = FloatDistribution(0.0, 12.0)

@@ -140,7 +140,7 @@ class MutationSpace(Section):
         cap = self.widen.max_width
         if cap is not None:
             widths = [x.width for x in spec.layers] + [s.width for s in spec.stages if s.width]
-            if max(widths) > cap:
+            if widths and max(widths) > cap:
                 return f"widen.max_width: expected every width <= {cap}, got {max(widths)}"
         if spec.custom is not None:
             most = max((spec.custom.blocks_at(s[0]) for s in spec.custom.sites), default=0)

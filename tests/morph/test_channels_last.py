@@ -1,6 +1,8 @@
 """Deepen where the channels are the last axis: tokens (B, T, C) and channels-last maps
 (B, H, W, C) between permutes. The new layer must act on the channels, not on the sequence or
-a spatial axis: the child computes the parent's function on inputs of any length or size."""
+a spatial axis: the child computes the parent's function on inputs of any length or size.
+And insertion sites whose channels no width group reaches (a transformer's residual stream):
+blocks of a fixed width."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from growsearch.arch import Deepen
 from growsearch.exceptions import MorphError
-from growsearch.morph import analyse_model, deepen
+from growsearch.morph import analyse_model, deepen, insert_block
 
 
 class Tokens(nn.Module):
@@ -139,3 +142,39 @@ def test_channels_on_a_middle_axis_are_refused_in_one_line() -> None:
     with pytest.raises(MorphError, match="channels on axis 2 of 4") as e:
         deepen(MiddleChannels().eval(), "act", calibration=torch.randn(2, 1, 8, 8))
     assert "\n" not in str(e.value)
+
+
+def test_a_vit_without_width_groups_has_fixed_width_sites_that_deepen_exactly() -> None:
+    """torch's TransformerEncoderLayer keeps its residual stream from being widened, so the
+    analysis finds no width group; its outputs (and the LayerNorm's) are still sites, with the
+    stream's fixed width, and a block inserted at each keeps the function."""
+    from tests.fixtures.zoo import ZOO, make_model
+
+    model = make_model(ZOO["vit"][0]).eval()
+    x = torch.randn(4, 1, 8, 8)
+    space = analyse_model(model, (4, 1, 8, 8))
+    assert space.groups == ()
+    fixed = {s.module: s for s in space.sites}
+    assert {"encoder.0", "encoder", "norm"} <= set(fixed)
+    for name in ("encoder.0", "encoder", "norm"):
+        assert fixed[name].group == "" and fixed[name].dims == 0 and fixed[name].channels == 32
+    for site in space.sites:
+        child = insert_block(model, site.module, f"b_{site.name}", site.dims, site.channels).eval()
+        with torch.no_grad():
+            block = child.get_submodule(f"gs_blocks.b_{site.name}")
+            assert float((child(x) - model(x)).abs().max()) <= 1e-5, site.module
+            block.layer2.weight.normal_()  # the block is really on the path
+            assert float((child(x) - model(x)).abs().max()) > 1e-3, site.module
+
+
+def test_a_spec_saved_with_four_field_sites_still_loads() -> None:
+    """Specs written before fixed-width sites list (name, module, group, dims)."""
+    from growsearch.arch import ArchSpec
+
+    spec = ArchSpec.from_user_model("tests/fixtures/user_models.py:digits_net", None, (1, 8, 8), 10)
+    d = spec.to_dict()
+    d["custom"]["sites"] = [s[:4] for s in d["custom"]["sites"]]
+    old = ArchSpec.from_dict(d)
+    site = old.custom.sites[0]
+    grown = old.apply(Deepen(site[0], old.new_layer_name(site[0])))
+    assert grown.layers[-1].width == old.width_of(site[2])

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from growsearch.arch import ArchSpec, Widen, build
+from growsearch.arch import ArchSpec, Deepen, Widen, build
 from growsearch.arch._custom import build_custom_meta
 from growsearch.grow import WarmStartRecipe, apply_ops
 from growsearch.morph import EXACT_INITS
@@ -47,7 +47,7 @@ def _randomise(model: nn.Module, seed: int) -> None:
 def test_random_descendants_preserve_the_function(name: str) -> None:
     factory, _, shape = ZOO[name]
     spec = ArchSpec.from_user_model(factory, None, shape, 10)
-    assert spec.family == "custom" and spec.layers, spec
+    assert spec.family == "custom" and (spec.layers or spec.custom.sites), spec
     space = MutationSpace(ops_per_child=(1, 2))
     rng = random.Random(0)
     torch.manual_seed(0)
@@ -99,6 +99,14 @@ def test_every_width_group_widens_exactly(name: str, init: str) -> None:
     model = build(spec, seed=0)
     _randomise(model, 1)
     model.eval()
+    if not spec.layers:  # nothing widens in the seed (a ViT): a block's inner width does
+        site = spec.custom.sites[0][0]
+        grow = Deepen(site, spec.new_layer_name(site))
+        model, spec = apply_ops(model, spec, [grow], init=init, calibration=x, seed=0)
+        with torch.no_grad():  # as if trained: the block's zero last layer is not zero any more
+            for p in model.get_submodule(f"gs_blocks.{grow.name}").parameters():
+                p.normal_(0.0, 0.2)
+        model.eval()
     with torch.no_grad():
         before = model(x)
     smallest: dict[str, Widen] = {}
@@ -155,7 +163,8 @@ def test_a_grown_spec_builds_freshly_initialised(name: str) -> None:
     factory, _, shape = ZOO[name]
     spec = ArchSpec.from_user_model(factory, None, shape, 10)
     space = MutationSpace()
-    ops = [min(space.widen_ops(spec), key=lambda o: o.width), *space.deepen_ops(spec)[:1]]
+    widen = space.widen_ops(spec)  # none for a ViT: its only growth is blocks
+    ops = [*([min(widen, key=lambda o: o.width)] if widen else []), *space.deepen_ops(spec)[:1]]
     grown = spec.apply_all(ops)
     assert _zero_slices(build(spec, seed=1)) == [], "the factory's own init has zero slices"
     morphed, _ = apply_ops(build(spec, seed=1), spec, ops, init="zero", seed=0)
