@@ -20,10 +20,9 @@ from torch import fx, nn
 from growsearch.arch import ArchSpec, build
 from growsearch.exceptions import MorphError
 from growsearch.grow._rescale import homogeneous_rescale, rescale_output_exponent
-from growsearch.morph import INITS, trace
+from growsearch.morph import INITS, WEIGHTED, trace
 
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
-_PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+_BN = nn.modules.batchnorm._BatchNorm  # 1-, 2-, 3-d and SyncBatchNorm
 SHRINK_SCOPES = (
     "auto", "all", "scale-invariant", "homogeneous", "homogeneous-hidden", "homogeneous-norms",
 )  # fmt: skip
@@ -327,7 +326,7 @@ def shrink_scale_invariant(model: nn.Module, factor: float) -> list[str]:
             continue
         layer = model.get_submodule(str(node.target))
         users = list(node.users)
-        if not isinstance(layer, _PRODUCERS) or len(users) != 1:
+        if not isinstance(layer, WEIGHTED) or len(users) != 1:
             continue
         user = users[0]
         if user.op != "call_module" or calls[str(user.target)] != 1:
@@ -355,7 +354,7 @@ def output_layer(model: nn.Module) -> nn.Module:
     src = out.args[0]
     if isinstance(src, fx.Node) and src.op == "call_module":
         layer = model.get_submodule(str(src.target))
-        if isinstance(layer, _PRODUCERS):
+        if isinstance(layer, WEIGHTED):
             return layer
     raise MorphError(
         f"logit_scale: the output of {type(model).__name__} is not produced by a Linear/Conv "
@@ -374,7 +373,7 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> None:
         m.momentum = None  # cumulative average: one batch gives exactly its statistics
     model.train()
     for mod in model.modules():  # dropout off: the statistics of the deterministic network
-        if isinstance(mod, nn.Dropout | nn.Dropout1d | nn.Dropout2d):
+        if isinstance(mod, nn.modules.dropout._DropoutNd):
             mod.eval()
     try:
         model(x.to(next(model.parameters()).device))

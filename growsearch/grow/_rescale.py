@@ -25,12 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from growsearch.morph import trace
+from growsearch.morph import WEIGHTED, trace
 
-_PRODUCERS = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
-    nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-)  # fmt: skip
+_PRODUCERS = WEIGHTED
 _NORMS = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
     nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,

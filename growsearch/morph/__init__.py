@@ -10,7 +10,7 @@ recipe sit above it, in :mod:`growsearch.grow`.
 
 from growsearch.exceptions import MorphError
 from growsearch.morph._blocks import ConvBlock, LinearBlock, bn_nd, conv_nd
-from growsearch.morph._coupling import trace
+from growsearch.morph._coupling import WEIGHTED, trace
 from growsearch.morph._deepen import ResidualBlock, deepen, insert_after
 from growsearch.morph._groups import (
     InsertedBlock,
@@ -35,6 +35,7 @@ __all__ = [
     "Refusal",
     "ResidualBlock",
     "Site",
+    "WEIGHTED",
     "WidenDefaults",
     "WidthGroup",
     "analyse_model",

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from torch import nn
 
 from growsearch.arch import ArchSpec, Deepen, Widen, build
 from growsearch.grow import (
@@ -174,6 +175,22 @@ def test_recalibrate_batchnorm_uses_the_batch_statistics() -> None:
     assert torch.allclose(bn.running_mean, h.mean(dim=(0, 2)), atol=1e-5)
     assert torch.allclose(bn.running_var, h.var(dim=(0, 2), unbiased=True), atol=1e-4)
     assert bn.momentum == 0.1
+
+
+def test_recalibrate_batchnorm_covers_3d_maps_and_every_dropout() -> None:
+    """A Conv3d + BatchNorm3d network (and a Dropout3d that must not change the statistics)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv3d(2, 4, 3, padding=1), nn.Dropout3d(0.5), nn.BatchNorm3d(4), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 4 * 4 * 4, 3),
+    ).eval()  # fmt: skip
+    x = torch.randn(16, 2, 4, 4, 4)
+    recalibrate_batchnorm(model, x)
+    h = model[0](x)
+    bn = model[2]
+    assert torch.allclose(bn.running_mean, h.mean(dim=(0, 2, 3, 4)), atol=1e-5)
+    assert torch.allclose(bn.running_var, h.var(dim=(0, 2, 3, 4), unbiased=True), atol=1e-4)
+    assert not model.training and not model[1].training
 
 
 @pytest.mark.parametrize("steps", [1, 7, 100, 2400])
