@@ -425,7 +425,13 @@ def scale_steps(
         ConfigError: ``step_scale`` names a tensor that is not a parameter of ``model``, or
             has another shape.
     """
-    scaled = _step_scales(model, step_scale or {}, "scale_steps")
+    return _attach(optimizer, _step_scales(model, step_scale or {}, "scale_steps"))
+
+
+def _attach(
+    optimizer: torch.optim.Optimizer, scaled: list[tuple[nn.Parameter, torch.Tensor]]
+) -> StepScaling:
+    """The step hooks of :func:`scale_steps` for already checked ``(parameter, scale)`` pairs."""
     if not scaled:
         return StepScaling([])
     before: list[torch.Tensor] = []
@@ -512,6 +518,7 @@ def train(
     optimizer = make_optimizer(model, cfg)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
+    _attach(optimizer, scaled)  # lives as long as this optimizer: the call
     autocast_dtype, scaler = _mixed_precision(cfg, device)
     if resume is not None:
         resume.restore(shuffle_rng, scaler, augment_rng)
@@ -570,13 +577,8 @@ def train(
             if cfg.grad_clip is not None:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            before = [p.detach().clone() for p, _ in scaled]
-            scaler.step(optimizer)
+            scaler.step(optimizer)  # step_scale's hooks run inside the optimizer's step
             scaler.update()
-            if scaled:
-                with torch.no_grad():
-                    for (p, scale), b in zip(scaled, before, strict=True):
-                        p.sub_(b).mul_(scale).add_(b)
 
             step += 1
             loss_sum += loss_value * len(y)
