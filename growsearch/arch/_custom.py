@@ -24,7 +24,7 @@ from torch import nn
 
 from growsearch.arch._factory import load_factory
 from growsearch.exceptions import GrowsearchError, MorphError, SpecError
-from growsearch.morph import analyse_model, insert_block, widen
+from growsearch.morph import WidthGroup, analyse_model, insert_block, widen
 
 
 @dataclass(frozen=True)
@@ -169,21 +169,56 @@ def describe(
         space = analyse_model(model, (2, *input_shape))
     except MorphError as e:
         raise SpecError(f"factory {factory!r}: {e}") from None
-    if not space.groups and not space.sites:
-        why = "; ".join(f"{r.module}: {r.reason}" for r in space.refused[:3])
+    groups, failed = _widenable(space.groups, factory, input_shape)
+    if not groups and not space.sites:
+        why = "; ".join([f"{r.module}: {r.reason}" for r in space.refused] + list(failed.values()))
         raise SpecError(
             f"factory {factory!r}: the model has no layer the morph engine can widen ({why}) "
             "and no output after which it can insert a block"
         )
+    sites = tuple(
+        (s.name, s.module, s.group if s.group not in failed else "", s.dims, s.channels)
+        for s in space.sites
+    )  # a site whose group cannot widen keeps the width it has
     custom = CustomModel(
         factory,
         weights,
-        groups=tuple((g.name, g.producers[0]) for g in space.groups),
-        integer=tuple(g.name for g in space.groups if g.integer_factors),
-        sites=tuple((s.name, s.module, s.group, s.dims, s.channels) for s in space.sites),
-        refused=tuple((r.module, r.reason) for r in space.refused),
+        groups=tuple((g.name, g.producers[0]) for g in groups),
+        integer=tuple(g.name for g in groups if g.integer_factors),
+        sites=sites,
+        refused=(
+            *((r.module, r.reason) for r in space.refused),
+            *((g.producers[0], failed[g.name]) for g in space.groups if g.name in failed),
+        ),
     )
-    return {"layers": [(g.name, g.width) for g in space.groups], "custom": custom}
+    return {"layers": [(g.name, g.width) for g in groups], "custom": custom}
+
+
+def _widenable(
+    groups: tuple[WidthGroup, ...], factory: str, input_shape: tuple[int, ...]
+) -> tuple[list[WidthGroup], dict[str, str]]:
+    """The groups a widen by their smallest step really widens, and why each other one fails.
+
+    The coupling analysis follows the channels through the graph; a forward that reads a size
+    from a tensor and reshapes with it (``x.view(B, T, heads, C // heads)`` in an attention
+    block) only fails when the widened model runs. Each group is widened once on the ``meta``
+    device (no memory, no compute) and run on fake tensors, so the search space offers only
+    widths that build.
+    """
+    try:
+        meta = make_model(factory, "meta")
+    except SpecError:  # a factory that cannot build on meta: every proposal is checked later
+        return list(groups), {}
+    ok, failed = [], {}
+    for g in groups:
+        step = 2 * g.width if g.integer_factors else g.width + 1
+        try:
+            widen(meta, g.producers[0], step, init="zero", example_input=(2, *input_shape))
+        except MorphError as e:
+            failed[g.name] = str(e)
+            continue
+        ok.append(g)
+    return ok, failed
 
 
 def build_custom(

@@ -176,3 +176,19 @@ def test_a_grown_spec_builds_freshly_initialised(name: str) -> None:
         assert torch.equal(value, again[key]), f"{key}: the same seed built different weights"
     added = [k for k, v in fresh.state_dict().items() if v.dim() >= 2 and "gs_blocks" in k]
     assert all(not torch.equal(fresh.state_dict()[k], other[k]) for k in added), added
+
+
+def test_a_width_that_only_fails_when_the_model_runs_is_refused_not_offered() -> None:
+    """A hand-written attention reshapes with a width read from the input's shape: the coupling
+    analysis alone would offer the residual stream as a width; widened on the meta device it
+    fails, so it is refused with that reason and its sites keep the stream's fixed width."""
+    factory, _, shape = ZOO["own_vit"]
+    spec = ArchSpec.from_user_model(factory, None, shape, 10)
+    refused = dict(spec.custom.refused)
+    assert "forward fails" in refused["patch"], refused
+    assert {x.name for x in spec.layers} == {"blocks_0_fc1", "blocks_1_fc1"}
+    sites = {s[0]: s for s in spec.custom.sites}
+    assert sites["blocks_0_ln1"][2:] == ("", 0, 32)  # fixed: no group, Linear blocks of 32
+    assert sites["blocks_0_act"][2] == "blocks_0_fc1"  # the MLP's hidden width: a group
+    for op in MutationSpace().widen_ops(spec):  # every width offered builds
+        assert MutationSpace().buildable(spec.apply(op)) is None, op
