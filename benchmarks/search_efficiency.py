@@ -64,6 +64,13 @@ ZERO_SHRINK_ALL = {"training.init": "zero", **SHRINK_ALL}
 # 1-2-op mutations, as when their rows were made.
 CREEP = {"controller.initial": 0}
 SPREAD = {"controller.initial": 4}
+BEFORE_DEFAULTS = {
+    "training.shrink_scope": "all",
+    "training.student_warmup_fraction": 0.0,
+    "training.student_cycle_fraction": 0.0,
+    "training.student_new_entry_lr_factor": 1.0,
+}
+WARMUP_01 = {"training.student_warmup_fraction": 0.1}
 EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (shrink all)": ("evolution", True, {**NET2NET_SHRINK_ALL, **CREEP}),
     "optuna warm (shrink all)": ("optuna", True, NET2NET_SHRINK_ALL),
@@ -119,11 +126,12 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (shrink 0.3)": ("evolution", True, {**SHRINK_03, **SPREAD}),
     "hillclimb warm (shrink 0.3)": ("hillclimb", True, {**SHRINK_03, **SPREAD}),
     "optuna warm (shrink 0.3)": ("optuna", True, SHRINK_03),
-    # a linear learning-rate warm-up over the child's first 10% of steps (children of MNIST 5k's
-    # seed gained from it: docs/benchmarks.md, seed children); the default since
-    "evolution warm (warm-up 0.1)": ("evolution", True, {"training.student_warmup_fraction": 0.1}),
-    "hillclimb warm (warm-up 0.1)": ("hillclimb", True, {"training.student_warmup_fraction": 0.1}),
-    "optuna warm (warm-up 0.1)": ("optuna", True, {"training.student_warmup_fraction": 0.1}),
+    # the default warm searches as they were before shrink_scope "auto", the restart of the
+    # child's schedule and the new entries' 3x steps: the warm-up 0.1 (the default since), the
+    # whole-network shrink, one cosine cycle, the new entries at the learning rate of the rest
+    "evolution warm (scope all, one cycle, entries × 1)": ("evolution", True, WARMUP_01),
+    "hillclimb warm (scope all, one cycle, entries × 1)": ("hillclimb", True, WARMUP_01),
+    "optuna warm (scope all, one cycle, entries × 1)": ("optuna", True, WARMUP_01),
     # the default warm searches as they were before the warm-up (shrink "auto", no warm-up)
     "evolution warm (no warm-up)": ("evolution", True, {}),
     "hillclimb warm (no warm-up)": ("hillclimb", True, {}),
@@ -134,11 +142,14 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "hillclimb warm (initial 0)": ("hillclimb", True, {**CREEP, **SHRINK_03}),
     "hillclimb scratch (initial 0)": ("hillclimb", False, CREEP),
 }  # fmt: skip
-# Every warm arm that does not set its own warm-up was measured before the children's warm-up
-# became the default (``student_warmup_fraction`` 0.1): it pins none (0), so its rows stay
-# reproducible.
+# Every warm arm here was measured before shrink_scope "auto", the restart of the child's
+# schedule and the new entries' 3x steps became the default (``shrink_scope`` "auto",
+# ``student_cycle_fraction`` 0.2, ``student_new_entry_lr_factor`` 3), and every one that does not
+# set its own warm-up before the children's warm-up did (``student_warmup_fraction`` 0.1): each
+# pins what it had (the whole-network shrink unless it sets its own scope, one cycle, factor 1,
+# no warm-up), so its rows stay reproducible.
 EXTRA_ARMS = {
-    name: (c, w, {"training.student_warmup_fraction": 0.0, **extra} if w else extra)
+    name: (c, w, {**BEFORE_DEFAULTS, **extra} if w else extra)
     for name, (c, w, extra) in EXTRA_ARMS.items()
 }
 REFERENCE = "evolution scratch"
@@ -157,8 +168,8 @@ COLORS = {
     "optuna warm (shrink 0.6)": "#c71585",
     "evolution warm (shrink 0.3)": "#8e44ad", "hillclimb warm (shrink 0.3)": "#16a085",
     "optuna warm (shrink 0.3)": "#7f8c8d",
-    "evolution warm (warm-up 0.1)": "#d35400", "hillclimb warm (warm-up 0.1)": "#2874a6",
-    "optuna warm (warm-up 0.1)": "#1e8449",
+    "evolution warm (scope all, one cycle, entries × 1)": "#d35400", "hillclimb warm (scope all, one cycle, entries × 1)": "#2874a6",
+    "optuna warm (scope all, one cycle, entries × 1)": "#1e8449",
     "evolution warm (no warm-up)": "#8e44ad", "hillclimb warm (no warm-up)": "#16a085",
     "optuna warm (no warm-up)": "#7f8c8d",
     "evolution warm (5-epoch children)": "#c0392b", "evolution warm (5-epoch children + shrink 0.6)": "#e67e22",
