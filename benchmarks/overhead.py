@@ -312,6 +312,11 @@ def main() -> None:
                 res = inproc(spec, data, args.epochs, tr.batch_size, tr.lr, seed, work / f"ip{r}")
             elif kind == "run_search":
                 res = gs_run_search(overrides, work / f"rs{r}")
+                if res["child_arch"] != child_spec.summary():  # bare_child must be its twin
+                    raise SystemExit(
+                        f"overhead: the search's 2nd trial is {res['child_arch']}, not "
+                        f"{child_spec.summary()}: fix the space so that child is its only one"
+                    )
             else:
                 res = gs_cli(args.epochs, work / f"cli{r}", work / f"cli{r}.log")
             rows.append({"repeat": r, "kind": kind, "order": order.index(kind), **res})

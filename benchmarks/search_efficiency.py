@@ -129,9 +129,9 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     # the default warm searches as they were before shrink_scope "auto", the restart of the
     # child's schedule and the new entries' 3x steps: the warm-up 0.1 (the default since), the
     # whole-network shrink, one cosine cycle, the new entries at the learning rate of the rest
-    "evolution warm (scope all, one cycle, entries × 1)": ("evolution", True, WARMUP_01),
-    "hillclimb warm (scope all, one cycle, entries × 1)": ("hillclimb", True, WARMUP_01),
-    "optuna warm (scope all, one cycle, entries × 1)": ("optuna", True, WARMUP_01),
+    "evolution warm (scope all + one cycle + entries × 1)": ("evolution", True, WARMUP_01),
+    "hillclimb warm (scope all + one cycle + entries × 1)": ("hillclimb", True, WARMUP_01),
+    "optuna warm (scope all + one cycle + entries × 1)": ("optuna", True, WARMUP_01),
     # the default warm searches as they were before the warm-up (shrink "auto", no warm-up)
     "evolution warm (no warm-up)": ("evolution", True, {}),
     "hillclimb warm (no warm-up)": ("hillclimb", True, {}),
@@ -168,8 +168,8 @@ COLORS = {
     "optuna warm (shrink 0.6)": "#c71585",
     "evolution warm (shrink 0.3)": "#8e44ad", "hillclimb warm (shrink 0.3)": "#16a085",
     "optuna warm (shrink 0.3)": "#7f8c8d",
-    "evolution warm (scope all, one cycle, entries × 1)": "#d35400", "hillclimb warm (scope all, one cycle, entries × 1)": "#2874a6",
-    "optuna warm (scope all, one cycle, entries × 1)": "#1e8449",
+    "evolution warm (scope all + one cycle + entries × 1)": "#d35400", "hillclimb warm (scope all + one cycle + entries × 1)": "#2874a6",
+    "optuna warm (scope all + one cycle + entries × 1)": "#1e8449",
     "evolution warm (no warm-up)": "#8e44ad", "hillclimb warm (no warm-up)": "#16a085",
     "optuna warm (no warm-up)": "#7f8c8d",
     "evolution warm (5-epoch children)": "#c0392b", "evolution warm (5-epoch children + shrink 0.6)": "#e67e22",
