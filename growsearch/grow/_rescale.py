@@ -27,7 +27,6 @@ from torch import fx, nn
 
 from growsearch.morph import WEIGHTED, trace
 
-_PRODUCERS = WEIGHTED
 _NORMS = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
     nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
@@ -88,9 +87,7 @@ class Rescaling:
 
 
 def _is_producer(model: nn.Module, node: fx.Node) -> bool:
-    return node.op == "call_module" and isinstance(
-        model.get_submodule(str(node.target)), _PRODUCERS
-    )
+    return node.op == "call_module" and isinstance(model.get_submodule(str(node.target)), WEIGHTED)
 
 
 def _is_norm(model: nn.Module, node: fx.Node) -> bool:
@@ -156,7 +153,7 @@ class _Exponents:
                 return self._require(inputs, min(es))
         elif node.op == "call_module":
             mod = self.model.get_submodule(str(node.target))
-            if isinstance(mod, _PRODUCERS):
+            if isinstance(mod, WEIGHTED):
                 e_in = first or 0
                 cap = self.cap.get(str(node.target))
                 if cap is not None and e_in > cap:
@@ -329,7 +326,7 @@ def homogeneous_rescale(model: nn.Module, factor: float, *, scale_norms: bool = 
         mod = model.get_submodule(str(node.target))
         e_in = ex.exp.get(node.args[0]) if node.args and isinstance(node.args[0], fx.Node) else 0
         e_in = e_in or 0
-        if isinstance(mod, _PRODUCERS):
+        if isinstance(mod, WEIGHTED):
             name = str(node.target)
             if name in out_exponents:  # called more than once: capped at 0, nothing to do
                 continue

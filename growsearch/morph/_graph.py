@@ -111,11 +111,10 @@ def _is_batch_flatten_view(node: fx.Node) -> bool:
     return len(shape) == 2 and bool(shape[1] == -1)
 
 
-# ops whose output may have its input's shape with the axes in another order
-_REORDER = {
-    "permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t", "view",
-    "reshape", "flatten", "unflatten", "view_as", "reshape_as",
-}  # fmt: skip
+# ops that move axes (the channel axis is followed through them: channel_axis), and every op
+# whose output may have its input's shape with the axes in another order
+_PERMUTES = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
+_REORDER = _PERMUTES | {"t", "view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"}
 
 
 def _same_layout_input(node: fx.Node) -> fx.Node | None:
@@ -188,9 +187,6 @@ def is_spatial(gm: fx.GraphModule, node: fx.Node) -> bool:
     if shape is not None and len(shape) >= 2:
         return len(shape) > 2
     raise MorphError(f"cannot tell whether {describe(node)} is a feature map")
-
-
-_PERMUTES = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
 
 
 def _reorder_source(node: fx.Node) -> fx.Node | None:
