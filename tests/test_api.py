@@ -223,6 +223,46 @@ def test_example_controller_interrupted_then_resumed(tmp_path: Path, shared_ray)
     assert state["draws"] >= 2 and len(state["results"]) == 3
 
 
+class _Reports(Callback):
+    """Every epoch report of every trial, as the driver receives it."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[str, dict]] = []
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self.reports.append((str(trial.config["proposal"]["trial_id"]), dict(result)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("every", [False, True])
+def test_test_every_epoch_reports_test_accuracy_each_epoch(
+    tmp_path: Path, shared_ray, every: bool
+) -> None:
+    """``training.test_every_epoch``: each epoch's report carries the test accuracy, the last
+    one the trials table's; without it only the last epoch's does."""
+    space = {**SPACE, "training": {**SPACE["training"], "epochs": 2, "seed_epochs": 2,
+                                   "test_every_epoch": every}}  # fmt: skip
+    space["budget"] = {"trials": 2}
+    seen = _Reports()
+    run = growsearch.run(space, results_dir=tmp_path, callbacks=[seen], progress=False)
+    df = run.trials.set_index("trial_id")
+    assert (df["status"] == "completed").all(), df[["status", "error"]]
+    assert sorted({t for t, _ in seen.reports}) == sorted(df.index)
+    data = load_dataset("digits")
+    for trial_id, r in seen.reports:
+        assert r["epoch"] in (1, 2)
+        if r["epoch"] == 2:
+            assert r["test_acc"] == df.loc[trial_id, "test_acc"]
+        elif every:  # a real evaluation of the test set: a multiple of 1 / its size
+            assert 0.0 < r["test_acc"] <= 1.0
+            n = len(data.test)
+            assert abs(r["test_acc"] * n - round(r["test_acc"] * n)) < 1e-6
+        else:
+            assert "test_acc" not in r
+
+
 def test_the_grow_example_of_the_docs_grows_and_trains_a_child() -> None:
     """docs/api.md's grow_child example, as written: a larger child, with the recipe's step
     scale, trained past its parent's validation accuracy."""

@@ -251,8 +251,8 @@ def train_trial(config: dict[str, Any]) -> None:
             **placement, "ended_unix": time.time(),
         }  # fmt: skip
         # The test set is for reporting, not selection: evaluate it once, at the end — or every
-        # epoch when a scheduler may stop the trial at any epoch.
-        if epoch >= epochs or settings.early_stopping:
+        # epoch when a scheduler may stop the trial at any epoch, or when the space asks for it.
+        if epoch >= epochs or settings.early_stopping or training.test_every_epoch:
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, data.test, device=device)
         meta = {
             **lineage,

@@ -211,6 +211,9 @@ class TrainingConfig(Section):
         amp: Mixed precision: ``auto`` (on CUDA only: bf16 where supported, else fp16 with a
             gradient scaler), ``off``, or ``bf16``/``fp16`` on any device, CPU included.
         augment: Augmentation of training batches (:class:`AugmentConfig`).
+        test_every_epoch: Evaluate the test set after every epoch of a trial, not only after
+            its last (a test-accuracy learning curve; a ``scheduler``, which may stop a trial
+            at any epoch, does so anyway). The test set is reported, never used to select.
 
     The warm-start recipe (how a warm-started child is made and trained); each null means
     the measured default of :class:`growsearch.grow.WarmStartRecipe`:
@@ -252,6 +255,7 @@ class TrainingConfig(Section):
     label_smoothing: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
     amp: Amp = "auto"
     augment: AugmentConfig = AugmentConfig()
+    test_every_epoch: Bool = False  # type: ignore[valid-type]
     init: one_of(WARM_INITS) | None = None  # type: ignore[valid-type]
     split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     student_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
