@@ -631,7 +631,7 @@ def _peer_goal(df: pd.DataFrame, d: str, col: str = "best_test_acc") -> dict:
     at which its mean reaches the best peer's final (None: not within the budget)."""
     m = _peer_means(df[df["dataset"] == d], col)
     finals = {a: m[(d, a, 1.0)] for a in df[df["dataset"] == d]["arm"].unique()}
-    peer = max((a for a in finals if a != "growsearch"), key=lambda a: finals[a])
+    peer = max((a for a in finals if not a.startswith("growsearch")), key=lambda a: finals[a])
     reach = next((f for f in PEER_FRACTIONS if m[(d, "growsearch", round(f, 4))] >= finals[peer]), None)  # fmt: skip
     return {"lead": finals["growsearch"] - finals[peer], "peer": peer, "reach": reach,
             "final": finals["growsearch"], "peer_final": finals[peer]}  # fmt: skip

@@ -4,7 +4,9 @@ FLOPs (issue 14).
 Per dataset (MNIST-1D, MNIST 5k; the search-efficiency spaces, ``benchmarks/search_spaces/
 efficiency_<dataset>.yaml``) and seed, four arms:
 
-- ``growsearch``: ``growsearch.run`` with the space's default controller and warm-start recipe;
+- ``growsearch``: ``growsearch.run`` with the space's default controller and warm-start recipe,
+  every epoch of every trial counted as the peers' are (``training.test_every_epoch``); the same
+  run counted once per trial, at its end, with all its FLOPs, is ``growsearch (trial ends)``;
 - ``optuna tpe+hyperband``: Optuna's TPE sampler with a Hyperband pruner over the same stage
   depths and widths, every trial from scratch (the usual Optuna recipe), 2 trials at a time;
 - ``ray asha random``: Ray Tune's random search with the ASHA scheduler, from scratch, 2 trials
@@ -37,6 +39,7 @@ import argparse
 import csv
 import math
 import os
+import shlex
 import sys
 import tempfile
 import threading
@@ -51,7 +54,10 @@ SPACES = ROOT / "benchmarks" / "search_spaces"
 sys.path.insert(0, str(ROOT))
 
 FRACTIONS = (0.25, 1 / 3, 0.5, 1.0)
-ARMS = ("growsearch", "optuna tpe+hyperband", "ray asha random", "largest")
+ARMS = (
+    "growsearch", "growsearch (trial ends)", "optuna tpe+hyperband", "ray asha random", "largest"
+)  # fmt: skip
+OURS = ARMS[:2]  # one growsearch run, counted two ways
 
 
 # ---- the space, as a peer sees it ----------------------------------------------------------
@@ -168,33 +174,59 @@ def train_epochs(spec: Any, data: Any, space: dict[str, Any], epochs: int, seed:
 
 def run_growsearch(
     dataset: str, seed: int, work: Path, budget_epochs: int | None, sets: dict[str, Any]
-) -> Ledger:
+) -> tuple[Ledger, Ledger]:
     """The default search; its total training FLOPs become the budget of the peers.
 
-    ``sets`` are further overrides of the space (``--set``), to measure a variant of the
-    default search against the same peers."""
+    Two ledgers of the one run: every epoch of every trial, as the peers are counted (the
+    search runs with ``training.test_every_epoch``, which changes no training, so each epoch's
+    report carries its test accuracy), and each trial once, at its end, with all its FLOPs
+    (``growsearch (trial ends)``). ``sets`` are further overrides of the space (``--set``), to
+    measure a variant of the default search against the same peers."""
+    from ray import tune
+
     import growsearch
     from growsearch.data import load_dataset
 
     data = load_dataset(dataset)
     n = len(data.train.y)
-    overrides: dict[str, Any] = {"seed": seed}
+    overrides: dict[str, Any] = {"seed": seed, "training.test_every_epoch": True}
     if budget_epochs:
         overrides["budget.epochs"] = budget_epochs
     overrides.update(sets)
     space = growsearch.load_space(SPACES / f"efficiency_{dataset}.yaml", overrides)
+    reports: list[tuple[str, float, float, float, float]] = []
     t0 = time.perf_counter()
-    df = growsearch.run(space, name=f"{dataset}-s{seed}", results_dir=work, progress=False).trials
+
+    class Epochs(tune.Callback):
+        """(trial, one epoch's training FLOPs, test, validation accuracy, wall-clock) of each
+        report, in the order they reach the driver."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):  # type: ignore[no-untyped-def]
+            trial_id = str(trial.config["proposal"]["trial_id"])
+            flops = 3.0 * float(result["flops"]) * n
+            reports.append((trial_id, flops, float(result["test_acc"]), float(result["val_acc"]),
+                            time.perf_counter() - t0))  # fmt: skip
+
+    df = growsearch.run(
+        space, name=f"{dataset}-s{seed}", results_dir=work, progress=False, callbacks=[Epochs()]
+    ).trials
     wall = time.perf_counter() - t0
-    ledger = Ledger(float("inf"))
+    failed = set(df[df["status"] == "failed"]["trial_id"])
+    every = Ledger(float("inf"))
+    for trial_id, flops, test, val, at in reports:
+        if trial_id not in failed:
+            every.add(flops, test, val)
+            every.points[-1] = (*every.points[-1][:2], at, val)
+    every.budget = every.spent
+    ends = Ledger(float("inf"))
     for _, r in df.iterrows():  # completion order
         if r["status"] == "failed":
             continue
         flops = 3.0 * float(r["flops"]) * n * int(r["epochs"] or 0)
-        ledger.add(flops, float(r["test_acc"]), float(r["val_acc"]))
-    ledger.budget = ledger.spent
-    ledger.points = [(f, a, wall * f / ledger.spent, v) for f, a, _, v in ledger.points]
-    return ledger
+        ends.add(flops, float(r["test_acc"]), float(r["val_acc"]))
+    ends.budget = ends.spent
+    ends.points = [(f, a, wall * f / ends.spent, v) for f, a, _, v in ends.points]
+    return every, ends
 
 
 def run_optuna(dataset: str, seed: int, budget: float, max_epochs: int) -> Ledger:
@@ -432,11 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         for d in args.datasets:
             max_epochs = int(space_of(d)["training"]["epochs"])
             for seed in range(args.seeds):
-                led = run_growsearch(d, seed, work, args.budget_epochs, sets)
-                budget = led.budget
-                ledgers[(d, "growsearch", seed)] = led
+                every, ends = run_growsearch(d, seed, work, args.budget_epochs, sets)
+                budget = every.budget
+                ledgers[(d, OURS[0], seed)], ledgers[(d, OURS[1], seed)] = every, ends
                 for arm in args.arms:
-                    if arm == "growsearch":
+                    if arm in OURS:
                         continue
                     if arm == "optuna tpe+hyperband":
                         led = run_optuna(d, seed, budget, max_epochs)
@@ -463,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in r.items()})
-    cmd = "python benchmarks/peers.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cmd = "python benchmarks/peers.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     text = (
         f"<!-- {cmd} ; {time.perf_counter() - start:.0f}s wall -->\n# Peers at equal training FLOPs\n\n"
         "Best test accuracy of any model trained within each fraction of the budget (mean ± sd "
