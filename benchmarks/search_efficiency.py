@@ -132,6 +132,11 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (scope all + one cycle + entries × 1)": ("evolution", True, WARMUP_01),
     "hillclimb warm (scope all + one cycle + entries × 1)": ("hillclimb", True, WARMUP_01),
     "optuna warm (scope all + one cycle + entries × 1)": ("optuna", True, WARMUP_01),
+    # the evolution search of search_efficiency_auto_scope.csv: shrink_scope "auto" with the
+    # warm-up 0.1, one cosine cycle, the new entries at the learning rate of the rest
+    "evolution warm (auto scope + one cycle + entries × 1)": (
+        "evolution", True, {"training.shrink_scope": "auto", **WARMUP_01}
+    ),
     # the default warm searches as they were before the warm-up (shrink "auto", no warm-up)
     "evolution warm (no warm-up)": ("evolution", True, {}),
     "hillclimb warm (no warm-up)": ("hillclimb", True, {}),
