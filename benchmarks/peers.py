@@ -124,15 +124,17 @@ class Ledger:
         self.lock = threading.Lock()
         self.start = time.perf_counter()
 
-    def add(self, flops: float, test_acc: float | None, val_acc: float) -> bool:
-        """Count ``flops``; record ``test_acc`` and ``val_acc`` at the new total; False once the
-        budget is spent."""
+    def add(
+        self, flops: float, test_acc: float | None, val_acc: float, wall: float | None = None
+    ) -> bool:
+        """Count ``flops``; record ``test_acc`` and ``val_acc`` at the new total, with ``wall``
+        (default: the seconds since this ledger began); False once the budget is spent."""
         with self.lock:
             if self.spent >= self.budget:
                 return False
             self.spent += flops
             if test_acc is not None:
-                wall = time.perf_counter() - self.start
+                wall = time.perf_counter() - self.start if wall is None else wall
                 self.points.append((self.spent, float(test_acc), wall, float(val_acc)))
             return True
 
@@ -215,8 +217,7 @@ def run_growsearch(
     every = Ledger(float("inf"))
     for trial_id, flops, test, val, at in reports:
         if trial_id not in failed:
-            every.add(flops, test, val)
-            every.points[-1] = (*every.points[-1][:2], at, val)
+            every.add(flops, test, val, wall=at)
     every.budget = every.spent
     ends = Ledger(float("inf"))
     for _, r in df.iterrows():  # completion order
@@ -336,10 +337,9 @@ def run_ray(dataset: str, seed: int, budget: float, max_epochs: int, work: Path)
     for _, r in hist.iterrows():  # reports in the order they arrived, all trials together
         if r.get("outside", 0):
             continue
-        if not ledger.add(float(r["flops"]), float(r["test_acc"]), float(r["val_acc"])):
+        wall = float(r["timestamp"]) - t0  # wall clock of the report
+        if not ledger.add(float(r["flops"]), float(r["test_acc"]), float(r["val_acc"]), wall):
             break
-        f, a, _, v = ledger.points[-1]
-        ledger.points[-1] = (f, a, float(r["timestamp"]) - t0, v)  # wall clock of the report
     return ledger
 
 
