@@ -21,6 +21,7 @@ LAYERS = [
     "morph",  # the engine: graph analysis, widen, deepen, inits
     "data",
     "arch",  # specs and building models from them
+    "tasks",  # losses and metrics: what a trial trains for and how a split is scored
     "checkpoint",
     "train",
     "grow",  # a child from a parent: spec ops and the warm-start recipe

@@ -160,7 +160,8 @@ def describe(
             raise SpecError(
                 f"factory {factory!r}: forward on inputs of shape {tuple(input_shape)} failed ({e})"
             ) from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+    # num_classes 0: a task other than classification, whose probe batch checks the output
+    if num_classes and (not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes)):
         shape = tuple(out.shape)[1:] if isinstance(out, torch.Tensor) else type(out).__name__
         raise SpecError(
             f"factory {factory!r}: outputs {shape}, expected ({num_classes},) class scores"

@@ -119,8 +119,8 @@ class ArchSpec:
                 f"input_shape: family {self.family!r} needs (C, L) or (C, H, W), "
                 f"got {tuple(self.input_shape)!r}"
             )
-        if self.num_classes < 2:
-            raise SpecError(f"num_classes: expected an integer >= 2, got {self.num_classes!r}")
+        if self.num_classes < (0 if self.family == "custom" else 1):
+            raise SpecError(f"num_classes: expected an integer >= 1, got {self.num_classes!r}")
         if not self.stages or any(not s.layers for s in self.stages) and self.family != "custom":
             # a user's model may have no width to search, only sites to grow blocks at
             raise SpecError("stages: expected at least one stage, each with at least one layer")

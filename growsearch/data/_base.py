@@ -20,19 +20,24 @@ class Split:
     """One split of a dataset, held in memory.
 
     Attributes:
-        x: Inputs, float32, shape ``(N, *input_shape)``.
-        y: Class labels, int64, shape ``(N,)``.
+        x: Inputs, shape ``(N, *input_shape)``: float32, or int64 (token ids for an
+            ``nn.Embedding``).
+        y: Targets, shape ``(N, ...)``: int64 (class labels ``(N,)``, masks ``(N, H, W)``...)
+            or float32 (regression targets, multi-label indicators...).
     """
 
     x: torch.Tensor
     y: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.x.dtype != torch.float32 or self.y.dtype != torch.int64:
+        if self.x.dtype not in (torch.float32, torch.int64) or self.y.dtype not in (
+            torch.float32,
+            torch.int64,
+        ):
             raise DataError(
-                f"Split: expected x float32 and y int64, got {self.x.dtype} and {self.y.dtype}"
+                f"Split: expected x and y float32 or int64, got {self.x.dtype} and {self.y.dtype}"
             )
-        if self.y.ndim != 1 or len(self.x) != len(self.y):
+        if self.y.ndim < 1 or len(self.x) != len(self.y):
             raise DataError(
                 f"Split: x has {len(self.x)} samples but y has shape {tuple(self.y.shape)}"
             )
@@ -67,8 +72,8 @@ class StreamedSplit:
     yielding ``(x, y)``, read in batches through a ``DataLoader`` with worker processes.
 
     Attributes:
-        source: The samples (``source[i]`` is ``(x, y)``, x float32 of the dataset's
-            ``input_shape``, y an integer class label).
+        source: The samples (``source[i]`` is ``(x, y)``, x of the dataset's ``input_shape``,
+            y a class label or, for a task other than classification, any target).
         workers: ``DataLoader`` worker processes (0: read in the training process).
     """
 
@@ -104,7 +109,9 @@ class StreamedSplit:
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` samples as ``(x, y)``."""
         x, y = zip(*(self.source[i] for i in range(min(n, len(self)))))
-        return torch.stack([torch.as_tensor(v) for v in x]), torch.as_tensor(y, dtype=torch.int64)
+        return torch.stack([torch.as_tensor(v) for v in x]), torch.stack(
+            [torch.as_tensor(v) for v in y]
+        )
 
 
 AnySplit = Split | StreamedSplit
@@ -113,7 +120,7 @@ AnySplit = Split | StreamedSplit
 
 @dataclass(frozen=True)
 class Dataset:
-    """A classification dataset with fixed train/val/test splits.
+    """A dataset with fixed train/val/test splits.
 
     Attributes:
         name: The registry name (``"mnist1d"``, ``"digits"``...).
@@ -121,7 +128,13 @@ class Dataset:
         val: Validation split (for model selection; never trained on).
         test: Held-out test split.
         input_shape: Shape of one sample, e.g. ``(1, 40)``, ``(1, 28, 28)`` or ``(784,)``.
-        num_classes: Number of classes; labels are ``0 .. num_classes - 1``.
+        num_classes: The width of a model's output that the built-in model families build:
+            the number of classes (labels ``0 .. num_classes - 1``) when ``labels``, else the
+            number of numbers a target holds (1 for targets of shape ``(N,)``).
+        labels: The targets are class labels (``(N,)`` int64): what classification needs.
+        target_stats: For targets standardised with the training split's statistics (a
+            table's regression target): ``(mean, std)`` per target column, to report metrics
+            in the target's own units; else None.
     """
 
     name: str
@@ -130,6 +143,8 @@ class Dataset:
     test: AnySplit
     input_shape: tuple[int, ...]
     num_classes: int
+    labels: bool = True
+    target_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 Loader = Callable[[str | None], Dataset]

@@ -29,6 +29,7 @@ def load_dataset(
     target: str | None = None,
     seed: int = 0,
     flat: bool = False,
+    regression: bool = False,
 ) -> Dataset:
     """Load a dataset by name; nothing is ever downloaded.
 
@@ -46,6 +47,7 @@ def load_dataset(
             change the data: splits are fixed, so runs with different seeds are evaluated on
             the same samples.
         flat: Flatten each sample to 1-D (for MLPs); ``input_shape`` becomes ``(D,)``.
+        regression: ``"table"`` only: the target column holds numbers to predict.
 
     Returns:
         The dataset, with float32 inputs and int64 labels.
@@ -59,7 +61,7 @@ def load_dataset(
             raise DataError(
                 "table: a file (path=...) and its label column (target=...) are required"
             )
-        data = load_table(path, target)
+        data = load_table(path, target, regression=regression)
     elif name not in LOADERS:
         raise DataError(f"unknown dataset: must be one of {list(DATASETS)}, got {name!r}")
     else:

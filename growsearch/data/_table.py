@@ -1,8 +1,12 @@
-"""A table on local disk (CSV or parquet) as a classification dataset, through pandas.
+"""A table on local disk (CSV or parquet) as a classification or regression dataset, through pandas.
 
-* The ``target`` column holds the classes (any values: class ``i`` is the ``i``-th of their
-  sorted distinct values); rows whose target is missing are dropped.
-* A fixed, stratified 70/15/15 split gives train/val/test (as a single image folder is split).
+* Classification: the ``target`` column holds the classes (any values: class ``i`` is the
+  ``i``-th of their sorted distinct values). Regression: the ``target`` column holds numbers,
+  standardised with the training split's mean and standard deviation (kept as
+  :attr:`~growsearch.data.Dataset.target_stats`, so metrics are reported in the target's units).
+  Rows whose target is missing are dropped.
+* A fixed 70/15/15 split gives train/val/test (stratified by class for classification, as a
+  single image folder is split).
 * Numeric (and boolean) columns are standardised with the training split's mean and standard
   deviation. A missing number becomes the training mean (0 after standardisation), and a
   column with any missing value gets a 0/1 ``<column>_missing`` indicator beside it.
@@ -20,19 +24,22 @@ from pathlib import Path
 
 import numpy as np
 
-from growsearch.data._base import Dataset, stratified_split, to_dataset
+import torch
+
+from growsearch.data._base import Dataset, Split, stratified_split, to_dataset
 from growsearch.exceptions import DataError
 
 SUFFIXES = (".csv", ".parquet", ".pq")
 MAX_CATEGORIES = 64
 
 
-def load_table(path: str | Path, target: str) -> Dataset:
-    """Read a CSV or parquet table as a classification dataset (see the module's docstring).
+def load_table(path: str | Path, target: str, regression: bool = False) -> Dataset:
+    """Read a CSV or parquet table as a dataset (see the module's docstring).
 
     Args:
         path: A ``.csv``, ``.parquet`` or ``.pq`` file.
-        target: The column of class labels.
+        target: The column of class labels (or of numbers, with ``regression``).
+        regression: The target is a number to predict, not a class.
 
     Returns:
         The dataset, named ``"table"``, with ``input_shape`` ``(D,)``.
@@ -57,6 +64,8 @@ def load_table(path: str | Path, target: str) -> Dataset:
     df = df[df[target].notna()]
     if len(df) == 0:
         raise DataError(f"{where}: no rows with a target value")
+    if regression:
+        return _regression(df, target, where)
     classes, y = np.unique(df[target].to_numpy(), return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"{where}: the target {target!r} has one class ({classes[0]!r})")
@@ -111,3 +120,35 @@ def encode(features: object, train: np.ndarray, where: str = "table") -> np.ndar
                 "encode (numbers, booleans, text and categories can be); convert or drop it"
             )
     return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def _regression(df: object, target: str, where: str) -> Dataset:
+    """The table with a numeric target, standardised with the training rows' statistics."""
+    import pandas as pd
+
+    assert isinstance(df, pd.DataFrame)
+    col = df[target]
+    if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
+        raise DataError(
+            f"{where}: the regression target {target!r} has type {col.dtype}, expected numbers"
+        )
+    values = col.astype("float64").to_numpy()
+    features = df.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise DataError(f"{where}: no feature columns besides the target {target!r}")
+    n_held = round(0.15 * len(values))
+    if n_held < 1:
+        raise DataError(f"{where}: {len(values)} rows, too few to split into train/val/test")
+    test, val, train = stratified_split(np.zeros(len(values), dtype=np.int64), (n_held, n_held, -1))
+    x = encode(features, train, where)
+    mean, std = float(values[train].mean()), float(values[train].std())
+    std = std if std > 1e-12 else 1.0
+    y = ((values - mean) / std).astype(np.float32)
+    splits = [
+        Split(torch.tensor(x[i], dtype=torch.float32), torch.tensor(y[i], dtype=torch.float32))
+        for i in (train, val, test)
+    ]
+    return Dataset(
+        "table", *splits, input_shape=(x.shape[1],), num_classes=1, labels=False,
+        target_stats=((mean,), (std,)),
+    )  # fmt: skip

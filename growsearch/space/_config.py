@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from growsearch.space._fields import (
     Section,
@@ -38,7 +38,13 @@ SHRINK_SCOPES = (
 SCHEDULERS = ("asha",)
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # growsearch.train.AMP_MODES (no torch import here)
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "flops": "minimize"}
-"""Every objective a search can optimise, with its direction."""
+"""The objectives of a classification search by name, with their directions; any metric a
+trial reports can be the first objective (``objective: {metric, mode}``)."""
+SIZE_OBJECTIVES = ("params", "flops")
+"""Objectives after the first: a model's size, always minimised."""
+TASKS = ("classification", "regression")  # = growsearch.tasks.TASKS (no torch import here)
+REGRESSION_LOSSES = ("mse", "l1", "huber")  # = growsearch.tasks.LOSSES
+MODES = ("min", "max")
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FACTORY = re.compile(
@@ -119,9 +125,11 @@ class DatasetConfig(Section):
     in_memory: InMemory = "auto"
     workers: NonNegInt = 2  # type: ignore[valid-type]
 
-    def load(self, flat: bool = False) -> Any:
+    def load(self, flat: bool = False, task: str = "classification") -> Any:
         """The :class:`growsearch.data.Dataset` this section names (``flat``: samples flattened
-        to 1-D, for the mlp family); a factory is imported and called here."""
+        to 1-D, for the mlp family); a factory is imported and called here. ``task`` is the
+        kind of the search's task (:attr:`TaskConfig.kind`): only classification insists on
+        class labels; a table is read as a regression table for ``regression``."""
         from growsearch.arch._factory import load_factory
         from growsearch.data import dataset_from_factory, flatten, load_dataset
 
@@ -129,12 +137,77 @@ class DatasetConfig(Section):
             fn = load_factory(self.factory)
             name = self.factory.rpartition(":")[2]
             data = dataset_from_factory(
-                fn, name=name, in_memory=self.in_memory, workers=int(self.workers)
-            )
+                fn, name=name, in_memory=self.in_memory, workers=int(self.workers),
+                labels=task == "classification",
+            )  # fmt: skip
             return flatten(data) if flat else data
         return load_dataset(
-            str(self.name), root=self.root, path=self.path, target=self.target, flat=flat
-        )
+            str(self.name), root=self.root, path=self.path, target=self.target, flat=flat,
+            regression=task == "regression",
+        )  # fmt: skip
+
+
+class TaskConfig(Section):
+    """``task``: what a trial trains for and how it is scored.
+
+    ``classification`` (the default), ``regression``, or a mapping: ``{name: regression, loss:
+    huber}``, or a user's own task ``{factory: my_task.py:make, options: {...}}``.
+
+    Attributes:
+        name: ``classification`` or ``regression``.
+        loss: Regression only: ``mse`` (default), ``l1`` or ``huber``.
+        factory: ``package.module:function`` or ``file.py:function`` returning an object with
+            ``loss(output, target)`` and ``metrics()`` (:class:`growsearch.tasks.Task`).
+        options: Keyword arguments of the factory.
+    """
+
+    name: one_of(TASKS) | None = None  # type: ignore[valid-type]
+    loss: one_of(REGRESSION_LOSSES) | None = None  # type: ignore[valid-type]
+    factory: Factory | None = None  # type: ignore[valid-type]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @property
+    def kind(self) -> str:
+        """``classification``, ``regression`` or ``custom`` (a factory)."""
+        return "custom" if self.factory is not None else str(self.name or "classification")
+
+    def build(self, data: Any, label_smoothing: float = 0.0) -> Any:
+        """The :class:`growsearch.tasks.Task` for ``data`` (a :class:`growsearch.data.Dataset`)."""
+        from growsearch.tasks import Classification, Regression, load_user_task
+
+        if self.factory is not None:
+            return load_user_task(self.factory, dict(self.options))
+        if self.kind == "regression":
+            stats = data.target_stats
+            return Regression(
+                width=int(data.num_classes), loss=self.loss or "mse",
+                target_mean=None if stats is None else stats[0],
+                target_std=None if stats is None else stats[1],
+            )  # fmt: skip
+        return Classification(int(data.num_classes), label_smoothing=label_smoothing)
+
+
+class ObjectiveConfig(Section):
+    """``objective``: the metric a search optimises, e.g. ``{metric: val_mse, mode: min}`` (or
+    just the metric's name when its direction is known).
+
+    Attributes:
+        metric: A metric every trial reports (``val_acc``, ``val_loss``, ``val_<name>``...).
+        mode: ``min`` or ``max``; may be left out for the task's own metrics.
+    """
+
+    metric: text("a metric name such as 'val_acc'")  # type: ignore[valid-type]
+    mode: one_of(MODES) | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"metric": v} if isinstance(v, str) else v
 
 
 class SeedModelConfig(Section):
@@ -214,6 +287,9 @@ class TrainingConfig(Section):
         test_every_epoch: Evaluate the test set after every epoch of a trial, not only after
             its last (a test-accuracy learning curve; a ``scheduler``, which may stop a trial
             at any epoch, does so anyway). The test set is reported, never used to select.
+        function: A training loop of the user's own, ``file.py:fit`` or ``module:fit``:
+            ``fit(model, data, ctx)`` trains the trial's (already grown) model and reports
+            each epoch through ``ctx.report`` (see docs/tasks.md); null: growsearch's own loop.
 
     The warm-start recipe (how a warm-started child is made and trained); each null means
     the measured default of :class:`growsearch.grow.WarmStartRecipe`:
@@ -256,6 +332,7 @@ class TrainingConfig(Section):
     amp: Amp = "auto"
     augment: AugmentConfig = AugmentConfig()
     test_every_epoch: Bool = False  # type: ignore[valid-type]
+    function: Factory | None = None  # type: ignore[valid-type]
     init: one_of(WARM_INITS) | None = None  # type: ignore[valid-type]
     split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     student_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
@@ -369,7 +446,9 @@ class SpaceModel(Section):
     controller: dict[str, Any] = Field(default_factory=lambda: {"name": "evolution"})
     training: TrainingConfig = TrainingConfig()
     budget: BudgetConfig = BudgetConfig(trials=20)
-    objectives: non_empty_list(one_of(tuple(OBJECTIVES))) = ("val_acc",)  # type: ignore[valid-type]
+    task: TaskConfig = TaskConfig()
+    objective: ObjectiveConfig | None = None
+    objectives: non_empty_list(Any) | None = None  # type: ignore[valid-type]
     resources: ResourcesConfig = ResourcesConfig()
     scheduler: SchedulerConfig | None = None
     warm_start: Bool = True  # type: ignore[valid-type]

@@ -22,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 from growsearch.arch import ArchSpec
 from growsearch.exceptions import ConfigError, GrowsearchError
 from growsearch.space._config import (
+    MODES,
     OBJECTIVES,
+    SIZE_OBJECTIVES,
     BudgetConfig,
     ControllerConfig,
     DatasetConfig,
@@ -30,6 +32,7 @@ from growsearch.space._config import (
     SchedulerConfig,
     SeedModelConfig,
     SpaceModel,
+    TaskConfig,
     TrainingConfig,
 )
 from growsearch.space._fields import ERROR_TYPE, Section, show
@@ -65,6 +68,28 @@ class UserModel:
     weights: Path | None = None
 
 
+@dataclass(frozen=True)
+class Objective:
+    """The metric a search optimises and its direction.
+
+    Attributes:
+        metric: A metric every trial reports, e.g. ``val_acc``, ``val_mse``, ``val_iou``.
+        mode: ``max`` or ``min``.
+    """
+
+    metric: str = "val_acc"
+    mode: str = "max"
+
+    @property
+    def direction(self) -> str:
+        """Optuna's name of the mode: ``maximize`` or ``minimize``."""
+        return "maximize" if self.mode == "max" else "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        """``a`` is strictly better than ``b``."""
+        return a > b if self.mode == "max" else a < b
+
+
 @dataclass(frozen=True, eq=False)
 class SearchSpace:
     """A validated search space (immutable); build one with :func:`load_space`.
@@ -82,7 +107,10 @@ class SearchSpace:
         controller: Controller name and its validated options.
         training: How each trial trains.
         budget: When the search stops.
-        objectives: ``("val_acc",)``, or with ``"params"`` / ``"flops"`` after it.
+        task: ``task`` section: classification, regression or a user's factory.
+        objective: The metric the search optimises and its direction.
+        objectives: The objective's metric, then optionally ``"params"`` / ``"flops"`` (always
+            minimised).
         resources: Per-trial resources and concurrency.
         scheduler: Early stopping (ASHA), or None.
         warm_start: Children start from their parent's morphed weights (else from scratch).
@@ -100,6 +128,8 @@ class SearchSpace:
     controller: ControllerConfig
     training: TrainingConfig
     budget: BudgetConfig
+    task: TaskConfig
+    objective: Objective
     objectives: tuple[str, ...]
     resources: ResourcesConfig
     scheduler: SchedulerConfig | None
@@ -108,9 +138,14 @@ class SearchSpace:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
+    def modes(self) -> tuple[str, ...]:
+        """``"max"`` / ``"min"`` for each objective, in order (size objectives: ``"min"``)."""
+        return (self.objective.mode, *("min" for _ in self.objectives[1:]))
+
+    @property
     def directions(self) -> tuple[str, ...]:
         """``"maximize"`` / ``"minimize"`` for each objective, in order."""
-        return tuple(OBJECTIVES[o] for o in self.objectives)
+        return tuple("maximize" if m == "max" else "minimize" for m in self.modes)
 
     def to_dict(self) -> dict[str, Any]:
         """The validated space as plain data (defaults filled in, paths absolute), in the file's
@@ -136,6 +171,8 @@ class SearchSpace:
             "controller": {"name": self.controller.name, **self.controller.options},
             "training": self.training.model_dump(mode="json"),
             "budget": self.budget.model_dump(mode="json"),
+            "task": self.task.model_dump(mode="json", exclude_defaults=True) or "classification",
+            "objective": {"metric": self.objective.metric, "mode": self.objective.mode},
             "objectives": list(self.objectives),
             "resources": self.resources.model_dump(mode="json"),
             "scheduler": None if self.scheduler is None else self.scheduler.model_dump(mode="json"),
@@ -277,9 +314,16 @@ def _finish(
                 f"expected an odd integer > 0, got {seed_model.kernel_size}",
             )
 
+    task = _check_task(model.task, base)
+    kind = task.kind
+    training = model.training
+    if training.function is not None:
+        training = training.model_copy(
+            update={"function": _check_file(training.function, base, "training.function")}
+        )
     seed_arch = None
     if user_model is None:
-        input_shape, num_classes = _data_shape(dataset, seed_model.family == "mlp")
+        input_shape, num_classes = _data_shape(dataset, seed_model.family == "mlp", kind)
         try:
             seed_arch = ArchSpec.create(
                 seed_model.family,  # type: ignore[arg-type]
@@ -310,13 +354,13 @@ def _finish(
             factory = f"{module_path}:{fn}"
             user_model = UserModel(factory, user_model.weights)
             seed_model = seed_model.model_copy(update={"factory": factory})
-        input_shape, num_classes = _data_shape(dataset, False)
+        input_shape, num_classes = _data_shape(dataset, False, kind)
         try:
             seed_arch = ArchSpec.from_user_model(
                 factory,
                 None if user_model.weights is None else str(user_model.weights),
                 input_shape,
-                num_classes,
+                num_classes if kind == "classification" else 0,  # 0: the model's own output
             )
         except GrowsearchError as e:
             raise _Invalid(
@@ -338,12 +382,7 @@ def _finish(
         raise _Invalid(
             "budget", "expected at least one of trials, time_minutes or epochs, got none"
         )
-    objectives = tuple(model.objectives)
-    if objectives[0] != "val_acc" or len(set(objectives)) != len(objectives):
-        raise _Invalid(
-            "objectives",
-            f"expected val_acc first, then optionally params and/or flops (each once), got {show(_plain(objectives))}",
-        )
+    objective, objectives = _check_objectives(model, task, dataset, seed_arch, training)
     gpus = model.resources.gpus_per_trial
     if gpus > 1 and not float(gpus).is_integer():
         raise _Invalid(
@@ -366,8 +405,10 @@ def _finish(
         user_model=user_model,
         mutations=mutations,
         controller=controller,
-        training=model.training,
+        training=training,
         budget=model.budget,
+        task=task,
+        objective=objective,
         objectives=objectives,
         resources=model.resources,
         scheduler=model.scheduler,
@@ -375,6 +416,136 @@ def _finish(
         overrides=dict(overrides),
         raw=raw,
     )
+
+
+def _check_file(factory: str, base: Path, key: str) -> str:
+    """A ``file.py:function`` factory with its file resolved against ``base`` (so every worker
+    finds it); a ``module:function`` as it is."""
+    module, _, fn = factory.rpartition(":")
+    if not module.endswith(".py"):
+        return factory
+    path = _resolve(module, base)
+    if not path.is_file():
+        raise _Invalid(key, f"expected an existing Python file, got {show(module)}")
+    return f"{path}:{fn}"
+
+
+def _check_task(task: TaskConfig, base: Path) -> TaskConfig:
+    """A name or a factory, with the keys that belong to it."""
+    if task.factory is not None:
+        if task.name is not None:
+            raise _Invalid("task.name", f"expected no name alongside a factory, got {show(task.name)}")
+        task = task.model_copy(update={"factory": _check_file(task.factory, base, "task.factory")})
+    elif task.options:
+        raise _Invalid("task.options", "expected options only with a factory")
+    if task.loss is not None and task.kind != "regression":
+        raise _Invalid("task.loss", f"expected a loss only with name: regression, got {show(task.loss)}")
+    return task
+
+
+def _check_objectives(
+    model: SpaceModel,
+    task: TaskConfig,
+    dataset: DatasetConfig,
+    seed: ArchSpec,
+    training: TrainingConfig,
+) -> tuple[Objective, tuple[str, ...]]:
+    """The objective (the task's default unless ``objective`` or ``objectives[0]`` names one)
+    and the objectives' names; the task is built and run on a probe batch of the data."""
+    from growsearch.space._config import ObjectiveConfig
+
+    entries = list(model.objectives) if model.objectives is not None else []
+    first: ObjectiveConfig | None = None
+    sizes: list[str] = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str) and entry in SIZE_OBJECTIVES:
+            if i == 0:
+                raise _Invalid(
+                    "objectives[0]",
+                    f"expected the metric to optimise first (then params and/or flops), got {show(entry)}",
+                )
+            if entry in sizes:
+                raise _Invalid(f"objectives[{i}]", f"expected each objective once, got {show(entry)} twice")
+            sizes.append(entry)
+        elif i == 0:
+            try:
+                first = ObjectiveConfig.model_validate(entry)
+            except ValidationError as e:
+                raise _Invalid(*_first_error(e, ObjectiveConfig, ("objectives", 0))) from None
+        else:
+            raise _Invalid(
+                f"objectives[{i}]",
+                f"expected params or flops after the first objective, got {show(_plain(entry))}",
+            )
+    given, key = model.objective, "objective"
+    if given is not None and first is not None and (
+        given.metric != first.metric or (given.mode and first.mode and given.mode != first.mode)
+    ):
+        raise _Invalid(
+            "objective",
+            f"expected the same metric as objectives[0] ({first.metric}), got {show(given.metric)}",
+        )
+    if given is None and first is not None:
+        given, key = first, "objectives[0]"
+
+    kind = task.kind
+    data = _loaded(dataset, seed.family == "mlp", kind)
+    try:
+        built = task.build(data, float(training.label_smoothing))
+    except GrowsearchError as e:
+        raise _Invalid("task.factory", str(e).removeprefix("task.factory: ")) from None
+    known = {f"val_{k}": m for k, m in built.modes().items()}
+    reported = sorted({"val_loss", *(f"val_{k}" for k in built.metrics())})
+    if given is None:
+        metric, mode = built.objective
+    else:
+        metric, mode = given.metric, given.mode or known.get(given.metric)
+        if mode is None:
+            legacy = OBJECTIVES.get(metric)
+            mode = None if legacy is None else ("max" if legacy == "maximize" else "min")
+        if mode is None:
+            raise _Invalid(
+                f"{key}.mode" if isinstance(given, ObjectiveConfig) else key,
+                f"expected min or max (the direction of {metric!r} is not known), got nothing",
+            )
+    if mode not in MODES:
+        raise _Invalid(f"{key}.mode", f"expected one of {list(MODES)}, got {show(mode)}")
+    if training.function is None and metric not in reported:
+        raise _Invalid(
+            f"{key}.metric" if given is not None else "objective",
+            f"expected a metric the {built.name} task reports ({', '.join(reported)}), got {show(metric)}",
+        )
+    if training.function is None or model.task != TaskConfig():
+        _probe(built, seed, data)
+    return Objective(metric, mode), (metric, *sizes)
+
+
+def _probe(task: Any, seed: ArchSpec, data: Any) -> None:
+    """The seed model's output on a few training samples, scored by the task: a target that
+    does not fit the model's output fails here, before any trial starts."""
+    import torch
+
+    from growsearch.arch import build
+
+    x, y = data.train.head(4)
+    model = build(seed).eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+            loss = task.loss(out, y)
+            prepared = task.prepare(out, y)
+            for metric in task.metrics().values():
+                metric.update(*prepared)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(f"loss returned {type(loss).__name__}, expected a scalar tensor")
+    except Exception as e:
+        shape = tuple(out.shape) if "out" in locals() and isinstance(out, torch.Tensor) else "?"
+        raise _Invalid(
+            "task",
+            f"expected targets that fit the model's output, got an error on a probe batch "
+            f"(outputs {shape}, targets {tuple(y.shape)} {y.dtype}): "
+            f"{type(e).__name__}: {' '.join(str(e).split())[:200]}",
+        ) from None
 
 
 def _run_name_from(path: Path) -> str:
@@ -499,7 +670,9 @@ def _check_dataset(dataset: DatasetConfig, base: Path) -> DatasetConfig:
     return dataset
 
 
-def _data_shape(dataset: DatasetConfig, flat: bool) -> tuple[tuple[int, ...], int]:
+def _data_shape(
+    dataset: DatasetConfig, flat: bool, kind: str = "classification"
+) -> tuple[tuple[int, ...], int]:
     """(input_shape, num_classes) of a dataset, its data checked; loaded once per process
     (again when a file it reads has changed)."""
     file = dataset.factory.rpartition(":")[0] if dataset.factory else dataset.path
@@ -507,15 +680,26 @@ def _data_shape(dataset: DatasetConfig, flat: bool) -> tuple[tuple[int, ...], in
     if file is not None and Path(file).is_file():
         st = Path(file).stat()
         stamp = (st.st_mtime_ns, st.st_size)
-    return _data_shape_cached(dataset, flat, stamp)
+    data = _load_data(dataset, flat, kind, stamp)
+    return tuple(data.input_shape), int(data.num_classes)
+
+
+def _loaded(dataset: DatasetConfig, flat: bool, kind: str) -> Any:
+    """The dataset :func:`_data_shape` loaded (cached), for checks on its samples."""
+    file = dataset.factory.rpartition(":")[0] if dataset.factory else dataset.path
+    stamp = None
+    if file is not None and Path(file).is_file():
+        st = Path(file).stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    return _load_data(dataset, flat, kind, stamp)
 
 
 @functools.lru_cache(maxsize=16)
-def _data_shape_cached(
-    dataset: DatasetConfig, flat: bool, stamp: tuple[int, int] | None
-) -> tuple[tuple[int, ...], int]:
+def _load_data(
+    dataset: DatasetConfig, flat: bool, kind: str, stamp: tuple[int, int] | None
+) -> Any:
     try:
-        data = dataset.load(flat=flat)
+        data = dataset.load(flat=flat, task=kind)
     except GrowsearchError as e:
         if dataset.factory is not None:
             key = "dataset.factory"
@@ -526,7 +710,7 @@ def _data_shape_cached(
         else:
             key = "dataset.name"
         raise _Invalid(key, f"expected a dataset that loads, got an error ({e})") from None
-    return tuple(data.input_shape), int(data.num_classes)
+    return data
 
 
 def _resolve(p: str, base: Path) -> Path:

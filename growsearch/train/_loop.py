@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from growsearch.data import AnySplit, Dataset, Split, StreamedSplit, check_batch
 from growsearch.exceptions import ConfigError, DataError, TrainingError
+from growsearch.tasks import Classification, Task, measure
 from growsearch.train._augment import Augment
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -121,11 +121,14 @@ class EpochResult:
         step: Optimizer steps taken so far (counting those before a ``resume``).
         train_loss: Mean training loss over the epoch's batches (sample-weighted).
         val_loss: Mean loss on the validation split after the epoch.
-        val_acc: Accuracy on the validation split after the epoch.
+        val_acc: Accuracy on the validation split after the epoch (NaN for a task without
+            ``acc``).
         seconds: Wall-clock time of the epoch, its evaluations included.
         lr: Learning rate of the epoch's last step.
         state: Where the run stands after this epoch: pass it back as ``train(resume=...)``
             (with the optimizer's state) to continue exactly as if it had not stopped.
+        val: Every metric of the task on the validation split, by name (``loss``, ``acc``,
+            ``mse``...).
     """
 
     epoch: int
@@ -136,6 +139,7 @@ class EpochResult:
     seconds: float
     lr: float
     state: TrainState | None = None
+    val: dict[str, float] = field(default_factory=dict)
 
 
 def _b64(t: torch.Tensor) -> str:
@@ -278,48 +282,50 @@ def pick_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     split: AnySplit,
     *,
     batch_size: int = 1024,
     device: torch.device | str | None = None,
+    task: Task | None = None,
 ) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of ``model`` on ``split``, in eval mode.
-
-    The train/eval mode of every submodule is restored afterwards.
+    """Mean loss and accuracy of ``model`` on ``split``, in eval mode (the task's ``loss`` and
+    ``acc``; by default classification's cross-entropy and accuracy). For every metric of a
+    task by name, use :func:`growsearch.tasks.measure`.
 
     Args:
-        model: A classifier returning logits of shape ``(N, num_classes)``.
+        model: By default a classifier returning logits of shape ``(N, num_classes)``.
         split: The samples to evaluate on.
         batch_size: Samples per forward pass.
         device: Where to run; by default the device of the model's parameters.
+        task: The task that scores the outputs (default: classification).
 
     Returns:
-        ``(loss, accuracy)``.
+        ``(loss, accuracy)``; accuracy is NaN for a task without ``acc``.
 
     Raises:
         DataError: The split is empty.
     """
     if len(split) == 0:
         raise DataError("evaluate: the split is empty")
+    if task is None:
+        task = Classification(_num_outputs(model, split, device))
+    m = measure(model, split, task, batch_size=batch_size, device=device)
+    return m["loss"], m.get("acc", float("nan"))
+
+
+@torch.no_grad()
+def _num_outputs(model: nn.Module, split: AnySplit, device: torch.device | str | None) -> int:
+    """The width of ``model``'s output on one sample of ``split`` (its number of classes)."""
     device = torch.device(device) if device is not None else _model_device(model)
-    # Restore each submodule's own flag: a caller may keep some parts (e.g. frozen BN) in eval.
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        loss_sum, correct = 0.0, 0
-        for x, y in _batches(split, batch_size, None, device):
-            logits = model(x).float()
-            if isinstance(split, StreamedSplit):
-                check_batch(x, y, x.shape[1:], logits.shape[1])
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(dim=1) == y).sum().item()
+        return int(model(split.head(1)[0].to(device)).shape[1])
     finally:
         for module, training in modes.items():
             module.training = training
-    return loss_sum / len(split), correct / len(split)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -461,6 +467,7 @@ def train(
     eval_every_steps: int | None = None,
     on_eval: Callable[[int, float, float], None] | None = None,
     step_scale: Mapping[str, torch.Tensor] | None = None,
+    task: Task | None = None,
 ) -> list[EpochResult]:
     """Train ``model`` in place on ``data.train``, validating on ``data.val`` after each epoch.
 
@@ -489,6 +496,9 @@ def train(
             a per-entry learning rate that works under Adam too, whose normalisation would undo
             a scaled gradient; e.g. the entries a morph added (:func:`growsearch.grow.new_entries`)
             stepped K times as far. A resumed call needs the same ``step_scale``.
+        task: What the model is trained for: its ``loss`` is minimised and its metrics are
+            measured on the validation split after every epoch. Default: classification with
+            ``cfg.label_smoothing``.
 
     Returns:
         One :class:`EpochResult` per epoch run.
@@ -506,6 +516,8 @@ def train(
         raise DataError(f"train: the training split of {data.name!r} is empty")
 
     device = pick_device(cfg.device)
+    if task is None:
+        task = Classification(data.num_classes, label_smoothing=cfg.label_smoothing)
     augment = cfg.augment if cfg.augment is not None and cfg.augment.enabled else None
     if augment is not None:
         augment.check_shape(data.input_shape)
@@ -534,7 +546,7 @@ def train(
 
     def maybe_eval(step: int) -> None:
         if on_eval is not None and eval_every_steps is not None and step % eval_every_steps == 0:
-            on_eval(step, *evaluate(model, val_split, device=device))
+            on_eval(step, *evaluate(model, val_split, device=device, task=task))
 
     results: list[EpochResult] = []
     first, step = (1, 0) if resume is None else (resume.epoch + 1, resume.step)
@@ -553,7 +565,7 @@ def train(
             if step >= total_steps:
                 break
             if streamed:
-                check_batch(x, y, data.input_shape, data.num_classes)
+                check_batch(x, y, data.input_shape, data.num_classes if data.labels else None)
             if augment is not None and augment_rng is not None:
                 x = augment(x, augment_rng)
 
@@ -563,8 +575,8 @@ def train(
             with torch.autocast(
                 device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
             ):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                output = model(x)
+            loss = task.loss(output, y)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise TrainingError(
@@ -585,16 +597,17 @@ def train(
             seen += len(y)
             maybe_eval(step)
 
-        val_loss, val_acc = evaluate(model, val_split, device=device)
+        val = measure(model, val_split, task, device=device)
         result = EpochResult(
             epoch=epoch,
             step=step,
             train_loss=loss_sum / seen,
-            val_loss=val_loss,
-            val_acc=val_acc,
+            val_loss=val["loss"],
+            val_acc=val.get("acc", float("nan")),
             seconds=time.perf_counter() - start,
             lr=lr,
             state=TrainState.capture(epoch, step, shuffle_rng, scaler, augment_rng),
+            val=val,
         )
         results.append(result)
         if on_epoch is not None and on_epoch(result, model, optimizer):

@@ -79,7 +79,7 @@ def test_num_classes_may_be_declared() -> None:
         (lambda x, y: {"train": (x, y)}, "got no test"),
         (lambda x, y: {"train": (x, y), "test": (x, y), "extra": 1}, "unknown keys ['extra']"),
         (
-            lambda x, y: {"train": ((x * 16).long(), y), "test": (x, y)},
+            lambda x, y: {"train": ((x * 16).to(torch.uint8), y), "test": (x, y)},
             "train: x: expected floating-point",
         ),
         (
