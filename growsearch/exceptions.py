@@ -33,3 +33,8 @@ class DataError(GrowsearchError):
 
 class TrainingError(GrowsearchError):
     """Training diverged (NaN/inf loss) or failed."""
+
+
+class ReportError(TrainingError):
+    """A training loop broke the reporting contract: a metric that is not a finite number, the
+    objective's metric missing, or no report at all."""

@@ -62,12 +62,14 @@ class TrialResult:
     """What a controller learns when a trial ends.
 
     ``status`` is ``completed``, ``failed`` or ``stopped`` (early-stopped by a scheduler; its
-    metrics are real but from fewer epochs). ``val_acc`` is None for a failed trial.
+    metrics are real but from fewer epochs). ``value`` is the trial's value of the search's
+    objective (``space.objective.metric``: validation accuracy, a loss, a user's metric...),
+    None for a failed trial; whether higher is better is ``space.objective.mode``.
     """
 
     proposal: Proposal
     status: str
-    val_acc: float | None
+    value: float | None
     params: int = 0
     flops: int = 0
     epochs: int = 0
@@ -83,13 +85,13 @@ class TrialResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("completed", "stopped") and self.val_acc is not None
+        return self.status in ("completed", "stopped") and self.value is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "proposal": self.proposal.to_dict(),
             "status": self.status,
-            "val_acc": self.val_acc,
+            "value": self.value,
             "params": self.params,
             "flops": self.flops,
             "epochs": self.epochs,
@@ -101,7 +103,7 @@ class TrialResult:
         return cls(
             proposal=Proposal.from_dict(d["proposal"]),
             status=d["status"],
-            val_acc=d.get("val_acc"),
+            value=d.get("value", d.get("val_acc")),  # "val_acc": a state saved by an older version
             params=int(d.get("params", 0)),
             flops=int(d.get("flops", 0)),
             epochs=int(d.get("epochs", 0)),

@@ -49,7 +49,7 @@ class Evolution(GrowthController):
     The first ``initial`` proposals after the seed are random descendants of it. Then, until
     ``population`` trials have succeeded, the parent is the best so far; after that it is the
     best of ``sample`` members drawn from the population. "Best" follows the space's
-    ``objectives`` (:func:`~growsearch.controllers.rank_by_objectives`): the highest val_acc,
+    ``objectives`` (:func:`~growsearch.controllers.rank_by_objectives`): the best objective value,
     or with a size objective the member on the better Pareto front, the more isolated on it. A child repeats an architecture
     already proposed only when no successful trial can grow into a new one: when the parent has
     nothing new left (at the space's limits), the best trial that has grows instead.

@@ -70,13 +70,14 @@ class GrowthController(Controller):
         return [r for r in self.results.values() if r.ok]
 
     def best(self) -> TrialResult | None:
-        """The first successful trial of :meth:`ranked` (the highest val_acc with one objective)."""
+        """The first successful trial of :meth:`ranked` (the best objective value with one
+        objective)."""
         ranked = self.ranked(self.successes())
         return ranked[0] if ranked else None
 
     def ranked(self, results: list[TrialResult]) -> list[TrialResult]:
         """``results`` best first by the space's objectives (:func:`rank_by_objectives`)."""
-        return rank_by_objectives(results, self.space.objectives)
+        return rank_by_objectives(results, self.space.objectives, self.space.modes)
 
     # ---- the interface ---------------------------------------------------------------------
     def propose(self, trial_id: str) -> Proposal | None:
@@ -244,30 +245,40 @@ class GrowthController(Controller):
         return None
 
 
-def by_accuracy(results: list[TrialResult]) -> list[TrialResult]:
-    """``results`` best first (stable: earlier first among ties)."""
-    return sorted(results, key=lambda r: -r.val_acc)  # type: ignore[operator]
+def by_value(results: list[TrialResult], mode: str = "max") -> list[TrialResult]:
+    """``results`` best first by their objective value, highest first for ``mode`` ``max``,
+    lowest for ``min`` (stable: earlier first among ties)."""
+    sign = -1.0 if mode == "max" else 1.0
+    return sorted(results, key=lambda r: sign * float(r.value))  # type: ignore[arg-type]
 
 
 def rank_by_objectives(
-    results: list[TrialResult], objectives: tuple[str, ...] | list[str]
+    results: list[TrialResult],
+    objectives: tuple[str, ...] | list[str],
+    modes: tuple[str, ...] | list[str] | None = None,
 ) -> list[TrialResult]:
     """``results`` best first for a search with these ``objectives``.
 
-    One objective (``val_acc``): :func:`by_accuracy`. Several (``val_acc`` and ``params``
-    and/or ``flops``, the size ones minimised): NSGA-II's order (Deb et al., 2002): by Pareto
+    The first objective is the trial's :attr:`~TrialResult.value` (its ``modes[0]``, by default
+    ``max``); the others are ``params`` and/or ``flops``, always minimised. One objective:
+    :func:`by_value`. Several: NSGA-II's order (Deb et al., 2002): by Pareto
     front (the first front: no other result is at least as good in every objective and better
     in one), within a front the most isolated first (crowding distance: the front's ends, then
-    the members with the widest gap between their neighbours), then by val_acc, then earlier
+    the members with the widest gap between their neighbours), then by value, then earlier
     first. A controller that picks its parents by this order keeps growing the small accurate
     trials as well as the most accurate ones, so the search maps the accuracy-size trade-off
     instead of only climbing towards the size limit.
     """
+    mode = modes[0] if modes else "max"
+    sign = 1.0 if mode == "max" else -1.0
     if len(objectives) <= 1:
-        return by_accuracy(results)
+        return by_value(results, mode)
     # every objective as "larger is better"
     points = [
-        tuple(float(r.val_acc) if o == "val_acc" else -float(getattr(r, o)) for o in objectives)  # type: ignore[arg-type]
+        tuple(
+            sign * float(r.value) if k == 0 else -float(getattr(r, o))  # type: ignore[arg-type]
+            for k, o in enumerate(objectives)
+        )
         for r in results
     ]
     n = len(results)
@@ -298,6 +309,6 @@ def rank_by_objectives(
                     crowding[i] += (points[b][k] - points[a][k]) / (hi - lo)
     order = sorted(
         range(n),
-        key=lambda i: (front_of[i], -crowding[i], -float(results[i].val_acc), i),  # type: ignore[arg-type]
+        key=lambda i: (front_of[i], -crowding[i], -sign * float(results[i].value), i),  # type: ignore[arg-type]
     )
     return [results[i] for i in order]

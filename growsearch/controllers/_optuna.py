@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 
 from growsearch.arch import ArchSpec
 from growsearch.controllers._base import Proposal, TrialResult
-from growsearch.controllers._growth import GrowthController, by_accuracy
+from growsearch.controllers._growth import GrowthController, by_value
 from growsearch.controllers._registry import register_controller
 from growsearch.space import Section, plan_growth
 from growsearch.space._fields import integer, invalid
@@ -199,9 +199,9 @@ class OptunaController(GrowthController):
 
     def _values(self, result: TrialResult) -> list[float]:
         out = []
-        for objective in self.space.objectives:
-            if objective == "val_acc":
-                out.append(float(result.val_acc))  # type: ignore[arg-type]
+        for k, objective in enumerate(self.space.objectives):
+            if k == 0:
+                out.append(float(result.value))  # type: ignore[arg-type]
             elif objective == "params":
                 out.append(float(result.params or self.space.mutations.params(result.arch)))
             else:
@@ -236,7 +236,7 @@ class OptunaController(GrowthController):
                     self._told(number, "FAIL", None)
                 continue
             self._trial_of[trial_id] = number
-            for parent in by_accuracy(self.successes()):
+            for parent in by_value(self.successes(), self.space.objective.mode):
                 ops = self._plan(parent.arch, params)
                 if ops is not None:
                     child = parent.arch.apply_all(ops)
@@ -244,7 +244,7 @@ class OptunaController(GrowthController):
                         return Proposal(trial_id, child, parent.trial_id, tuple(ops))
             return Proposal(trial_id, target)  # nothing it grows from: from scratch
         # Every point asked was beyond the limits: a random child keeps the search going.
-        return self._grow_any(trial_id, by_accuracy(self.successes()))
+        return self._grow_any(trial_id, by_value(self.successes(), self.space.objective.mode))
 
     def _plan(self, ancestor: ArchSpec, params: dict[str, Any]) -> list[Any] | None:
         """The ops that grow ``ancestor`` to the point ``params``, or None."""

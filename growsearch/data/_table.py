@@ -23,7 +23,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
 from growsearch.data._base import Dataset, Split, stratified_split, to_dataset

@@ -126,6 +126,11 @@ class WarmStartRecipe:
             inherited ones (``GrownChild.step_scale`` for :func:`growsearch.train.train`), so
             what the parent did not have catches up with what it learned; 1: one learning rate
             for all.
+        keep_outputs: Keep the parent's output values, not only its predictions: a
+            ``homogeneous*`` shrink's temperature is undone at the output layer (as
+            ``"homogeneous-hidden"`` does), and a model whose output does not come from a
+            Linear/Conv is not shrunk. What a task other than classification needs (a
+            regression's numbers, a user's loss); classification keeps the temperature.
     """
 
     init: str = "zero"
@@ -139,6 +144,7 @@ class WarmStartRecipe:
     logit_scale: float = 1.0
     cycle_fraction: float = 0.2
     new_entry_lr_factor: float = 3.0
+    keep_outputs: bool = False
 
     def __post_init__(self) -> None:
         if self.shrink_scope not in SHRINK_SCOPES:
@@ -249,12 +255,15 @@ def perturb_student(
             for p in child.parameters():
                 p.mul_(shrink)
         elif recipe.shrink_scope.startswith("homogeneous") and shrink != 1.0:
-            rescaled = homogeneous_rescale(
-                child, shrink, scale_norms=recipe.shrink_scope == "homogeneous-norms"
-            )
-            if recipe.shrink_scope == "homogeneous-hidden" and rescaled.output_exponent:
-                for p in output_layer(child).parameters():  # undo the temperature
-                    p.mul_(shrink**-rescaled.output_exponent)
+            undo = recipe.shrink_scope == "homogeneous-hidden" or recipe.keep_outputs
+            out_layer = _output_layer_or_none(child) if undo else None
+            if not undo or out_layer is not None:  # else nothing could undo the temperature
+                rescaled = homogeneous_rescale(
+                    child, shrink, scale_norms=recipe.shrink_scope == "homogeneous-norms"
+                )
+                if out_layer is not None and rescaled.output_exponent:
+                    for p in out_layer.parameters():  # undo the temperature
+                        p.mul_(shrink**-rescaled.output_exponent)
         elif shrink != 1.0:
             shrink_scale_invariant(child, shrink)
         if recipe.logit_scale != 1.0:
@@ -305,6 +314,14 @@ def resolve_shrink_scope(child: nn.Module, recipe: WarmStartRecipe) -> WarmStart
     if rescale_output_exponent(child, scale_norms=True) > AUTO_SCOPE_MAX_EXPONENT:
         shrink = max(shrink, AUTO_SCOPE_MIN_SHRINK)
     return replace(recipe, shrink_scope="homogeneous-norms", shrink=shrink)
+
+
+def _output_layer_or_none(model: nn.Module) -> nn.Module | None:
+    """The Linear/Conv that produces ``model``'s output, or None."""
+    try:
+        return output_layer(model)
+    except (MorphError, ValueError):
+        return None
 
 
 @torch.no_grad()

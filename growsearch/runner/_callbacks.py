@@ -29,9 +29,18 @@ def _error_line(trial: Any) -> str:
 class RecordCallback(Callback):
     """Keeps each trial's learning curve and writes every finished trial to the results store."""
 
-    def __init__(self, store: ResultsStore, progress: Progress):
+    def __init__(
+        self,
+        store: ResultsStore,
+        progress: Progress,
+        metric: str = "val_acc",
+        mode: str = "max",
+        searcher: Any = None,
+    ):
         self.store = store
         self.progress = progress
+        self.metric, self.mode = metric, mode  # the search's objective
+        self.searcher = searcher  # told (``fatal``) when the first trials break their reports
         self.curves: dict[str, list[float]] = {}
         self.running: set[str] = set()
         self.warned_no_cuda = False
@@ -46,7 +55,8 @@ class RecordCallback(Callback):
         curve = self.curves.setdefault(_ours(trial), [])
         epoch = int(result.get("epoch", len(curve) + 1))
         del curve[epoch - 1 :]  # a restarted trial re-reports epochs
-        curve.append(float(result["val_acc"]))
+        value = result.get(self.metric)
+        curve.append(float("nan") if value is None else float(value))
         if result.get("gpu_ids") and result.get("device") == "cpu" and not self.warned_no_cuda:
             self.warned_no_cuda = True  # once per session: every such trial records it anyway
             self._warn(
@@ -66,7 +76,11 @@ class RecordCallback(Callback):
     def _record(self, trial: Any, error: str | None) -> None:
         self.running.discard(_ours(trial))
         r = trial.last_result or {}
-        status = "failed" if error else trial_status(r)
+        status = "failed" if error else trial_status(r, self.metric)
+        if error and "ReportError" in error and not (self.store.df["status"] != "failed").any():
+            # no trial has reported the objective yet: every later one would fail the same way
+            if self.searcher is not None:
+                self.searcher.fatal = error.split("ReportError:", 1)[-1].strip()
         curve = self.curves.get(_ours(trial), [])
         self.store.record(trial_row(trial.config["proposal"], r, status, error, curve))
 
@@ -129,9 +143,12 @@ class Progress:
         done = int((df["status"] != "failed").sum()) if len(df) else 0
         failed = int((df["status"] == "failed").sum()) if len(df) else 0
         best = None
-        if done:
-            top = ranked(df).iloc[0]
-            best = (top["val_acc"], top["test_acc"], top["arch_summary"])
+        metric, mode = store.objectives[0], store.modes[0]
+        ok = ranked(df, metric, mode) if done else df.iloc[0:0]
+        if len(ok):
+            top = ok.iloc[0]
+            test = top.get("test_" + metric.removeprefix("val_"))
+            best = (metric, top[metric], test, top["arch_summary"])
         line = self._render(done, running, failed, best)
         if self.live is not None:
             self.live.update(line)
@@ -145,7 +162,9 @@ class Progress:
         if self.trials:
             parts[0] += f"  (of {self.trials})"
         if best is not None:
-            parts.append(f"best val {best[0]:.4f} test {best[1]:.4f} {best[2]}")
+            metric, val, test, arch = best
+            test_text = "" if test is None or test != test else f" test {test:.4g}"
+            parts.append(f"best {metric} {val:.4g}{test_text} {arch}")
         parts.append(f"elapsed {_fmt(elapsed)}")
         if self.time_s:
             parts.append(f"remaining {_fmt(max(0.0, self.time_s - elapsed))}")

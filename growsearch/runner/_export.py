@@ -21,10 +21,13 @@ from growsearch.runner._results import ranked
 from growsearch.storage import Location, location
 
 
-def export_best(run_dir: str | Path | Location, df: pd.DataFrame) -> Location | None:
+def export_best(
+    run_dir: str | Path | Location, df: pd.DataFrame, metric: str = "val_acc", mode: str = "max"
+) -> Location | None:
     """Copy the best trial's weights and spec to ``run_dir/best`` (a loadable checkpoint), with
-    its row of ``df`` as ``trial.json``; None when no trial succeeded."""
-    ok = ranked(df) if not df.empty else df
+    its row of ``df`` as ``trial.json``; None when no trial succeeded. Best: by the objective's
+    ``metric`` and ``mode``."""
+    ok = ranked(df, metric, mode) if not df.empty else df
     if ok.empty:
         return None
     best = ok.iloc[0]

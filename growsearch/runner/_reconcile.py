@@ -32,7 +32,7 @@ def reconcile(searcher: ControllerSearcher, store: ResultsStore, run_dir: Locati
                 None
                 if status == "failed"
                 else {
-                    "val_acc": row["val_acc"],
+                    searcher.objective: row[searcher.objective],
                     "params": row["params"],
                     "flops": row["flops"],
                     "epoch": row["epochs"],
@@ -48,4 +48,5 @@ def reconcile(searcher: ControllerSearcher, store: ResultsStore, run_dir: Locati
                 error = None
             except CheckpointError:
                 m, error = {}, "lost before it was recorded"
-            store.record(trial_row(searcher.issued[ours], m, trial_status(m), error, []))
+            status = trial_status(m, searcher.objective)
+            store.record(trial_row(searcher.issued[ours], m, status, error, []))

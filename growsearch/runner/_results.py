@@ -39,11 +39,21 @@ OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "params": "minimize",
     "flops": "minimize",
 }
+METRIC_PREFIXES = ("val_", "test_")
+"""Reported metrics with these prefixes get a column of their own (``val_mse``, ``test_iou``)."""
 
 
-def trial_status(metrics: dict[str, Any] | None) -> str:
-    """``completed``, ``stopped`` (fewer epochs than planned: early-stopped) or ``failed``."""
-    if not metrics or "val_acc" not in metrics:
+def run_objective(space: dict[str, Any] | None) -> tuple[str, str]:
+    """``(metric, mode)`` of a run's objective from its ``space.json`` (``("val_acc", "max")``
+    for a run made before objectives had a direction)."""
+    objective = (space or {}).get("objective") or {}
+    return str(objective.get("metric", "val_acc")), str(objective.get("mode", "max"))
+
+
+def trial_status(metrics: dict[str, Any] | None, metric: str = "val_acc") -> str:
+    """``completed``, ``stopped`` (fewer epochs than planned: early-stopped) or ``failed`` (no
+    value of the objective's ``metric``)."""
+    if not metrics or metric not in metrics:
         return "failed"
     return "completed" if metrics.get("epoch", 0) >= metrics.get("epochs_planned", 0) else "stopped"
 
@@ -60,7 +70,13 @@ def trial_row(
 
     ok = status != "failed"
     warm = metrics.get("warm_start")
+    extra = {
+        k: (float(v) if ok else None)
+        for k, v in metrics.items()
+        if k.startswith(METRIC_PREFIXES) and isinstance(v, int | float) and not isinstance(v, bool)
+    }
     return {
+        **extra,
         "trial_id": proposal["trial_id"],
         "parent_id": proposal.get("parent_id"),
         "ops": json.dumps(proposal.get("ops", [])),
@@ -98,28 +114,38 @@ def _missing(v: Any) -> bool:
         return False
 
 
-def ranked(df: pd.DataFrame) -> pd.DataFrame:
-    """Successful trials, best first: highest validation accuracy, ties to the smaller model.
+def ranked(df: pd.DataFrame, metric: str = "val_acc", mode: str = "max") -> pd.DataFrame:
+    """Successful trials, best first: the best value of the objective's ``metric`` (highest for
+    ``mode`` ``max``, lowest for ``min``), ties to the smaller model.
 
     The one ranking used by the leaderboard, the report and the ``best/`` export.
     """
-    ok = df[df["status"].isin(["completed", "stopped"]) & df["val_acc"].notna()].copy()
-    ok["_acc"] = ok["val_acc"].astype(float)
+    if metric not in df.columns:
+        return df.iloc[0:0]
+    ok = df[df["status"].isin(["completed", "stopped"]) & df[metric].notna()].copy()
+    ok["_value"] = ok[metric].astype(float)
     ok["_params"] = pd.to_numeric(ok["params"], errors="coerce")
     ok = ok.sort_values(
-        ["_acc", "_params", "trial_id"], ascending=[False, True, True], kind="stable"
+        ["_value", "_params", "trial_id"], ascending=[mode == "min", True, True], kind="stable"
     )
-    return ok.drop(columns=["_acc", "_params"])
+    return ok.drop(columns=["_value", "_params"])
 
 
-def pareto_front(df: pd.DataFrame, cost: str = "params") -> pd.Series:
-    """Boolean mask of the trials no other trial beats: cost as low, accuracy as high, one strictly.
+def pareto_front(
+    df: pd.DataFrame, cost: str = "params", metric: str = "val_acc", mode: str = "max"
+) -> pd.Series:
+    """Boolean mask of the trials no other trial beats: cost as low, the objective's ``metric``
+    as good (``mode``), one strictly.
 
     Failed trials and rows without the cost are never on the front.
     """
-    ok = df["status"].isin(["completed", "stopped"]) & df["val_acc"].notna() & df[cost].notna()
+    if metric not in df.columns:
+        return pd.Series(np.zeros(len(df), dtype=bool), index=df.index, name="pareto")
+    ok = df["status"].isin(["completed", "stopped"]) & df[metric].notna() & df[cost].notna()
     c = pd.to_numeric(df[cost], errors="coerce").to_numpy(dtype=float)
-    a = pd.to_numeric(df["val_acc"], errors="coerce").to_numpy(dtype=float)
+    a = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
+    if mode == "min":
+        a = -a  # larger is better below
     mask = np.zeros(len(df), dtype=bool)
     idx = np.flatnonzero(ok.to_numpy())
     for i in idx:
@@ -190,13 +216,21 @@ class ResultsStore:
         objectives: list[str],
         *,
         mirror: Path | None = None,
+        modes: list[str] | None = None,
     ):
         """``mirror``: the local SQLite file ``storage`` names, uploaded to the run folder's
-        ``study.db`` after every write (a run on a URI, see :func:`study_storage`)."""
+        ``study.db`` after every write (a run on a URI, see :func:`study_storage`). ``modes``:
+        ``max``/``min`` per objective (default: by name, :data:`OBJECTIVE_DIRECTIONS`)."""
         import optuna
 
         self.run_dir = location(run_dir)
         self.objectives = list(objectives)
+        if modes is None:
+            modes = [
+                "max" if OBJECTIVE_DIRECTIONS.get(o, "minimize") == "maximize" else "min"
+                for o in self.objectives
+            ]
+        self.modes = list(modes)
         self.mirror = mirror
         path = trials_path(self.run_dir)
         self.df = (
@@ -212,7 +246,7 @@ class ResultsStore:
             self.study = optuna.create_study(
                 storage=storage or default_storage(self.run_dir.local or scratch_dir(self.run_dir)),
                 study_name=study_name,
-                directions=[OBJECTIVE_DIRECTIONS[o] for o in self.objectives],
+                directions=["maximize" if m == "max" else "minimize" for m in self.modes],
                 load_if_exists=True,
             )
         except Exception as e:  # SQLAlchemy/optuna raise many kinds for a bad URL
@@ -225,9 +259,7 @@ class ResultsStore:
         # a crash between the parquet write and the study write leaves the study behind: catch up
         for row in self.df.to_dict("records"):
             if row["trial_id"] not in self._in_study:
-                self._add_to_study(
-                    {c: (None if _missing(row.get(c)) else row.get(c)) for c in COLUMNS}
-                )
+                self._add_to_study({c: (None if _missing(v) else v) for c, v in row.items()})
                 self._in_study.add(row["trial_id"])
                 self._sync_study()
 
@@ -242,10 +274,17 @@ class ResultsStore:
 
     def record(self, row: dict[str, Any]) -> None:
         """Add one finished trial (no-op if it is already recorded)."""
-        row = {c: row.get(c) for c in COLUMNS}
+        extra = [c for c in row if c not in COLUMNS and c.startswith(METRIC_PREFIXES)]
+        columns = COLUMNS + [c for c in self.df.columns if c not in COLUMNS]
+        columns += [c for c in extra if c not in columns]
+        row = {c: row.get(c) for c in columns}
         if row["trial_id"] not in self.known():
-            new = pd.DataFrame([row], columns=COLUMNS)
-            self.df = new if self.df.empty else pd.concat([self.df, new], ignore_index=True)
+            new = pd.DataFrame([row], columns=columns)
+            self.df = (
+                new
+                if self.df.empty
+                else pd.concat([self.df.reindex(columns=columns), new], ignore_index=True)
+            )
             self._write()
         if row["trial_id"] not in self._in_study:
             self._add_to_study(row)
@@ -276,7 +315,9 @@ class ResultsStore:
         ):
             df[col] = df[col].astype(object).where(df[col].notna(), None)
         df["warm_start"] = df["warm_start"].astype("boolean")
+        metric_cols = [c for c in df.columns if c not in COLUMNS and c.startswith(METRIC_PREFIXES)]
         for col in (
+            *metric_cols,
             "val_acc",
             "test_acc",
             "train_seconds",
@@ -305,7 +346,7 @@ class ResultsStore:
         if row["params"]:
             params["log10_params"] = math.log10(max(1, int(row["params"])))
             dists["log10_params"] = FloatDistribution(0.0, 12.0)
-        ok = row["status"] in ("completed", "stopped") and row["val_acc"] is not None
+        ok = row["status"] in ("completed", "stopped") and not _missing(row.get(self.objectives[0]))
         values = None
         if ok:
             values = [float(row[o]) for o in self.objectives]

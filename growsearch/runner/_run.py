@@ -185,8 +185,10 @@ def _execute(
     settings = {**space.to_dict(), "run_dir": str(run_dir)}
     url, mirror = study_storage(run_dir, run_info.get("storage"), writer=True)
     store = ResultsStore(
-        run_dir, url, study_name=run_dir.name, objectives=list(space.objectives), mirror=mirror
-    )
+        run_dir, url, study_name=run_dir.name, objectives=list(space.objectives), mirror=mirror,
+        modes=list(space.modes),
+    )  # fmt: skip
+    metric, mode = space.objective.metric, space.objective.mode
     if controller is None:
         controller = make_controller(space.controller.name, space, seed=space.seed)
     searcher = ControllerSearcher(
@@ -208,7 +210,7 @@ def _execute(
     )
     if searcher.complete() or (time_s is not None and time_s <= 0):
         df = load_results(run_dir)
-        export_best(run_dir, df)
+        export_best(run_dir, df, metric, mode)
         return df
     scratch = scratch_dir(run_dir)
     with ray_session(address, scratch, prepare_user_code(space, run_dir, address)):
@@ -225,14 +227,19 @@ def _execute(
                 tuner = _tuner(
                     space, searcher, run_dir, time_s=time_s, session=run_info["sessions"],
                     max_failures=int(run_info.get("max_failures", 1)),
-                    callbacks=[RecordCallback(store, bar), *callbacks],
+                    callbacks=[RecordCallback(store, bar, metric, mode, searcher), *callbacks],
                 )  # fmt: skip
                 tuner.fit()
         finally:
             searcher.elapsed_s += time.monotonic() - started
             searcher._persist()
     df = load_results(run_dir) if trials_path(run_dir).is_file() else pd.DataFrame()
-    export_best(run_dir, df)
+    export_best(run_dir, df, metric, mode)
+    if searcher.fatal is not None:
+        raise ConfigError(
+            f"{space.path}: training: the first trial failed, and every trial would: "
+            f"{searcher.fatal}"
+        )
     out_of_time = time_s is not None and time.monotonic() - started >= time_s - 1
     if not searcher.complete() and not out_of_time:
         raise SearchInterrupted(run_dir, df)
@@ -269,8 +276,8 @@ def _tuner(
         tune.with_resources(train_trial, resources),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            metric="val_acc",
-            mode="max",
+            metric=space.objective.metric,  # ASHA stops the children worst by the objective
+            mode=space.objective.mode,
             num_samples=-1,  # the searcher enforces the budget (FINISHED)
             max_concurrent_trials=space.resources.concurrency,
             time_budget_s=time_s,

@@ -53,9 +53,11 @@ class ControllerSearcher(Searcher):
         max_epochs: int | None,
         state_dir: str | Path | Location | None = None,
     ):
-        super().__init__(metric="val_acc", mode="max")
+        objective = settings.get("objective") or {"metric": "val_acc", "mode": "max"}
+        super().__init__(metric=objective["metric"], mode=objective["mode"])
         self.controller = controller
         self.settings = settings  # JSON, sent to every trial (see _trainable.TrialSettings)
+        self.objective = str(objective["metric"])
         self._training = TrainingConfig.model_validate(settings["training"])
         self.max_trials = max_trials
         self.max_epochs = max_epochs
@@ -71,6 +73,7 @@ class ControllerSearcher(Searcher):
         self.stuck = False  # nothing buildable came in MAX_REJECTED tries, nothing running
         self._stalled = False  # the same, with trials running: wait for one to end
         self._costs: dict[str, dict[str, int]] = {}
+        self.fatal: str | None = None  # why no trial can succeed (the loop's reports): stop
 
     # ---- budget ----------------------------------------------------------------------------
     def _planned_epochs(self) -> int:
@@ -93,6 +96,8 @@ class ControllerSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if trial_id in self.ray_ids:  # Tune re-asks for a trial it restarts
             return self._config(self.ray_ids[trial_id])
+        if self.fatal is not None:
+            return Searcher.FINISHED
         if self.pending:
             ours = self.pending.pop(0)
         elif self.exhausted():
@@ -182,7 +187,7 @@ class ControllerSearcher(Searcher):
         ours = self.ray_ids.get(trial_id)
         if ours is None or ours in self.finished:
             return
-        status = "failed" if error else trial_status(result)
+        status = "failed" if error else trial_status(result, self.objective)
         self.observe(ours, status, None if status == "failed" else result)
 
     def observe(self, ours: str, status: str, result: dict[str, Any] | None) -> None:
@@ -194,7 +199,7 @@ class ControllerSearcher(Searcher):
                 TrialResult(
                     proposal=Proposal.from_dict(self.issued[ours]),
                     status=status,
-                    val_acc=float(r["val_acc"]) if "val_acc" in r else None,
+                    value=float(r[self.objective]) if r.get(self.objective) is not None else None,
                     params=int(r.get("params", 0)),
                     flops=int(r.get("flops", 0)),
                     epochs=int(r.get("epoch", 0)),

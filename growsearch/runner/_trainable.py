@@ -1,8 +1,11 @@
-"""The Ray Tune trainable: one trial = (grow the parent | fresh init) → train → report.
+"""The Ray Tune trainable: one trial = (restore | grow the parent | fresh init) → fit → report.
 
 Runs in a Ray worker process. Everything it needs arrives in the trial config: the proposal
 (child spec, parent id, ops) and the run's settings as JSON, validated again here into the
-search space's typed sections (:class:`TrialSettings`), once per worker.
+search space's typed sections (:class:`TrialSettings`), once per worker. The model is made
+here, before any training loop sees it; the loop — growsearch's own (:func:`builtin_fit`) or
+the user's ``training.function`` — trains it through a :class:`TrialContext`, whose reports
+are the trial's checkpoints.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +24,19 @@ import torch
 from safetensors.torch import load_file
 
 from growsearch.arch import build, count_flops, count_params
-from growsearch.checkpoint import load_checkpoint, save_checkpoint
+from growsearch.arch._factory import load_factory
+from growsearch.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from growsearch.controllers import Proposal
 from growsearch.data import Dataset
-from growsearch.exceptions import GrowsearchError
+from growsearch.exceptions import ConfigError, GrowsearchError, ReportError
 from growsearch.grow import child_step_scale, grow_child
+from growsearch.runner._context import TrialContext
 from growsearch.runner._usercode import seed_weights
-from growsearch.space import DatasetConfig, ResourcesConfig, TrainingConfig
+from growsearch.space import DatasetConfig, ResourcesConfig, TaskConfig, TrainingConfig
 from growsearch.storage import Location, location
+from growsearch.tasks import measure
 from growsearch.train import (
     TrainState,
-    evaluate,
     pick_device,
     precision_name,
     precision_plan,
@@ -44,9 +49,9 @@ _warned_no_cuda = False
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(dataset: DatasetConfig, flat: bool) -> Dataset:
+def _dataset(dataset: DatasetConfig, flat: bool, kind: str = "classification") -> Dataset:
     # cached per worker process: with reuse_actors, later trials skip the data preparation
-    return dataset.load(flat=flat)  # type: ignore[no-any-return]
+    return dataset.load(flat=flat, task=kind)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class TrialSettings:
     dataset: DatasetConfig
     training: TrainingConfig
     resources: ResourcesConfig
+    task: TaskConfig
+    objective: str  # the metric every report must carry (the search's objective)
 
     @classmethod
     def from_config(cls, settings: dict[str, Any]) -> TrialSettings:
@@ -77,6 +84,8 @@ def _parse_settings(text: str) -> TrialSettings:
         dataset=DatasetConfig.model_validate(s["dataset"]),
         training=TrainingConfig.model_validate(s["training"]),
         resources=ResourcesConfig.model_validate(s["resources"]),
+        task=TaskConfig.model_validate(s.get("task") or "classification"),
+        objective=str((s.get("objective") or {}).get("metric", "val_acc")),
     )
 
 
@@ -123,7 +132,13 @@ def train_trial(config: dict[str, Any]) -> None:
     proposal = Proposal.from_dict(config["proposal"])
     torch.set_num_threads(max(1, int(settings.resources.cpus_per_trial)))
     # a model family's MLP takes flat inputs; a user's model takes the data as it is
-    data = _dataset(settings.dataset, proposal.arch.family == "mlp")
+    data = _dataset(settings.dataset, proposal.arch.family == "mlp", settings.task.kind)
+    task = settings.task.build(data, float(training.label_smoothing))
+    # classification keeps the parent's predictions; any other task its output values
+    recipe = training.recipe()
+    if settings.task.kind != "classification":
+        recipe = replace(recipe, keep_outputs=True)
+    fit = builtin_fit if training.function is None else load_fit(training.function)
     gpu_ids = list(_ray_gpu_ids())
     device, warning = trial_device("auto", gpu_ids)
     if warning is not None:
@@ -132,6 +147,17 @@ def train_trial(config: dict[str, Any]) -> None:
     seed = settings.seed * 100_003 + int(config.get("index", 0))
     spec = proposal.arch
     warm = settings.warm_start and proposal.parent_id is not None
+    # the objective's value at the stages of a warm start (accuracy for classification), when
+    # the task computes the objective's metric (a user's loop may report metrics of its own)
+    scored = settings.objective.removeprefix("val_") in {"loss", *task.metrics()}
+
+    def score(model: torch.nn.Module) -> float | None:
+        if not scored:
+            return None
+        return measure(model, data.val, task, device=device)[
+            settings.objective.removeprefix("val_")
+        ]
+
     info: dict[str, Any] = {
         "warm_start": warm,
         "parent_acc": None,
@@ -148,9 +174,8 @@ def train_trial(config: dict[str, Any]) -> None:
     node_id = _ray_node_id()
     resumed = tune.get_checkpoint()
     own = models_dir(settings.run_dir) / proposal.trial_id
-    start_epoch, optimizer_state, resume = 0, None, None
     step_scale = None  # a warm child's per-entry step scale (recipe.new_entry_lr_factor)
-    ck = None
+    ck: Checkpoint | None = None
     if resumed is not None:  # Tune restarted this trial (e.g. its worker or node died)
         with resumed.as_directory() as d:
             ck = load_checkpoint(d)
@@ -161,34 +186,29 @@ def train_trial(config: dict[str, Any]) -> None:
     lr, warmup, cycle = training.lr, 0, 0
     if ck is not None:
         model = ck.model(device).train()
-        optimizer_state = ck.optimizer_state
-        start_epoch = int(ck.meta.get("epoch", 0))
         info.update({k: v for k, v in ck.meta.get("info", {}).items() if k not in placement})
         info["restarts"] = int(info.get("restarts") or 0) + 1
         lr = float(info.get("lr", lr))
         warmup = int(info.get("warmup_steps") or 0)
         cycle = int(info.get("cycle_steps") or 0)
-        if ck.meta.get("train_state") is not None:  # continue the interrupted run exactly
-            resume = TrainState.from_dict(ck.meta["train_state"])
-        recipe = training.recipe()
         if warm and recipe.new_entry_lr_factor != 1.0:  # rebuilt: spec + ops only
             parent_spec = load_checkpoint(
                 models_dir(settings.run_dir) / str(proposal.parent_id)
             ).spec
             step_scale = child_step_scale(
                 parent_spec, proposal.ops, recipe, seed=seed,
-                calibration=data.train.head(PROBE_SIZE)[0].to(device),
+                calibration=_inputs(data, PROBE_SIZE, device),
             )  # fmt: skip
     elif warm:
         parent = load_checkpoint(models_dir(settings.run_dir) / str(proposal.parent_id))
 
         def after_morph(morphed: torch.nn.Module) -> None:  # before the recipe's perturbation
-            info["acc_before"] = evaluate(morphed, data.val, device=device)[1]
+            info["acc_before"] = score(morphed)
 
         child = grow_child(
-            parent.model(device), parent.spec, proposal.ops, training.recipe(),
-            total_steps=steps, seed=seed, calibration=data.train.head(PROBE_SIZE)[0].to(device),
-            probe=data.val.head(PROBE_SIZE)[0].to(device), after_morph=after_morph,
+            parent.model(device), parent.spec, proposal.ops, recipe,
+            total_steps=steps, seed=seed, calibration=_inputs(data, PROBE_SIZE, device),
+            probe=_inputs(data, PROBE_SIZE, device, "val"), after_morph=after_morph,
         )  # fmt: skip
         if child.spec != spec:
             raise GrowsearchError(
@@ -203,8 +223,9 @@ def train_trial(config: dict[str, Any]) -> None:
         info["shrink"] = float(child.recipe.shrink) if child.recipe.init != "scratch" else None
         info["shrink_scope"] = child.recipe.shrink_scope if child.recipe.init != "scratch" else None
         info["preserve_err"] = child.preserve_err
-        info["parent_acc"] = float(parent.meta.get("metrics", {}).get("val_acc", float("nan")))
-        info["acc_start"] = evaluate(model, data.val, device=device)[1]
+        parent_value = parent.meta.get("metrics", {}).get(settings.objective)
+        info["parent_acc"] = None if parent_value is None else float(parent_value)
+        info["acc_start"] = score(model)
         info["lr"], info["warmup_steps"], info["cycle_steps"] = lr, warmup, cycle
     else:
         model = build(spec, seed=seed).to(device)
@@ -214,20 +235,9 @@ def train_trial(config: dict[str, Any]) -> None:
             weights = seed_weights(settings.run_dir, spec.custom.weights)
             model.load_state_dict(load_file(weights, device=str(device)), strict=True)
 
-    if ck is not None and start_epoch >= epochs:  # it had finished before the search stopped
+    if ck is not None and int(ck.meta.get("epoch", 0)) >= epochs:  # it had finished already
         tune.report(dict(ck.meta["metrics"]))
         return
-    if resume is not None:  # the same run as before the interruption, from where it stopped
-        cfg = training.train_config(
-            epochs=epochs, lr=lr, warmup_steps=warmup, cycle_steps=cycle, device=str(device),
-            seed=seed,
-        )  # fmt: skip
-    else:  # a checkpoint without the loop's state: the remaining epochs as a new run
-        done = steps // epochs * start_epoch  # the first cycle's steps already taken
-        cfg = training.train_config(
-            epochs=epochs - start_epoch, lr=lr, warmup_steps=warmup, device=str(device),
-            cycle_steps=cycle - done if cycle - done > warmup else 0, seed=seed + start_epoch,
-        )  # fmt: skip
     cost = config.get("cost") or {}  # computed by the searcher in the driver (see its _cost)
     params = int(cost.get("params") or count_params(model))
     flops = int(cost.get("flops") or count_flops(model, spec.input_shape))
@@ -240,20 +250,26 @@ def train_trial(config: dict[str, Any]) -> None:
     first_step_unix = time.time()  # for the start-up benchmark: launch → first training step
     spent = float(info.get("train_seconds", 0.0))
 
-    def on_epoch(res, model, optimizer) -> None:  # type: ignore[no-untyped-def]
-        epoch = res.epoch if resume is not None else start_epoch + res.epoch
+    def save(
+        values: dict[str, float], model: torch.nn.Module, opt: dict[str, Any], extra: dict[str, Any]
+    ) -> None:
+        epoch = ctx.epoch
         seconds = spent + time.perf_counter() - t0
         metrics = {
-            "epoch": epoch, "epochs_planned": epochs, "val_acc": res.val_acc, "val_loss": res.val_loss,
-            "train_loss": res.train_loss,
+            "epoch": epoch, "epochs_planned": epochs, **values,
             "params": params, "flops": flops, "train_seconds": seconds, "first_step_unix": first_step_unix,
             **{k: v for k, v in info.items() if v is not None and k != "train_seconds"},
             **placement, "ended_unix": time.time(),
         }  # fmt: skip
         # The test set is for reporting, not selection: evaluate it once, at the end — or every
         # epoch when a scheduler may stop the trial at any epoch, or when the space asks for it.
-        if epoch >= epochs or settings.early_stopping or training.test_every_epoch:
-            metrics["test_loss"], metrics["test_acc"] = evaluate(model, data.test, device=device)
+        # A loop that reports test metrics of its own is taken at its word.
+        wanted = epoch >= epochs or settings.early_stopping or training.test_every_epoch
+        if wanted and not any(k.startswith("test_") for k in values):
+            try:
+                metrics.update(ctx.evaluate(model, "test"))
+            except Exception as e:  # a user's loop whose outputs the task cannot score
+                log.warning("growsearch: trial %s: no test metrics (%s)", proposal.trial_id, e)
         meta = {
             **lineage,
             "epoch": epoch,
@@ -261,23 +277,86 @@ def train_trial(config: dict[str, Any]) -> None:
             "pid": os.getpid(),  # which worker process wrote it (tools, fault-injection tests)
             "node_id": node_id,  # which Ray node ran it (multi-node clusters)
             "info": {**info, "train_seconds": seconds, **placement},
-            # only for a run that can be continued exactly (not one restarted without it)
-            "train_state": res.state.to_dict() if start_epoch == 0 or resume else None,
+            "scheduler": extra["scheduler"],
+            "user_state": extra["user_state"],
         }
         save_checkpoint(
             models_dir(settings.run_dir) / proposal.trial_id, spec, model,
-            optimizer_state=optimizer.state_dict(), meta=meta, overwrite=True,
+            optimizer_state=opt["optimizer"], meta=meta, overwrite=True,
         )  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             path = save_checkpoint(
-                Path(tmp) / "ck", spec, model, optimizer_state=optimizer.state_dict(), meta=meta
+                Path(tmp) / "ck", spec, model, optimizer_state=opt["optimizer"], meta=meta
             )
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(path)))
 
-    train(
-        model, data, cfg, optimizer_state=optimizer_state, resume=resume, on_epoch=on_epoch,
-        step_scale=step_scale,
+    ctx = TrialContext(
+        trial_id=proposal.trial_id, device=device, epochs=epochs, lr=lr,
+        hparams=training.model_dump(mode="json"), task=task, objective=settings.objective,
+        seed=seed, warmup_steps=warmup, total_steps=steps, step_scale=step_scale,
+        checkpoint=ck, save=save, data=data, model=model,
     )  # fmt: skip
+    ctx.cycle_steps = cycle  # type: ignore[attr-defined]  (growsearch's own loop reads it)
+    model.train()
+    fit(model, data, ctx)
+    if ctx.stopped:
+        raise SystemExit(0)  # as Ray's report does for a stopped trial
+    if not ctx.reported:
+        raise ReportError(
+            "the training loop returned without reporting an epoch (call ctx.report(metrics, "
+            "model=model) after each epoch)"
+        )
+
+
+def builtin_fit(model: torch.nn.Module, data: Dataset, ctx: TrialContext) -> None:
+    """growsearch's own loop (:func:`growsearch.train.train`) as a ``fit``: the task's loss, the
+    space's optimiser and schedule with the recipe's warm-up and cycles, exact resume from the
+    trial's last report, every metric of the task on the validation split each epoch."""
+    training = TrainingConfig.model_validate(ctx.hparams)
+    meta = ctx.checkpoint_meta
+    ck = ctx._checkpoint
+    start_epoch = ctx.start_epoch
+    state = (meta.get("user_state") or {}).get("train_state") or meta.get("train_state")
+    resume = TrainState.from_dict(state) if state is not None else None
+    epochs, cycle, warmup = ctx.epochs, int(getattr(ctx, "cycle_steps", 0)), ctx.warmup_steps
+    if resume is not None or ck is None:  # a new run, or the same run from where it stopped
+        cfg = training.train_config(
+            epochs=epochs, lr=ctx.lr, warmup_steps=warmup, cycle_steps=cycle,
+            device=str(ctx.device), seed=ctx.seed,
+        )  # fmt: skip
+    else:  # a checkpoint without the loop's state: the remaining epochs as a new run
+        done = ctx.total_steps // epochs * start_epoch  # the first cycle's steps already taken
+        cfg = training.train_config(
+            epochs=epochs - start_epoch, lr=ctx.lr, warmup_steps=warmup, device=str(ctx.device),
+            cycle_steps=cycle - done if cycle - done > warmup else 0, seed=ctx.seed + start_epoch,
+        )  # fmt: skip
+    exact = ck is None or resume is not None
+
+    def on_epoch(res, model, optimizer) -> bool:  # type: ignore[no-untyped-def]
+        values = {f"val_{k}": v for k, v in res.val.items()}
+        values["train_loss"] = res.train_loss
+        train_state = res.state.to_dict() if exact and res.state is not None else None
+        return ctx.report(
+            values, model=model, optimizer=optimizer, state={"train_state": train_state}
+        )
+
+    train(
+        model, data, cfg, optimizer_state=None if ck is None else ck.optimizer_state,
+        resume=resume, on_epoch=on_epoch, step_scale=ctx._step_scale, task=ctx.task,
+    )  # fmt: skip
+
+
+def load_fit(function: str) -> Any:
+    """The user's ``fit(model, data, ctx)`` named by ``training.function``."""
+    try:
+        return load_factory(function)
+    except GrowsearchError as e:
+        raise ConfigError(f"training.function: {e}") from None
+
+
+def _inputs(data: Dataset, n: int, device: torch.device, split: str = "train") -> torch.Tensor:
+    """The first ``n`` inputs of a split, on ``device`` (a calibration or probe batch)."""
+    return getattr(data, split).head(n)[0].to(device)
 
 
 def _ray_node_id() -> str | None:
@@ -294,4 +373,11 @@ def _ray_gpu_ids() -> list[Any]:
     return list(ray.get_gpu_ids()) if ray.is_initialized() else []
 
 
-__all__ = ["TrialSettings", "models_dir", "train_trial", "trial_device"]
+__all__ = [
+    "TrialSettings",
+    "builtin_fit",
+    "load_fit",
+    "models_dir",
+    "train_trial",
+    "trial_device",
+]

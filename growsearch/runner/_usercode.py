@@ -172,6 +172,12 @@ def prepare_user_code(space: Any, run_dir: Location, address: str | None) -> dic
     data_factory = getattr(getattr(space, "dataset", None), "factory", None)
     if data_factory is not None:
         factories.append(("dataset.factory", data_factory))
+    task_factory = getattr(getattr(space, "task", None), "factory", None)
+    if task_factory is not None:
+        factories.append(("task.factory", task_factory))
+    fit = getattr(getattr(space, "training", None), "function", None)
+    if fit is not None:
+        factories.append(("training.function", fit))
     paths: list[str] = []
     for key, factory in factories:
         env = runtime_env(factory, cluster=address is not None, where=str(space.path), key=key)

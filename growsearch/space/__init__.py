@@ -11,13 +11,22 @@ from growsearch.space._config import (
     BudgetConfig,
     ControllerConfig,
     DatasetConfig,
+    ObjectiveConfig,
     ResourcesConfig,
     SchedulerConfig,
     SeedModelConfig,
+    TaskConfig,
     TrainingConfig,
 )
 from growsearch.space._fields import Section
-from growsearch.space._load import NoOptions, SearchSpace, UserModel, load_space, validate_options
+from growsearch.space._load import (
+    NoOptions,
+    Objective,
+    SearchSpace,
+    UserModel,
+    load_space,
+    validate_options,
+)
 from growsearch.space._mutations import DeepenConfig, MutationSpace, Rng, WidenConfig, plan_growth
 
 __all__ = [
@@ -29,12 +38,15 @@ __all__ = [
     "DeepenConfig",
     "MutationSpace",
     "NoOptions",
+    "Objective",
+    "ObjectiveConfig",
     "ResourcesConfig",
     "Rng",
     "SchedulerConfig",
     "SearchSpace",
     "Section",
     "SeedModelConfig",
+    "TaskConfig",
     "TrainingConfig",
     "UserModel",
     "WidenConfig",

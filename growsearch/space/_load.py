@@ -434,12 +434,16 @@ def _check_task(task: TaskConfig, base: Path) -> TaskConfig:
     """A name or a factory, with the keys that belong to it."""
     if task.factory is not None:
         if task.name is not None:
-            raise _Invalid("task.name", f"expected no name alongside a factory, got {show(task.name)}")
+            raise _Invalid(
+                "task.name", f"expected no name alongside a factory, got {show(task.name)}"
+            )
         task = task.model_copy(update={"factory": _check_file(task.factory, base, "task.factory")})
     elif task.options:
         raise _Invalid("task.options", "expected options only with a factory")
     if task.loss is not None and task.kind != "regression":
-        raise _Invalid("task.loss", f"expected a loss only with name: regression, got {show(task.loss)}")
+        raise _Invalid(
+            "task.loss", f"expected a loss only with name: regression, got {show(task.loss)}"
+        )
     return task
 
 
@@ -465,7 +469,9 @@ def _check_objectives(
                     f"expected the metric to optimise first (then params and/or flops), got {show(entry)}",
                 )
             if entry in sizes:
-                raise _Invalid(f"objectives[{i}]", f"expected each objective once, got {show(entry)} twice")
+                raise _Invalid(
+                    f"objectives[{i}]", f"expected each objective once, got {show(entry)} twice"
+                )
             sizes.append(entry)
         elif i == 0:
             try:
@@ -478,8 +484,12 @@ def _check_objectives(
                 f"expected params or flops after the first objective, got {show(_plain(entry))}",
             )
     given, key = model.objective, "objective"
-    if given is not None and first is not None and (
-        given.metric != first.metric or (given.mode and first.mode and given.mode != first.mode)
+    if (
+        given is not None
+        and first is not None
+        and (
+            given.metric != first.metric or (given.mode and first.mode and given.mode != first.mode)
+        )
     ):
         raise _Invalid(
             "objective",
@@ -695,9 +705,7 @@ def _loaded(dataset: DatasetConfig, flat: bool, kind: str) -> Any:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_data(
-    dataset: DatasetConfig, flat: bool, kind: str, stamp: tuple[int, int] | None
-) -> Any:
+def _load_data(dataset: DatasetConfig, flat: bool, kind: str, stamp: tuple[int, int] | None) -> Any:
     try:
         data = dataset.load(flat=flat, task=kind)
     except GrowsearchError as e:

@@ -47,7 +47,7 @@ def measure(
             if isinstance(loss_metric, MeanLoss):
                 loss_metric.update(output, y)
             prepared = task.prepare(output, y)
-            for name, metric in metrics.items():
+            for metric in metrics.values():
                 if not isinstance(metric, MeanLoss):
                     metric.update(*prepared)
     finally:

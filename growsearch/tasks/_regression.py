@@ -65,7 +65,7 @@ class Regression(Task):
         return {
             "mse": MeanSquaredError(num_outputs=self.width),
             "mae": MeanAbsoluteError(num_outputs=self.width),
-            "r2": R2Score(num_outputs=self.width, multioutput="uniform_average"),
+            "r2": R2Score(multioutput="uniform_average"),
         }
 
     def prepare(self, output: Any, target: Any) -> tuple[Any, Any]:

@@ -73,12 +73,16 @@ def load_user_task(factory: str, options: dict[str, Any] | None = None) -> Task:
     except ConfigError:
         raise
     except Exception as e:
-        raise ConfigError(f"task.factory: {name}().metrics() raised {type(e).__name__}: {e}") from None
+        raise ConfigError(
+            f"task.factory: {name}().metrics() raised {type(e).__name__}: {e}"
+        ) from None
     return task
 
 
 def _kind(v: Any) -> str:
     if isinstance(v, dict):
-        bad = next((f"{k!r}: {type(x).__name__}" for k, x in v.items() if not isinstance(x, Metric)), "")
+        bad = next(
+            (f"{k!r}: {type(x).__name__}" for k, x in v.items() if not isinstance(x, Metric)), ""
+        )
         return f"a dict with {bad}" if bad else "a dict with a non-string key"
     return type(v).__name__
