@@ -28,6 +28,7 @@ LAYERS = [
     "space",
     "controllers",
     "runner",
+    "integrations",  # training frameworks a user's loop is written in (Lightning)
     "api",
     "viz",
     "report",
