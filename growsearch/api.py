@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 DICT_RUN_NAME = "search"
 """The run name of a space given as a dict without a ``name``."""
+SIZE_COSTS = ("params", "flops")
+"""The size objectives a search may minimise beside its metric: the costs of :meth:`Run.front`."""
 
 
 class Run:
@@ -59,26 +61,42 @@ class Run:
 
     @property
     def best(self) -> pd.Series | None:
-        """The best trial's row (highest validation accuracy, ties to the smaller model: the
+        """The best trial's row by the run's :attr:`objective` (ties to the smaller model: the
         ranking of the leaderboard and of ``best/``), or None when no trial succeeded."""
         from growsearch.runner._results import ranked
 
-        ok = ranked(self.trials)
+        ok = ranked(self.trials, *self.objective)
         return None if ok.empty else ok.iloc[0]
 
     @property
-    def objectives(self) -> list[str]:
-        """The search's objectives as its space gave them (``["val_acc"]``, or with ``params``
-        and/or ``flops``)."""
-        import json
+    def objective(self) -> tuple[str, str]:
+        """``(metric, mode)``: the metric the search optimises (a ``trials`` column such as
+        ``val_acc`` or ``val_mse``) and ``"max"`` or ``"min"`` (``("val_acc", "max")`` for a
+        run whose ``space.json`` names none).
 
-        space = json.loads((self.location / "space.json").read_text())
-        return list(space.get("objectives") or ["val_acc"])
+        Raises:
+            ConfigError: ``space.json`` is unreadable.
+        """
+        from growsearch.runner._results import run_objective
+
+        return run_objective(self._space())
+
+    @property
+    def objectives(self) -> list[str]:
+        """The search's objectives as its space gave them: the objective's metric, then
+        ``params`` and/or ``flops`` if the search minimises size too (``["val_acc"]``,
+        ``["val_mse", "params"]``).
+
+        Raises:
+            ConfigError: ``space.json`` is unreadable.
+        """
+        space = self._space()
+        return list(space.get("objectives") or [self.objective[0]])
 
     def front(self, cost: str | None = None) -> pd.DataFrame:
         """The Pareto-optimal trials, smallest first: no other trial is as small (``cost``:
         ``params`` or ``flops``; default the search's first size objective, else ``params``)
-        and as accurate on validation, with one of the two strictly better.
+        and as good by the run's :attr:`objective`, with one of the two strictly better.
 
         Raises:
             ValueError: ``cost`` is neither ``params`` nor ``flops``.
@@ -86,13 +104,25 @@ class Run:
         from growsearch.runner._results import pareto_front
 
         if cost is None:
-            cost = next((o for o in self.objectives if o != "val_acc"), "params")
-        if cost not in ("params", "flops"):
+            cost = next((o for o in self.objectives if o in SIZE_COSTS), "params")
+        if cost not in SIZE_COSTS:
             raise ValueError(f"Run.front: cost must be 'params' or 'flops', got {cost!r}")
         df = self.trials
         if df.empty:
             return df
-        return df[pareto_front(df, cost)].sort_values(cost, kind="stable")
+        metric, mode = self.objective
+        return df[pareto_front(df, cost, metric, mode)].sort_values(cost, kind="stable")
+
+    def _space(self) -> dict[str, Any]:
+        """The run's ``space.json`` (the validated space it was started with)."""
+        path = self.location / "space.json"
+        try:
+            space = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: corrupt ({e})") from None
+        if not isinstance(space, dict):
+            raise ConfigError(f"{path}: corrupt (expected a JSON object)")
+        return space
 
     def best_model(self, device: str = "cpu") -> nn.Module:
         """The best trial's model (``<dir>/best``), ready in eval mode on ``device``.

@@ -19,31 +19,28 @@ def _id(v: Any) -> str:
     return v if isinstance(v, str) and v else "-"
 
 
-def _leaderboard(df: Any, n: int = 10, title: str = "leaderboard") -> Any:
+def _leaderboard(
+    df: Any, n: int = 10, title: str = "leaderboard", metric: str = "val_acc", mode: str = "max"
+) -> Any:
+    """The trials as a table: the ``n`` best by the objective's ``metric`` and ``mode`` (columns
+    named after the metric and its test split), then every failed one with its error."""
     from rich.table import Table
 
     from growsearch.runner._results import ranked
+    from growsearch.viz import format_value, metric_label, metric_test_column
 
+    test = metric_test_column(metric)
+    val_col, test_col = metric_label(metric), metric_label(test)
     table = Table(title=title)
-    for col in (
-        "rank",
-        "trial",
-        "parent",
-        "arch",
-        "params",
-        "val acc",
-        "test acc",
-        "epochs",
-        "status",
-    ):
-        numeric = col in ("rank", "params", "val acc", "test acc", "epochs")
+    for col in ("rank", "trial", "parent", "arch", "params", val_col, test_col, "epochs", "status"):
+        numeric = col in ("rank", "params", val_col, test_col, "epochs")
         table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "status")
-    ok = ranked(df).head(n)
+    ok = ranked(df, metric, mode).head(n)
     for rank, (_, r) in enumerate(ok.iterrows(), 1):
         table.add_row(
             str(rank), str(r["trial_id"]), _id(r["parent_id"]), str(r["arch_summary"]),
-            f"{int(r['params']):,}", f"{r['val_acc']:.4f}", f"{r['test_acc']:.4f}", str(r["epochs"]),
-            str(r["status"]),
+            f"{int(r['params']):,}", format_value(r[metric], metric),
+            format_value(r.get(test), test) or "-", str(r["epochs"]), str(r["status"]),
         )  # fmt: skip
     failed = df[df["status"] == "failed"]
     for _, r in failed.iterrows():
@@ -59,6 +56,17 @@ def _leaderboard(df: Any, n: int = 10, title: str = "leaderboard") -> Any:
             f"failed: {r['error']}",
         )
     return table
+
+
+def _objective(run_dir: Any) -> tuple[str, str]:
+    """The run's ``(metric, mode)`` (``("val_acc", "max")`` if its ``space.json`` cannot be
+    read: the leaderboard of an interrupted search is still printed)."""
+    from growsearch.api import Run
+
+    try:
+        return Run(run_dir).objective
+    except GrowsearchError:
+        return "val_acc", "max"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -94,36 +102,45 @@ def _finish(console: Any, search: Any) -> int:
         run = search()
     except SearchInterrupted as e:
         if not e.df.empty:
-            console.print(_leaderboard(e.df, title=f"{e.run_dir.name}: leaderboard so far"))
+            metric, mode = _objective(e.run_dir)
+            title = f"{e.run_dir.name}: leaderboard so far"
+            console.print(_leaderboard(e.df, title=title, metric=metric, mode=mode))
         print(f"growsearch: {e}", file=sys.stderr)
         return 130
     df = run.trials
     if df.empty:
         console.print("no trial finished")
         return 1
-    console.print(_leaderboard(df, title=f"{run.dir.name}: leaderboard"))
+    metric, mode = run.objective
+    console.print(_leaderboard(df, title=f"{run.dir.name}: leaderboard", metric=metric, mode=mode))
     _print_front(console, run)
     console.print(f"best model: {run.dir / 'best'}  (growsearch.load_model)")
     return 0
 
 
 def _print_front(console: Any, run: Any) -> None:
-    """The run's Pareto front (validation accuracy against its first size objective), smallest
-    first; nothing for a search with ``val_acc`` as its only objective."""
+    """The run's Pareto front (its objective's metric against its first size objective),
+    smallest first; nothing for a search without a size objective."""
     from rich.table import Table
 
-    cost = next((o for o in run.objectives if o != "val_acc"), None)
+    from growsearch.api import SIZE_COSTS
+    from growsearch.viz import format_value, metric_label, metric_test_column
+
+    cost = next((o for o in run.objectives if o in SIZE_COSTS), None)
     if cost is None:
         return
+    metric, _ = run.objective
+    test = metric_test_column(metric)
+    val_col, test_col = metric_label(metric), metric_label(test)
     front = run.front(cost)
-    table = Table(title=f"{run.dir.name}: Pareto front (val acc against {cost})")
-    for col in ("trial", "arch", cost, "val acc", "test acc"):
-        numeric = col in (cost, "val acc", "test acc")
+    table = Table(title=f"{run.dir.name}: Pareto front ({val_col} against {cost})")
+    for col in ("trial", "arch", cost, val_col, test_col):
+        numeric = col in (cost, val_col, test_col)
         table.add_column(col, justify="right" if numeric else "left")
     for _, r in front.iterrows():
         table.add_row(
             str(r["trial_id"]), str(r["arch_summary"]), f"{int(r[cost]):,}",
-            f"{r['val_acc']:.4f}", f"{r['test_acc']:.4f}",
+            format_value(r[metric], metric), format_value(r.get(test), test) or "-",
         )  # fmt: skip
     console.print(table)
 
@@ -135,9 +152,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     run_dir = check_run_dir(args.run_dir)
     df = load_results(run_dir)
+    run = Run(run_dir)
+    metric, mode = run.objective
     console = _console()
-    console.print(_leaderboard(df, n=args.top, title=f"{run_dir.name}: leaderboard"))
-    _print_front(console, Run(run_dir))
+    title = f"{run_dir.name}: leaderboard"
+    console.print(_leaderboard(df, n=args.top, title=title, metric=metric, mode=mode))
+    _print_front(console, run)
     return 0
 
 

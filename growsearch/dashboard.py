@@ -2,8 +2,8 @@
 
 optuna-dashboard shows the run's Optuna study (trial table, objective history, each trial's
 learning curve as intermediate values, parameter views). growsearch adds its figures (lineage
-tree, accuracy vs cost with the Pareto front, best-so-far vs compute, learning curves along the
-lineage) and a note (summary + leaderboard) to the same study, with
+tree, the objective's metric vs cost with the Pareto front, best-so-far vs compute, learning
+curves along the lineage) and a note (summary + leaderboard) to the same study, with
 ``save_plotly_graph_object(study, fig, graph_object_id=...)`` and ``save_note``: they appear on
 the study's page. A background thread re-reads ``trials.parquet`` every few seconds and saves
 them again when it changed, so the page follows a running search.
@@ -30,9 +30,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
-from growsearch.runner._results import load_results, study_storage, trials_path
+from growsearch.runner._results import load_results, run_objective, study_storage, trials_path
 from growsearch.storage import Location
-from growsearch.viz import all_figures, leaderboard
+from growsearch.viz import (
+    all_figures,
+    format_value,
+    leaderboard,
+    metric_label,
+    metric_test_column,
+)
 
 REFRESH_SECONDS = 3.0
 FIGURE_ID_PREFIX = "growsearch-"
@@ -59,26 +65,33 @@ def run_storage(run_dir: Location) -> str:
     return study_storage(run_dir, info.get("storage"), writer=False)[0]
 
 
-def summary_note(run_name: str, df: pd.DataFrame, top: int = 10) -> str:
-    """The study note: the run in one line and the leaderboard, in Markdown."""
-    board = leaderboard(df)
+def summary_note(
+    run_name: str, df: pd.DataFrame, top: int = 10, metric: str = "val_acc", mode: str = "max"
+) -> str:
+    """The study note: the run in one line and the leaderboard (best first by ``metric`` and
+    ``mode``, with the metric's validation and test columns), in Markdown."""
+    board = leaderboard(df, metric, mode)
+    test = metric_test_column(metric)
+    val_name, test_name = metric_label(metric), metric_label(test)
+    subject = "accuracy" if metric == "val_acc" else metric
     done = board[board["rank"] != "-"]
     lines = [f"## growsearch run `{run_name}`", ""]
     head = f"{len(df)} trials finished ({len(done)} succeeded, {len(df) - len(done)} failed)"
     if len(done):
         b = done.iloc[0]
         head += (
-            f" · best **{b['trial_id']}** {b['arch_summary']}: val acc {b['val_acc']:.4f},"
-            f" test acc {b['test_acc']:.4f}, {int(b['params']):,} params"
+            f" · best **{b['trial_id']}** {b['arch_summary']}: "
+            f"{val_name} {format_value(b[metric], metric)}, "
+            f"{test_name} {format_value(b[test], test) or '-'}, {int(b['params']):,} params"
         )
     lines += [head + f" · updated {time.strftime('%H:%M:%S')}", ""]
     lines += [
-        "growsearch's figures (lineage, accuracy vs cost, best so far vs compute, learning "
+        f"growsearch's figures (lineage, {subject} vs cost, best so far vs compute, learning "
         "curves along the lineage) are on the study's first page, redrawn when `trials.parquet` "
         "changes; each trial's learning curve is its intermediate values; every trial: "
         "*Trials (List)*.",
         "",
-        "| rank | trial | parent | ops | arch | params | val acc | test acc | status |",
+        f"| rank | trial | parent | ops | arch | params | {val_name} | {test_name} | status |",
         "|---:|---|---|---|---|---:|---:|---:|---|",
     ]
     for _, r in board.head(top).iterrows():
@@ -87,7 +100,7 @@ def summary_note(run_name: str, df: pd.DataFrame, top: int = 10) -> str:
         lines.append(
             f"| {r['rank']} | {r['trial_id']} | {r['parent_id']} | {r['ops'] or '-'} "
             f"| {r['arch_summary']} | {int(r['params']):,} "
-            f"| {r['val_acc']:.4f} | {r['test_acc']:.4f} | {r['status']} |"
+            f"| {format_value(r[metric], metric)} | {format_value(r[test], test)} | {r['status']} |"
             if ok
             else f"| - | {r['trial_id']} | {r['parent_id']} | {r['ops'] or '-'} "
             f"| {r['arch_summary']} | | | | {r['status']} |"
@@ -103,6 +116,7 @@ class FigurePublisher:
         self.storage = storage
         self.log = log or (lambda msg: print(f"growsearch dashboard: {msg}", file=sys.stderr))
         self.study: Any = None
+        self.metric, self.mode = "val_acc", "max"  # the run's objective, read with the study
         self._seen: tuple[int, int] | None = None
         self._published: dict[str, str] = {}
         self._last_error = ""
@@ -115,8 +129,10 @@ class FigurePublisher:
             study = optuna.load_study(study_name=self.run_dir.name, storage=self.storage)
         except KeyError:  # the search has not created its study yet
             return None
-        space = self.run_dir / "space.json"
-        objectives = json.loads(space.read_text()).get("objectives") if space.is_file() else None
+        path = self.run_dir / "space.json"
+        space = json.loads(path.read_text()) if path.is_file() else {}
+        self.metric, self.mode = run_objective(space)
+        objectives = space.get("objectives")  # e.g. ["val_mse", "params"]: the study's values
         if objectives and len(objectives) == len(study.directions):
             with warnings.catch_warnings():  # "experimental" since optuna 3.2
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -150,16 +166,20 @@ class FigurePublisher:
         return True
 
     def publish(self, df: pd.DataFrame) -> None:
-        """Save every figure (each under a fixed id, so it is replaced) and the note."""
+        """Save every figure of the run's objective (each under a fixed id, so it is replaced)
+        and the note."""
         from optuna_dashboard import save_note, save_plotly_graph_object
 
-        for name, fig in all_figures(df, compact=True).items():
+        figures = all_figures(df, compact=True, metric=self.metric, mode=self.mode)
+        for name, fig in figures.items():
             graph_id = FIGURE_ID_PREFIX + name
             as_json = fig.to_json()
             if self._published.get(graph_id) != as_json:  # unchanged figures: no writes
                 save_plotly_graph_object(self.study, fig, graph_object_id=graph_id)
                 self._published[graph_id] = as_json
-        save_note(self.study, summary_note(self.run_dir.name, df))
+        save_note(
+            self.study, summary_note(self.run_dir.name, df, metric=self.metric, mode=self.mode)
+        )
 
     def run(self, stop: threading.Event, every: float = REFRESH_SECONDS) -> None:
         """Poll until ``stop`` is set."""

@@ -151,6 +151,45 @@ RUN_CASES = [
         [],
         "expected (10,) class scores",
     ),
+    ("unknown task", BASE + "\ntask: regresion\n", [], "task.name: expected one of"),
+    (
+        "a metric the task does not report",
+        BASE + "\nobjective: {metric: val_f1, mode: max}\n",
+        [],
+        "objective.metric: expected a metric the classification task reports",
+    ),
+    ("mode not min/max", BASE + "\nobjective: {metric: val_acc, mode: up}\n", [], "objective.mode"),
+    (
+        "a metric without a known direction",
+        _edit("lr: 0.003}", "lr: 0.003, function: 'fit.py:fit'}") + "\nobjective: val_f1\n",
+        [],
+        "the direction of 'val_f1' is not known",
+    ),
+    ("task file missing", BASE + "\ntask: {factory: 'nofile.py:make'}\n", [], "task.factory"),
+    (
+        "fit file missing",
+        _edit("lr: 0.003}", "lr: 0.003, function: 'nofit.py:fit'}"),
+        [],
+        "training.function: expected an existing Python file",
+    ),
+    (
+        "a size objective first",
+        BASE + "\nobjectives: [params, val_acc]\n",
+        [],
+        "objectives[0]: expected the metric to optimise first",
+    ),
+    (
+        "objective and objectives disagree",
+        BASE + "\nobjective: val_loss\nobjectives: [val_acc, params]\n",
+        [],
+        "objective: expected the same metric as objectives[0]",
+    ),
+    (
+        "loss of a classification",
+        BASE + "\ntask: {name: classification, loss: huber}\n",
+        [],
+        "task.loss: expected a loss only with name: regression",
+    ),
     ("unreachable --address", BASE, ["--address", "127.0.0.1:1"], "no Ray cluster answers"),
     ("bad --storage url", BASE, ["--storage", "not a url"], "--storage"),
     ("unknown storage driver", BASE, ["--storage", "nosuchdb://u@h/db"], "--storage"),
@@ -192,6 +231,7 @@ def test_run_rejects_bad_input(
     if text is not None:
         space.write_text(text)
     (tmp_path / "w.safetensors").write_bytes(b"\x80\x04not safetensors")  # a pickle-ish blob
+    (tmp_path / "fit.py").write_text("def fit(model, data, ctx):\n    pass\n")
     results = tmp_path / "results"
     results.mkdir()
     line = _one_line_exit_2(

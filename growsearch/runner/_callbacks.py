@@ -53,10 +53,13 @@ class RecordCallback(Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         curve = self.curves.setdefault(_ours(trial), [])
-        epoch = int(result.get("epoch", len(curve) + 1))
-        del curve[epoch - 1 :]  # a restarted trial re-reports epochs
-        value = result.get(self.metric)
-        curve.append(float("nan") if value is None else float(value))
+        if isinstance(result.get("history"), list):  # every epoch's value, across restarts
+            curve[:] = [float(v) for v in result["history"]]
+        else:
+            epoch = int(result.get("epoch", len(curve) + 1))
+            del curve[epoch - 1 :]  # a restarted trial re-reports epochs
+            value = result.get(self.metric)
+            curve.append(float("nan") if value is None else float(value))
         if result.get("gpu_ids") and result.get("device") == "cpu" and not self.warned_no_cuda:
             self.warned_no_cuda = True  # once per session: every such trial records it anyway
             self._warn(

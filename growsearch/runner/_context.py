@@ -34,7 +34,7 @@ class TrialContext:
         lr: The peak learning rate: the space's ``training.lr``, times the recipe's
             ``student_lr_factor`` for a warm-started child.
         hparams: The space's ``training`` section as a dict (``batch_size``, ``optimizer``,
-            ``weight_decay``... and any key of the user's own loop under ``training``).
+            ``weight_decay``...; the user's own settings under ``options``).
         task: The search's task (its ``loss`` and ``metrics``), for a loop that uses them.
         objective: The metric the search optimises; every report must carry it.
         seed: A seed for the trial's randomness (differs between trials).

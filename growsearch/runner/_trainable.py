@@ -249,14 +249,18 @@ def train_trial(config: dict[str, Any]) -> None:
     t0 = time.perf_counter()
     first_step_unix = time.time()  # for the start-up benchmark: launch → first training step
     spent = float(info.get("train_seconds", 0.0))
+    # the objective's value after each epoch, across restarts (the trials table's ``curve``)
+    history: list[float] = list(ck.meta.get("history") or []) if ck is not None else []
 
     def save(
         values: dict[str, float], model: torch.nn.Module, opt: dict[str, Any], extra: dict[str, Any]
     ) -> None:
         epoch = ctx.epoch
         seconds = spent + time.perf_counter() - t0
+        del history[epoch - 1 :]
+        history.append(values[settings.objective])
         metrics = {
-            "epoch": epoch, "epochs_planned": epochs, **values,
+            "epoch": epoch, "epochs_planned": epochs, **values, "history": list(history),
             "params": params, "flops": flops, "train_seconds": seconds, "first_step_unix": first_step_unix,
             **{k: v for k, v in info.items() if v is not None and k != "train_seconds"},
             **placement, "ended_unix": time.time(),
@@ -279,6 +283,7 @@ def train_trial(config: dict[str, Any]) -> None:
             "info": {**info, "train_seconds": seconds, **placement},
             "scheduler": extra["scheduler"],
             "user_state": extra["user_state"],
+            "history": list(history),
         }
         save_checkpoint(
             models_dir(settings.run_dir) / proposal.trial_id, spec, model,

@@ -290,6 +290,7 @@ class TrainingConfig(Section):
         function: A training loop of the user's own, ``file.py:fit`` or ``module:fit``:
             ``fit(model, data, ctx)`` trains the trial's (already grown) model and reports
             each epoch through ``ctx.report`` (see docs/tasks.md); null: growsearch's own loop.
+        options: Settings of the user's own loop, any keys (``ctx.hparams["options"]``).
 
     The warm-start recipe (how a warm-started child is made and trained); each null means
     the measured default of :class:`growsearch.grow.WarmStartRecipe`:
@@ -333,6 +334,7 @@ class TrainingConfig(Section):
     augment: AugmentConfig = AugmentConfig()
     test_every_epoch: Bool = False  # type: ignore[valid-type]
     function: Factory | None = None  # type: ignore[valid-type]
+    options: dict[str, Any] = Field(default_factory=dict)
     init: one_of(WARM_INITS) | None = None  # type: ignore[valid-type]
     split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     student_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]

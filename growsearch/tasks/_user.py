@@ -32,8 +32,8 @@ class UserTask(Task):
             isinstance(k, str) and isinstance(v, Metric) for k, v in out.items()
         ):
             raise ConfigError(
-                f"task {self.name}: metrics() must return a dict of name -> torchmetrics.Metric, "
-                f"got {_kind(out)}"
+                f"task.factory: {self.name}().metrics() must return a dict of name -> "
+                f"torchmetrics.Metric, got {_kind(out)}"
             )
         return out
 

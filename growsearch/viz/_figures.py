@@ -1,19 +1,31 @@
-"""Plotly figures of a run, each a pure function of the trials DataFrame."""
+"""Plotly figures of a run, each a pure function of the trials DataFrame.
+
+Each figure follows the search's objective: ``metric`` (the column drawn, ``val_acc`` by
+default) and ``mode`` (``max`` or ``min``: which way is better, for the Pareto front, the best
+so far and the colour scales, whose brightest end is always the best).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from growsearch.viz._tables import (
+    DEFAULT_METRIC,
+    DEFAULT_MODE,
     _parent,
     best_so_far,
+    format_value,
     lineage,
     lineage_curves,
+    metric_label,
+    metric_title,
     pareto_front,
     succeeded,
+    with_columns,
 )
 
 if TYPE_CHECKING:
@@ -22,6 +34,17 @@ if TYPE_CHECKING:
 COLORSCALE = "Viridis"
 FAILED_COLOR = "#d62728"
 COST_TITLES = {"params": "parameters", "flops": "FLOPs (per example)"}
+
+
+def figure_name(metric: str) -> str:
+    """``metric`` as the subject of a figure's title: ``Accuracy`` for ``val_acc`` (a
+    classification search's titles), else the metric's name."""
+    return "Accuracy" if metric == "val_acc" else metric
+
+
+def _hover_format(metric: str) -> str:
+    """A plotly ``%{y}`` number format matching :func:`format_value`."""
+    return ".4f" if metric == "val_acc" else ".4g"
 
 
 def _figure(title: str) -> go.Figure:
@@ -50,10 +73,13 @@ def _empty(fig: go.Figure) -> go.Figure:
     return fig
 
 
-def _hover(r: pd.Series) -> str:
-    acc = "-" if pd.isna(r["val_acc"]) else f"{r['val_acc']:.4f}"
+def _hover(r: pd.Series, metric: str = DEFAULT_METRIC) -> str:
+    value = format_value(r.get(metric), metric) or "-"
     params = "-" if pd.isna(r["params"]) else f"{int(r['params']):,}"
-    text = f"<b>{r['trial_id']}</b> {r['arch_summary']}<br>val acc {acc}<br>params {params}"
+    text = (
+        f"<b>{r['trial_id']}</b> {r['arch_summary']}<br>{metric_label(metric)} {value}"
+        f"<br>params {params}"
+    )
     if isinstance(r.get("parent_id"), str) and r["parent_id"]:
         text += f"<br>parent {r['parent_id']}"
     if r["status"] not in ("completed", "stopped"):
@@ -61,16 +87,23 @@ def _hover(r: pd.Series) -> str:
     return text
 
 
-def _node_label(r: pd.Series, newline: str = "<br>") -> str:
-    acc = "failed" if pd.isna(r["val_acc"]) else f"{r['val_acc']:.3f}"
-    return f"{r['trial_id']} {acc}{newline}{r['arch_summary']}"
+def _node_label(r: pd.Series, newline: str = "<br>", metric: str = DEFAULT_METRIC) -> str:
+    v = r.get(metric)
+    if v is None or pd.isna(v):
+        value = "failed"
+    else:
+        value = f"{float(v):.3f}" if metric == "val_acc" else f"{float(v):.3g}"
+    return f"{r['trial_id']} {value}{newline}{r['arch_summary']}"
 
 
-def lineage_figure(df: pd.DataFrame, compact: bool = False) -> go.Figure:
-    """The lineage tree: a node per trial coloured by validation accuracy, left to right by
-    generation, each edge labelled with the child's morph ops (``widen(s0l0→48)``).
+def lineage_figure(
+    df: pd.DataFrame, compact: bool = False, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
+) -> go.Figure:
+    """The lineage tree: a node per trial coloured by ``metric`` (brightest: best for
+    ``mode``), left to right by generation, each edge labelled with the child's morph ops
+    (``widen(s0l0→48)``).
 
-    ``compact`` labels nodes with their trial id only (accuracy and architecture on hover),
+    ``compact`` labels nodes with their trial id only (the metric and architecture on hover),
     for small boxes such as the dashboard's.
     """
     import plotly.graph_objects as go
@@ -78,7 +111,7 @@ def lineage_figure(df: pd.DataFrame, compact: bool = False) -> go.Figure:
     fig = _figure("Lineage: trials grown from their parents")
     if df.empty:
         return _empty(fig)
-    tree = lineage(df)
+    tree = lineage(with_columns(df, metric))
     nodes = tree.nodes.set_index("trial_id", drop=False)
     ex: list[float | None] = []
     ey: list[float | None] = []
@@ -123,7 +156,7 @@ def lineage_figure(df: pd.DataFrame, compact: bool = False) -> go.Figure:
             name="ops",
         )
     )
-    ok = succeeded(tree.nodes)
+    ok = succeeded(tree.nodes, metric)
     good, bad = tree.nodes[ok], tree.nodes[~ok]
     fig.add_trace(
         go.Scatter(
@@ -132,18 +165,19 @@ def lineage_figure(df: pd.DataFrame, compact: bool = False) -> go.Figure:
             mode="markers+text",
             text=list(good["trial_id"])
             if compact
-            else [_node_label(r) for _, r in good.iterrows()],
+            else [_node_label(r, metric=metric) for _, r in good.iterrows()],
             textfont={"size": 9 if compact else 10},
             textposition="bottom center",
             marker={
                 "size": 18,
-                "color": good["val_acc"],
+                "color": good[metric],
                 "colorscale": COLORSCALE,
+                **({"reversescale": True} if mode == "min" else {}),  # the best is the brightest
                 "showscale": True,
-                "colorbar": {"title": {"text": "val acc"}},
+                "colorbar": {"title": {"text": metric_label(metric)}},
                 "line": {"width": 1, "color": "#333"},
             },
-            hovertext=[_hover(r) for _, r in good.iterrows()],
+            hovertext=[_hover(r, metric) for _, r in good.iterrows()],
             hoverinfo="text",
             showlegend=False,
             name="trials",
@@ -158,7 +192,7 @@ def lineage_figure(df: pd.DataFrame, compact: bool = False) -> go.Figure:
                 text=bad["trial_id"],
                 textposition="bottom center",
                 marker={"size": 14, "symbol": "x", "color": FAILED_COLOR},
-                hovertext=[_hover(r) for _, r in bad.iterrows()],
+                hovertext=[_hover(r, metric) for _, r in bad.iterrows()],
                 hoverinfo="text",
                 name="failed",
             )
@@ -177,16 +211,19 @@ def lineage_figure(df: pd.DataFrame, compact: bool = False) -> go.Figure:
     return fig
 
 
-def pareto_figure(df: pd.DataFrame, cost: str = "params") -> go.Figure:
-    """Validation accuracy against ``cost`` (``params`` or ``flops``), the Pareto front drawn."""
+def pareto_figure(
+    df: pd.DataFrame, cost: str = "params", metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
+) -> go.Figure:
+    """``metric`` against ``cost`` (``params`` or ``flops``), the Pareto front drawn (no other
+    trial is as small and as good by ``mode``, one of the two strictly)."""
     import plotly.graph_objects as go
 
-    fig = _figure(f"Accuracy vs {COST_TITLES.get(cost, cost)}: Pareto front")
-    ok = df[succeeded(df) & df[cost].notna()] if not df.empty else df
+    fig = _figure(f"{figure_name(metric)} vs {COST_TITLES.get(cost, cost)}: Pareto front")
+    ok = df[succeeded(df, metric) & df[cost].notna()] if not df.empty else df
     if ok.empty:
         return _empty(fig)
-    front = pareto_front(df, cost)
-    rest, best = df[succeeded(df) & ~front], df[front].sort_values(cost)
+    front = pareto_front(df, cost, metric, mode)
+    rest, best = df[succeeded(df, metric) & ~front], df[front].sort_values(cost)
     for part, name, marker in (
         (rest, "trial", {"size": 9, "color": "#9ecae1", "line": {"width": 1, "color": "#3182bd"}}),
         (
@@ -198,18 +235,18 @@ def pareto_figure(df: pd.DataFrame, cost: str = "params") -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=part[cost].astype(float),
-                y=part["val_acc"],
+                y=part[metric],
                 mode="markers",
                 name=name,
                 marker=marker,
-                hovertext=[_hover(r) for _, r in part.iterrows()],
+                hovertext=[_hover(r, metric) for _, r in part.iterrows()],
                 hoverinfo="text",
             )
         )
     fig.add_trace(
         go.Scatter(
             x=best[cost].astype(float),
-            y=best["val_acc"],
+            y=best[metric],
             mode="lines+text",
             line={"shape": "hv", "color": "#e6550d", "dash": "dot"},
             text=best["trial_id"],
@@ -220,22 +257,26 @@ def pareto_figure(df: pd.DataFrame, cost: str = "params") -> go.Figure:
         )
     )
     fig.update_xaxes(title=COST_TITLES.get(cost, cost), type="log")
-    fig.update_yaxes(title="validation accuracy")
+    fig.update_yaxes(title=metric_title(metric))
     fig.update_layout(legend={"orientation": "h", "y": -0.2})
     return fig
 
 
-def best_so_far_figure(df: pd.DataFrame) -> go.Figure:
-    """Best validation accuracy so far against the training compute spent: cumulative
-    training seconds (left) and cumulative epochs (right), trials in the order they finished."""
+def best_so_far_figure(
+    df: pd.DataFrame, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
+) -> go.Figure:
+    """The best value of ``metric`` so far (highest for ``mode`` ``max``, lowest for ``min``)
+    against the training compute spent: cumulative training seconds (left) and cumulative
+    epochs (right), trials in the order they finished."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
-    _style(fig, "Best accuracy so far vs training compute")
+    _style(fig, f"Best {figure_name(metric).lower()} so far vs training compute")
     if df.empty:
         return _empty(fig)
-    b = best_so_far(df)
+    b = best_so_far(df, metric, mode)
+    number = _hover_format(metric)
     for col, (x, title) in enumerate(
         (
             ("compute_seconds", "cumulative training seconds"),
@@ -246,13 +287,13 @@ def best_so_far_figure(df: pd.DataFrame) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=b[x],
-                y=b["val_acc"],
+                y=b[metric],
                 mode="markers",
                 name="trial",
                 showlegend=col == 1,
                 marker={"size": 7, "color": "#9ecae1"},
                 text=b["trial_id"],
-                hovertemplate="%{text}: val acc %{y:.4f}<extra></extra>",
+                hovertemplate=f"%{{text}}: {metric_label(metric)} %{{y:{number}}}<extra></extra>",
             ),
             row=1,
             col=col,
@@ -260,45 +301,54 @@ def best_so_far_figure(df: pd.DataFrame) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=b[x],
-                y=b["best_val_acc"],
+                y=b[f"best_{metric}"],
                 mode="lines",
                 name="best so far",
                 showlegend=col == 1,
                 line={"shape": "hv", "color": "#e6550d", "width": 2.5},
                 text=b["trial_id"],
-                hovertemplate="after %{text}: best %{y:.4f}<extra></extra>",
+                hovertemplate=f"after %{{text}}: best %{{y:{number}}}<extra></extra>",
             ),
             row=1,
             col=col,
         )
         fig.update_xaxes(title=title, row=1, col=col)
-    fig.update_yaxes(title="validation accuracy", row=1, col=1)
+    fig.update_yaxes(title=metric_title(metric), row=1, col=1)
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
     return fig
 
 
-def curves_figure(df: pd.DataFrame) -> go.Figure:
-    """Every trial's learning curve, each child's starting where its parent's ended (x: epochs
-    of training along the lineage, warm start included), coloured by final accuracy."""
+def curves_figure(
+    df: pd.DataFrame, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
+) -> go.Figure:
+    """Every trial's learning curve of ``metric`` (the ``curve`` column: the objective per
+    epoch), each child's starting where its parent's ended (x: epochs of training along the
+    lineage, warm start included), coloured by its final value (brightest: best for ``mode``)."""
     import plotly.graph_objects as go
     from plotly.colors import sample_colorscale
 
     fig = _figure("Learning curves along the lineage")
-    curves = lineage_curves(df) if not df.empty else None
+    curves = lineage_curves(df, metric) if not df.empty else None
     if curves is None or curves.empty:
         return _empty(fig)
-    final = dict(zip(df["trial_id"].astype(str), pd.to_numeric(df["val_acc"], errors="coerce")))
-    accs = np.array([v for v in final.values() if not pd.isna(v)], dtype=float)
-    lo, hi = (float(accs.min()), float(accs.max())) if len(accs) else (0.0, 1.0)
+    final = dict(
+        zip(
+            df["trial_id"].astype(str),
+            pd.to_numeric(with_columns(df, metric)[metric], errors="coerce"),
+        )
+    )
+    values = np.array([v for v in final.values() if not pd.isna(v)], dtype=float)
+    lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+    number = _hover_format(metric)
     for t, c in curves.groupby("trial_id", sort=False):
-        acc = final.get(t)
-        frac = 0.5 if acc is None or pd.isna(acc) or hi == lo else (acc - lo) / (hi - lo)
-        color = sample_colorscale(COLORSCALE, [frac])[0]
+        value = final.get(t)
+        frac = 0.5 if value is None or pd.isna(value) or hi == lo else (value - lo) / (hi - lo)
+        color = sample_colorscale(COLORSCALE, [1.0 - frac if mode == "min" else frac])[0]
         parent = _parent(c["parent_id"].iloc[0])
         fig.add_trace(
             go.Scatter(
                 x=c["epoch"],
-                y=c["val_acc"],
+                y=c[metric],
                 mode="lines+markers",
                 name=t,
                 line={"color": color, "width": 2},
@@ -306,14 +356,14 @@ def curves_figure(df: pd.DataFrame) -> go.Figure:
                 hovertemplate=(
                     f"{t}"
                     + (f" (from {parent})" if parent else "")
-                    + "<br>epoch %{x}: val acc %{y:.4f}<extra></extra>"
+                    + f"<br>epoch %{{x}}: {metric_label(metric)} %{{y:{number}}}<extra></extra>"
                 ),
             )
         )
         last = c.iloc[-1]
         fig.add_annotation(
             x=last["epoch"],
-            y=last["val_acc"],
+            y=last[metric],
             text=t,
             showarrow=False,
             xanchor="left",
@@ -321,26 +371,38 @@ def curves_figure(df: pd.DataFrame) -> go.Figure:
             font={"size": 9, "color": color},
         )
     fig.update_xaxes(title="epochs along the lineage")
-    fig.update_yaxes(title="validation accuracy")
+    fig.update_yaxes(title=metric_title(metric))
     fig.update_layout(showlegend=False)
     return fig
 
 
-FIGURES = {
+def _pareto(cost: str) -> Callable[..., go.Figure]:
+    def make(df: pd.DataFrame, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE) -> Any:
+        return pareto_figure(df, cost, metric=metric, mode=mode)
+
+    return make
+
+
+FIGURES: dict[str, Callable[..., go.Figure]] = {
     "lineage": lineage_figure,
-    "pareto_params": lambda df: pareto_figure(df, "params"),
-    "pareto_flops": lambda df: pareto_figure(df, "flops"),
+    "pareto_params": _pareto("params"),
+    "pareto_flops": _pareto("flops"),
     "best_so_far": best_so_far_figure,
     "curves": curves_figure,
 }
+"""Each figure by name: ``make(df)``, or ``make(df, metric=..., mode=...)`` for a search
+whose objective is not ``("val_acc", "max")``."""
 
 
-def all_figures(df: pd.DataFrame, compact: bool = False) -> dict[str, go.Figure]:
-    """Every figure of a run by name (the names of ``FIGURES``), in report order.
+def all_figures(
+    df: pd.DataFrame, compact: bool = False, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
+) -> dict[str, go.Figure]:
+    """Every figure of a run by name (the names of ``FIGURES``), in report order, drawing the
+    objective's ``metric`` with ``mode`` (see :func:`growsearch.runner._results.run_objective`).
 
     ``compact``: the lineage tree with short node labels (see :func:`lineage_figure`).
     """
-    figs = {name: make(df) for name, make in FIGURES.items()}
+    figs = {name: make(df, metric=metric, mode=mode) for name, make in FIGURES.items()}
     if compact:
-        figs["lineage"] = lineage_figure(df, compact=True)
+        figs["lineage"] = lineage_figure(df, compact=True, metric=metric, mode=mode)
     return figs

@@ -1,6 +1,9 @@
 """Pure functions of the trials DataFrame: the tables every figure (plotly or matplotlib) draws.
 
 Row order of ``trials.parquet`` is the order trials finished in; "compute so far" follows it.
+Every table follows the search's objective: its ``metric`` (a column such as ``val_acc`` or
+``val_mse``) and ``mode`` (``max``: higher is better, ``min``: lower is better); the defaults
+are a classification search's, ``("val_acc", "max")``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,39 @@ from growsearch.runner._results import pareto_front as pareto_front  # re-export
 from growsearch.runner._results import ranked
 
 OK_STATUSES = ("completed", "stopped")
+DEFAULT_METRIC = "val_acc"
+DEFAULT_MODE = "max"
+
+
+def metric_title(metric: str) -> str:
+    """An axis title for ``metric``: ``validation accuracy`` for ``val_acc``, else its name
+    (``val_mse``)."""
+    return "validation accuracy" if metric == "val_acc" else metric
+
+
+def metric_label(metric: str) -> str:
+    """A short label for ``metric`` in tables, hovers and colour bars: ``val acc`` and ``test
+    acc`` for the accuracies, else the name itself (``val_mse``, ``test_mse``)."""
+    return {"val_acc": "val acc", "test_acc": "test acc"}.get(metric, metric)
+
+
+def metric_test_column(metric: str) -> str:
+    """The test split's column of a validation ``metric``: ``test_mse`` for ``val_mse``."""
+    return "test_" + metric.removeprefix("val_")
+
+
+def format_value(v: Any, metric: str) -> str:
+    """A metric's value as text ("" for none): 4 decimals for an accuracy, 4 significant
+    digits for any other metric (an MSE may be 3000 or 1e-5)."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    return f"{float(v):.4f}" if metric in ("val_acc", "test_acc") else f"{float(v):.4g}"
+
+
+def with_columns(df: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """``df`` with each of ``columns`` it lacks added as NaN (a metric no trial reported)."""
+    missing = [c for c in columns if c not in df.columns]
+    return df.assign(**{c: np.nan for c in missing}) if missing else df
 
 
 def _json(v: Any, default: Any) -> Any:
@@ -45,9 +81,11 @@ def ops_labels(ops: Any) -> list[str]:
     return [op_label(op) for op in _json(ops, [])]
 
 
-def succeeded(df: pd.DataFrame) -> pd.Series:
-    """Rows with a usable accuracy."""
-    return df["status"].isin(OK_STATUSES) & df["val_acc"].notna()
+def succeeded(df: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.Series:
+    """Rows of successful trials with a value of ``metric`` (none when no row has the column)."""
+    if metric not in df.columns:
+        return pd.Series(False, index=df.index, dtype=bool)
+    return df["status"].isin(OK_STATUSES) & df[metric].notna()
 
 
 @dataclass(frozen=True)
@@ -106,35 +144,41 @@ def lineage(df: pd.DataFrame) -> Lineage:
     return Lineage(nodes=nodes.reset_index(drop=True), edges=edges)
 
 
-def best_so_far(df: pd.DataFrame) -> pd.DataFrame:
-    """Best validation accuracy after each finished trial, against the compute spent so far.
+def best_so_far(
+    df: pd.DataFrame, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
+) -> pd.DataFrame:
+    """The best value of ``metric`` after each finished trial, against the compute spent so far.
 
-    Columns: ``trial_id``, ``val_acc`` (NaN for a failed trial), ``compute_seconds`` and
+    Columns: ``trial_id``, ``<metric>`` (NaN for a failed trial), ``compute_seconds`` and
     ``compute_epochs`` (cumulative ``train_seconds`` / ``epochs``, failed trials included) and
-    ``best_val_acc`` (non-decreasing; NaN until a trial succeeds).
+    ``best_<metric>`` (the running maximum for ``mode`` ``max``, non-decreasing; the running
+    minimum for ``min``, non-increasing; NaN until a trial succeeds).
     """
-    ok = succeeded(df)
-    acc = pd.to_numeric(df["val_acc"], errors="coerce").where(ok)
+    ok = succeeded(df, metric)
+    value = pd.to_numeric(with_columns(df, metric)[metric], errors="coerce").where(ok)
     seconds = pd.to_numeric(df["train_seconds"], errors="coerce").fillna(0.0).astype(float)
     epochs = pd.to_numeric(df["epochs"], errors="coerce").fillna(0).astype(float)
+    best = value.cummin() if mode == "min" else value.cummax()  # both skip NaN
     return pd.DataFrame(
         {
             "trial_id": df["trial_id"].astype(str).to_numpy(),
-            "val_acc": acc.to_numpy(dtype=float),
+            metric: value.to_numpy(dtype=float),
             "compute_seconds": seconds.cumsum().to_numpy(),
             "compute_epochs": epochs.cumsum().to_numpy(),
-            "best_val_acc": acc.cummax().ffill().to_numpy(dtype=float),  # cummax skips NaN
+            f"best_{metric}": best.ffill().to_numpy(dtype=float),
         }
     )
 
 
-def lineage_curves(df: pd.DataFrame) -> pd.DataFrame:
+def lineage_curves(df: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
     """Every trial's learning curve on the epochs of its whole lineage.
 
-    A child's curve starts where its parent's ends: its first point is ``(parent's last epoch,
-    acc_before)`` (the morphed model before training; the parent's last accuracy if unknown),
-    then one point per epoch it trained. Columns: ``trial_id``, ``parent_id``, ``epoch``,
-    ``val_acc``, ``trained`` (False for that starting point).
+    ``curve`` holds the objective's value per epoch, and ``acc_before`` its value for the
+    morphed model before training; ``metric`` names the column they go in. A child's curve
+    starts where its parent's ends: its first point is ``(parent's last epoch, acc_before)``
+    (the parent's last value if unknown), then one point per epoch it trained. Columns:
+    ``trial_id``, ``parent_id``, ``epoch``, ``<metric>``, ``trained`` (False for that
+    starting point).
     """
     ids = [str(t) for t in df["trial_id"]]
     rows = {t: r for t, r in zip(ids, df.to_dict("records"))}
@@ -159,7 +203,7 @@ def lineage_curves(df: pd.DataFrame) -> pd.DataFrame:
             if before is not None:
                 out.append((t, p, start, float(before), False))
         out += [(t, p, start + i + 1, v, True) for i, v in enumerate(curve[t])]
-    return pd.DataFrame(out, columns=["trial_id", "parent_id", "epoch", "val_acc", "trained"])
+    return pd.DataFrame(out, columns=["trial_id", "parent_id", "epoch", metric, "trained"])
 
 
 LEADERBOARD_COLUMNS = [
@@ -168,10 +212,23 @@ LEADERBOARD_COLUMNS = [
 ]  # fmt: skip
 
 
-def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
-    """Trials best first (validation accuracy), failed ones last with their error as status."""
-    ok = succeeded(df)
-    good = ranked(df[ok])
+def leaderboard_columns(metric: str = DEFAULT_METRIC) -> list[str]:
+    """The leaderboard's columns: :data:`LEADERBOARD_COLUMNS` with ``metric`` and its test
+    column (:func:`metric_test_column`) in place of ``val_acc`` and ``test_acc``."""
+    names = {"val_acc": metric, "test_acc": metric_test_column(metric)}
+    return [names.get(c, c) for c in LEADERBOARD_COLUMNS]
+
+
+def leaderboard(
+    df: pd.DataFrame, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
+) -> pd.DataFrame:
+    """Trials best first by ``metric`` and ``mode`` (:func:`~growsearch.runner._results.ranked`'s
+    order), failed ones last with their error as status; columns :func:`leaderboard_columns`
+    (a metric's test column no trial reported is NaN)."""
+    columns = leaderboard_columns(metric)
+    df = with_columns(df, metric, metric_test_column(metric))
+    ok = succeeded(df, metric)
+    good = ranked(df[ok], metric, mode)
     good["rank"] = [str(i) for i in range(1, len(good) + 1)]
     bad = df[~ok].copy()
     bad["rank"] = "-"
@@ -182,4 +239,4 @@ def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat([good, bad]) if len(bad) else good
     out["ops"] = [", ".join(ops_labels(o)) for o in out["ops"]]
     out["parent_id"] = [_parent(p) or "-" for p in out["parent_id"]]
-    return out[LEADERBOARD_COLUMNS].reset_index(drop=True)
+    return out[columns].reset_index(drop=True)
