@@ -20,9 +20,11 @@ from growsearch.space import (
     DatasetConfig,
     DeepenConfig,
     MutationSpace,
+    ObjectiveConfig,
     ResourcesConfig,
     SchedulerConfig,
     SeedModelConfig,
+    TaskConfig,
     TrainingConfig,
     WidenConfig,
 )
@@ -46,6 +48,8 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (MutationSpace, "## mutations"),
     (WidenConfig, "### mutations.widen"),
     (DeepenConfig, "### mutations.deepen"),
+    (TaskConfig, "## task"),
+    (ObjectiveConfig, "## objective"),
     (TrainingConfig, "## training"),
     (AugmentConfig, "### training.augment"),
     (BudgetConfig, "## budget"),
@@ -59,7 +63,11 @@ RECIPE_FIELDS = {
     "student_new_entry_lr_factor": "new_entry_lr_factor",
 }
 # null defaults the docs spell out: what null means there
-NULL_MEANS = {(SpaceModel, "name"): "the file's stem"}
+NULL_MEANS = {
+    (SpaceModel, "name"): "the file's stem",
+    (SpaceModel, "objective"): "null",
+    (SpaceModel, "objectives"): "null",
+}
 
 
 def _section(text: str, heading: str) -> str:

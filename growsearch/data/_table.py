@@ -147,7 +147,8 @@ def _regression(df: object, target: str, where: str) -> Dataset:
         Split(torch.tensor(x[i], dtype=torch.float32), torch.tensor(y[i], dtype=torch.float32))
         for i in (train, val, test)
     ]
+    train_s, val_s, test_s = splits
     return Dataset(
-        "table", *splits, input_shape=(x.shape[1],), num_classes=1, labels=False,
-        target_stats=((mean,), (std,)),
+        "table", train_s, val_s, test_s, input_shape=(x.shape[1],), num_classes=1,
+        labels=False, target_stats=((mean,), (std,)),
     )  # fmt: skip

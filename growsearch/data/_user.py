@@ -126,11 +126,10 @@ def dataset_from_splits(
                 f"{target}"
             )
     if labels:
-        num_classes = (
-            int(declared) if declared is not None else int(parts["train"].labels.max()) + 1
-        )
-        for k, part in parts.items():
-            lo, hi = int(part.labels.min()), int(part.labels.max())
+        found = {k: part.labels for k, part in parts.items() if part.labels is not None}
+        num_classes = int(declared) if declared is not None else int(found["train"].max()) + 1
+        for k, part_labels in found.items():
+            lo, hi = int(part_labels.min()), int(part_labels.max())
             if lo < 0 or hi >= num_classes:
                 where = (
                     "num_classes"
@@ -155,7 +154,7 @@ def dataset_from_splits(
         if n - n_val < 1:
             raise DataError(f"{name}: train: {n} samples, too few to hold out val")
         # stratified by class for labels; any other target: a fixed random draw
-        keys = train.labels if labels else np.zeros(n, dtype=np.int64)
+        keys = train.labels if train.labels is not None else np.zeros(n, dtype=np.int64)
         val_idx, train_idx = stratified_split(keys, (n_val, -1))
         train, val = train.subset(train_idx), train.subset(val_idx)
 

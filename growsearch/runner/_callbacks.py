@@ -80,10 +80,11 @@ class RecordCallback(Callback):
         self.running.discard(_ours(trial))
         r = trial.last_result or {}
         status = "failed" if error else trial_status(r, self.metric)
-        if error and "ReportError" in error and not (self.store.df["status"] != "failed").any():
-            # no trial has reported the objective yet: every later one would fail the same way
-            if self.searcher is not None:
-                self.searcher.fatal = error.split("ReportError:", 1)[-1].strip()
+        fatal = error is not None and "ReportError" in error
+        # no trial has reported the objective yet: every later one would fail the same way
+        if fatal and self.searcher is not None and not (self.store.df["status"] != "failed").any():
+            assert error is not None
+            self.searcher.fatal = error.split("ReportError:", 1)[-1].strip()
         curve = self.curves.get(_ours(trial), [])
         self.store.record(trial_row(trial.config["proposal"], r, status, error, curve))
 

@@ -39,6 +39,8 @@ class TrialContext:
         objective: The metric the search optimises; every report must carry it.
         seed: A seed for the trial's randomness (differs between trials).
         warmup_steps: Steps of the recipe's learning-rate warm-up (0: none).
+        cycle_steps: Where the recipe's first cosine cycle ends, in steps (0: one cycle); what
+            growsearch's own loop schedules, for a loop that wants the same.
         total_steps: Optimizer steps of the whole trial at ``hparams["batch_size"]``.
         state: The user ``state`` dict of the last report, after :meth:`restore` (else ``{}``).
     """
@@ -56,6 +58,7 @@ class TrialContext:
         seed: int,
         warmup_steps: int,
         total_steps: int,
+        cycle_steps: int = 0,
         step_scale: Mapping[str, torch.Tensor] | None,
         checkpoint: Checkpoint | None,
         save: Callable[[dict[str, Any], nn.Module, dict[str, Any], dict[str, Any]], None],
@@ -71,6 +74,7 @@ class TrialContext:
         self.objective = objective
         self.seed = int(seed)
         self.warmup_steps = int(warmup_steps)
+        self.cycle_steps = int(cycle_steps)
         self.total_steps = int(total_steps)
         self.state: dict[str, Any] = {}
         self._step_scale = step_scale

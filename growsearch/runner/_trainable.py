@@ -298,10 +298,9 @@ def train_trial(config: dict[str, Any]) -> None:
     ctx = TrialContext(
         trial_id=proposal.trial_id, device=device, epochs=epochs, lr=lr,
         hparams=training.model_dump(mode="json"), task=task, objective=settings.objective,
-        seed=seed, warmup_steps=warmup, total_steps=steps, step_scale=step_scale,
+        seed=seed, warmup_steps=warmup, total_steps=steps, cycle_steps=cycle, step_scale=step_scale,
         checkpoint=ck, save=save, data=data, model=model,
     )  # fmt: skip
-    ctx.cycle_steps = cycle  # type: ignore[attr-defined]  (growsearch's own loop reads it)
     model.train()
     fit(model, data, ctx)
     if ctx.stopped:
@@ -323,7 +322,7 @@ def builtin_fit(model: torch.nn.Module, data: Dataset, ctx: TrialContext) -> Non
     start_epoch = ctx.start_epoch
     state = (meta.get("user_state") or {}).get("train_state") or meta.get("train_state")
     resume = TrainState.from_dict(state) if state is not None else None
-    epochs, cycle, warmup = ctx.epochs, int(getattr(ctx, "cycle_steps", 0)), ctx.warmup_steps
+    epochs, cycle, warmup = ctx.epochs, ctx.cycle_steps, ctx.warmup_steps
     if resume is not None or ck is None:  # a new run, or the same run from where it stopped
         cfg = training.train_config(
             epochs=epochs, lr=ctx.lr, warmup_steps=warmup, cycle_steps=cycle,

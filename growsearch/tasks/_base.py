@@ -64,6 +64,8 @@ class MeanLoss(Metric):
 
     higher_is_better = False
     full_state_update = False
+    total: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, fn: Callable[[Any, Any], torch.Tensor], **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -12,7 +12,11 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, R2Score
 from growsearch.exceptions import DataError
 from growsearch.tasks._base import Task
 
-LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "mse": F.mse_loss,
+    "l1": F.l1_loss,
+    "huber": F.huber_loss,
+}
 """The regression losses a search space can name (``task: {name: regression, loss: ...}``)."""
 
 
