@@ -171,7 +171,9 @@ class SearchSpace:
             "controller": {"name": self.controller.name, **self.controller.options},
             "training": self.training.model_dump(mode="json"),
             "budget": self.budget.model_dump(mode="json"),
-            "task": self.task.model_dump(mode="json", exclude_defaults=True) or "classification",
+            "task": self.task.kind
+            if self.task.factory is None and self.task.loss is None
+            else self.task.model_dump(mode="json", exclude_defaults=True),
             "objective": {"metric": self.objective.metric, "mode": self.objective.mode},
             "objectives": list(self.objectives),
             "resources": self.resources.model_dump(mode="json"),

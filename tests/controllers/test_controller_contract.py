@@ -62,8 +62,8 @@ def test_a_search_grows_valid_children_and_improves(
         parent = by_id[p.parent_id].arch
         assert p.arch.dominates(parent)
         assert parent.apply_all(p.ops) == p.arch
-    seed_acc = cluster.ended[[r.trial_id for r in cluster.ended].index("t0")].val_acc
-    best = max(r.val_acc for r in cluster.ended if r.ok)
+    seed_acc = cluster.ended[[r.trial_id for r in cluster.ended].index("t0")].value
+    best = max(r.value for r in cluster.ended if r.ok)
     assert best > seed_acc + 0.05
     json.dumps(controller.state_dict())  # JSON-serialisable
 

@@ -41,7 +41,7 @@ def _finish(controller: Controller, space: SearchSpace, proposal, ok: bool = Tru
 def _best_growable(space: SearchSpace, results: list[TrialResult]) -> TrialResult:
     """The most accurate of ``results`` that is not at the space's limits."""
     growable = [r for r in results if space.mutations.random_op(r.arch, random.Random(0))]
-    return max(growable, key=lambda r: r.val_acc)
+    return max(growable, key=lambda r: r.value)
 
 
 def test_registry_lists_every_controller() -> None:
@@ -178,7 +178,7 @@ def test_evolution_samples_from_the_most_recent(spaces: dict[str, SearchSpace]) 
     for p in cluster.proposals[4:]:
         before = [r for r in cluster.ended if r.ok and r.trial_id in cluster.ok_before[p.trial_id]]
         recent = before[-3:]
-        best = max(recent, key=lambda r: r.val_acc)
+        best = max(recent, key=lambda r: r.value)
         stuck = space.mutations.random_op(best.arch, random.Random(0)) is None
         assert p.parent_id == best.trial_id or stuck
 
@@ -226,7 +226,7 @@ def test_hillclimb_rounds(spaces: dict[str, SearchSpace]) -> None:
     ]
     assert controller.propose("t4") is None
     results.append(_finish(controller, space, round1[2]))
-    best = max((r for r in results if r.ok), key=lambda r: r.val_acc)
+    best = max((r for r in results if r.ok), key=lambda r: r.value)
     nxt = controller.propose("t4")
     assert nxt is not None and nxt.parent_id == best.trial_id
     assert controller.rounds == 1

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = ROOT / "search_spaces"
-FIT = ROOT / "tests" / "fixtures" / "usercode" / "fit_counting.py"
+FIT = ROOT / "tests" / "fixtures" / "user_loops.py"
 CLI = [sys.executable, "-m", "growsearch.cli"]
 
 

@@ -218,10 +218,13 @@ MALFORMED = [
     (BASE + "training: 5\n", "training: expected a mapping, got 5"),
     (
         BASE + "objectives: [val_acc, latency]\n",
-        "objectives[1]: expected one of ['val_acc', 'params', 'flops'], got 'latency'",
+        "objectives[1]: expected params or flops after the first objective, got 'latency'",
     ),
-    (BASE + "objectives: [params]\n", "objectives: expected val_acc first"),
-    (BASE + "objectives: [val_acc, params, params]\n", "objectives: expected val_acc first"),
+    (BASE + "objectives: [params]\n", "objectives[0]: expected the metric to optimise first"),
+    (
+        BASE + "objectives: [val_acc, params, params]\n",
+        "objectives[2]: expected each objective once, got 'params' twice",
+    ),
     (BASE + "warm_start: maybe\n", "warm_start: expected true or false, got 'maybe'"),
     (
         BASE + "resources: {gpus_per_trial: 1.5}\n",
