@@ -114,7 +114,11 @@ def _finish(console: Any, search: Any) -> int:
     metric, mode = run.objective
     console.print(_leaderboard(df, title=f"{run.dir.name}: leaderboard", metric=metric, mode=mode))
     _print_front(console, run)
-    console.print(f"best model: {run.dir / 'best'}  (growsearch.load_model)")
+    console.print(f"best model: {run.dir / 'best'}  (growsearch.load_model)", soft_wrap=True)
+    console.print(
+        f"report: growsearch report {run.dir}   dashboard: growsearch dashboard {run.dir}",
+        soft_wrap=True,
+    )
     return 0
 
 

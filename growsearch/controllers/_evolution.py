@@ -60,7 +60,7 @@ class Evolution(GrowthController):
     def _propose(self, trial_id: str) -> Proposal | None:
         opts: Any = self.options
         if self.spread < opts.initial:
-            spread = self._spread(trial_id)
+            spread = self._spread(trial_id, of=opts.initial)
             if spread is not None:
                 return spread
         successes = self.successes()

@@ -4,6 +4,7 @@ JSON state that restores all of it exactly."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -194,16 +195,45 @@ class GrowthController(Controller):
         """
         return self._draw(trial_id, parent, self.space.mutations.random_child, new_only)
 
-    def _spread(self, trial_id: str) -> Proposal | None:
+    def _spread(self, trial_id: str, of: int | None = None) -> Proposal | None:
         """A random descendant of the seed trial (``mutations.random_descendant``), one of a
-        search's initial, spread-out proposals; None if the seed cannot grow into anything not
-        proposed before (a duplicate would only repeat a trial, not spread)."""
+        search's ``of`` initial, spread-out proposals; None if the seed cannot grow into
+        anything not proposed before (a duplicate would only repeat a trial, not spread).
+
+        With a size objective the proposals are stratified by size: the i-th of ``of`` is, of
+        :data:`SIZE_CANDIDATES` random descendants, the one at quantile (i + 0.5) / ``of`` of
+        their sizes, so the start covers the small end of the space as well as the large one
+        (uniform draws over widths and depths are mostly large models)."""
         seed = self.successes()[0]  # the first success is the seed (proposed alone, first)
-        proposal = self._draw(trial_id, seed, self.space.mutations.random_descendant, True)
+        sampler = self.space.mutations.random_descendant
+        if of and len(self.space.objectives) > 1:
+            sampler = self._by_size(sampler, (self.spread + 0.5) / of, self.space.objectives[1])
+        proposal = self._draw(trial_id, seed, sampler, True)
         if proposal is not None:
             self.spread += 1
             self._spread_id = trial_id
         return proposal
+
+    def _by_size(self, sampler: Any, quantile: float, cost: str) -> Any:
+        """``sampler`` stratified by size: of :data:`SIZE_CANDIDATES` draws (random descendants,
+        and short random walks of ``ops_per_child`` ops, which stay near the seed's size), the
+        one whose ``cost`` (``params`` or ``flops``) is nearest, in log scale, to ``quantile``
+        of the way from the smallest draw to the largest."""
+        mutations = self.space.mutations
+        measure = mutations.params if cost == "params" else mutations.flops
+
+        def draw(spec: Any, rng: Any) -> Any:
+            walks = SIZE_CANDIDATES // 3
+            found = [sampler(spec, rng) for _ in range(SIZE_CANDIDATES - walks)]
+            found += [mutations.random_child(spec, rng) for _ in range(walks)]
+            found = [c for c in found if c]
+            if not found:
+                return None
+            logs = [math.log(max(1, measure(c[0]))) for c in found]
+            target = min(logs) + quantile * (max(logs) - min(logs))
+            return found[min(range(len(found)), key=lambda i: abs(logs[i] - target))]
+
+        return draw
 
     def _draw(
         self, trial_id: str, parent: TrialResult, sampler: Any, new_only: bool
@@ -243,6 +273,10 @@ class GrowthController(Controller):
             if proposal is not None:
                 return proposal
         return None
+
+
+SIZE_CANDIDATES = 12
+"""Random descendants drawn per spread-out proposal of a search with a size objective."""
 
 
 def by_value(results: list[TrialResult], mode: str = "max") -> list[TrialResult]:

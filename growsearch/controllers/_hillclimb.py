@@ -58,7 +58,7 @@ class Hillclimb(GrowthController):
         opts: Any = self.options
         first = self.rounds == 0 and opts.initial > 0  # the spread-out first round
         if first:
-            proposal = self._spread(trial_id)
+            proposal = self._spread(trial_id, of=opts.initial)
         else:  # a neighbour not proposed before (repeats only re-roll an initialisation)
             proposal = self._grow(trial_id, self.results[self.current], new_only=True)
         if proposal is None and not self.round:

@@ -157,7 +157,8 @@ class Progress:
         if self.live is not None:
             self.live.update(line)
         elif self.enabled and self.console is not None and (done + failed) != self._last_count:
-            self.console.print(line)  # not a terminal (a log file, CI): one line per finished trial
+            # not a terminal (a log file, CI): one unwrapped line per finished trial
+            self.console.print(line, soft_wrap=True)
         self._last_count = done + failed
 
     def _render(self, done: int, running: int, failed: int, best: Any) -> str:

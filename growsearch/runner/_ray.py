@@ -9,6 +9,7 @@ driver, so a crash never leaves a stray Ray holding the machine.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -40,6 +41,10 @@ def set_env_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+RAY_LOG = "ray_driver.log"
+"""Ray's log lines in the driver, kept in the run's scratch folder instead of the console."""
+
+
 class ClusterTooSmall(ConfigError):
     """No node of the Ray cluster has the CPUs/GPUs one trial asks for: no trial could start."""
 
@@ -64,17 +69,51 @@ def ray_session(
     }
     if runtime_env:
         kwargs["runtime_env"] = runtime_env
+    # Ray's own log lines in the driver (its start-up banner, warnings) go to the run's log
+    # file, not the console. ray.init clears the "ray" logger's handlers, so its banner, logged
+    # during init, is caught by a filter on the logger that emits it, and the file handler is
+    # attached again once Ray is up.
+    handler = logging.FileHandler(run_dir / RAY_LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_file = _ToFile(handler)
+    banner = logging.getLogger(_RAY_BANNER_LOGGER)
+    ray_logger = logging.getLogger("ray")
+    propagate = ray_logger.propagate
+    banner.addFilter(to_file)
     try:
-        ray.init(address=address, **kwargs)
-    except Exception as e:  # ConnectionError, TimeoutError, ValueError...
-        raise ConfigError(
-            f"--address: cannot connect to a Ray cluster at {address!r} ({type(e).__name__})"
-        ) from None
-    try:
-        _record_session(address, run_dir)
-        yield
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as e:  # ConnectionError, TimeoutError, ValueError...
+            raise ConfigError(
+                f"--address: cannot connect to a Ray cluster at {address!r} ({type(e).__name__})"
+            ) from None
+        ray_logger.addHandler(handler)
+        ray_logger.propagate = False
+        try:
+            _record_session(address, run_dir)
+            yield
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        banner.removeFilter(to_file)
+        ray_logger.removeHandler(handler)
+        ray_logger.propagate = propagate
+        handler.close()
+
+
+_RAY_BANNER_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _ToFile(logging.Filter):
+    """Hands each record to ``handler`` (the run's Ray log file) and keeps it off the console."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.handler.handle(record)
+        return False
 
 
 def _record_session(address: str | None, run_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -460,3 +461,19 @@ def test_evolution_with_a_size_objective_grows_small_accurate_trials(tmp_path) -
         sizes[objectives] = sorted(r.params for r in ok)
     median = {k: v[len(v) // 2] for k, v in sizes.items()}
     assert median["[val_acc, params]"] < median["[val_acc]"], median
+
+
+@pytest.mark.parametrize("name", ["evolution", "hillclimb"])
+def test_the_spread_out_start_covers_the_small_end_with_a_size_objective(name: str) -> None:
+    """With a size objective the initial proposals are stratified by size: each start holds a
+    model near the seed's size as well as large ones (uniform draws are nearly all large)."""
+    space = load_space(Path(__file__).resolve().parents[2] / "search_spaces" / "mnist1d_cnn.yaml")
+    assert space.objectives == ("val_acc", "params")
+    seed_params = space.mutations.params(space.seed_arch)
+    for seed in range(3):
+        c = make_controller(name, space, seed=seed)
+        first = c.propose("t0000")
+        c.observe(TrialResult(first, "completed", 0.9, params=seed_params))
+        sizes = [space.mutations.params(c.propose(f"t{i:04d}").arch) for i in range(1, 5)]
+        assert min(sizes) <= 4 * seed_params, (seed, sizes)
+        assert max(sizes) >= 5 * min(sizes), (seed, sizes)

@@ -69,9 +69,8 @@ def test_residual_net_without_normalisation_is_exact() -> None:
     r = homogeneous_rescale(model, 0.3)
     # the branch conv1 → conv2 must come back to the skip's exponent: conv2 is not shrunk
     assert r.out_exponents["conv2"] == r.out_exponents["stem"] == 1
-    t = 0.3**r.output_exponent
-    torch.testing.assert_close(_outputs(model, x), before * t, rtol=1e-5, atol=1e-7)
-    assert r.output_exponent >= 2
+    assert r.output_exponent == 2  # the add carries the stem's λ, the head adds one
+    torch.testing.assert_close(_outputs(model, x), before * 0.3**2, rtol=1e-5, atol=1e-7)
 
 
 def test_non_homogeneous_op_gets_exponent_zero() -> None:
@@ -85,6 +84,32 @@ def test_non_homogeneous_op_gets_exponent_zero() -> None:
     torch.testing.assert_close(_outputs(model, x), before * 0.25, rtol=1e-5, atol=1e-6)
 
 
+# The power of λ on each zoo model's logits, read off its forward by hand: (plain, scale_norms).
+# Without scale_norms a normalisation's output carries λ^0; with it, an affine normalisation's
+# carries λ^1 unless a non-homogeneous op (ReLU6, GELU, Hardswish, SiLU into a product) reads it.
+ZOO_EXPONENTS = {
+    "basic_resnet": (1, 2),  # relu(bn2 + downsample's BN) → fc
+    "cnn_bn": (2, 3),  # BN → relu → Linear → relu → Linear
+    "cnn_nobn": (5, 5),  # c1, c2, c3, fc1, fc2: no normalisation
+    "conv3d": (1, 2),  # bn2 → relu → pool → fc
+    "densenet": (1, 2),  # bn → relu → pool → head
+    "groupnorm": (1, 1),  # gn2 → hardswish (not homogeneous) → fc
+    "identity_resnet": (1, 2),  # the skip is capped to bn_b's power → head
+    "mixer": (1, 2),  # LayerNorm → mean → head
+    "mlp": (3, 3),  # fc1, fc2, out
+    "mobilenet": (1, 1),  # BN → ReLU6 (clips at 6: not homogeneous) → Linear
+    "own_vit": (1, 2),  # LayerNorm → mean → head
+    "se_net": (1, 1),  # bn2 → relu also feeds the SiLU gate: kept at λ^0 → fc
+    "sibling_resnet": (1, 2),  # bn → relu → pool → linear
+    "tcn": (1, 1),  # GELU before fc
+    "vit": (1, 2),  # LayerNorm → mean → head
+}
+
+
+def test_zoo_exponents_cover_the_zoo() -> None:
+    assert set(ZOO_EXPONENTS) == set(ZOO)
+
+
 @pytest.mark.parametrize("scale_norms", [False, True])
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_predictions_kept(name: str, scale_norms: bool) -> None:
@@ -96,7 +121,9 @@ def test_zoo_predictions_kept(name: str, scale_norms: bool) -> None:
     before = _outputs(model, x)
     r = homogeneous_rescale(model, 0.5, scale_norms=scale_norms)
     after = _outputs(model, x)
-    t = 0.5**r.output_exponent
+    expected = ZOO_EXPONENTS[name][scale_norms]
+    assert r.output_exponent == expected, name
+    t = 0.5**expected
     assert float((after - t * before).abs().max() / (t * before).abs().max()) < 1e-3
     assert torch.equal(after.argmax(1), before.argmax(1))
 
@@ -159,7 +186,8 @@ def test_scale_norms_leaves_a_shared_normalisation_alone() -> None:
     before, weight = _outputs(model, x), model.norm.weight.detach().clone()
     r = homogeneous_rescale(model, 0.5, scale_norms=True)
     torch.testing.assert_close(model.norm.weight, weight)
-    t = 0.5**r.output_exponent
+    assert r.output_exponent == 1  # the norm's output keeps its scale: only the head carries λ
+    t = 0.5
     torch.testing.assert_close(_outputs(model, x), before * t, rtol=1e-4, atol=1e-6)
 
 
@@ -262,7 +290,8 @@ def test_auto_scope_is_decided_on_the_graph() -> None:
     for name in sorted(ZOO):
         factory, _, _ = ZOO[name]
         model = make_model(factory)
-        e = rescale_output_exponent(model, scale_norms=True)
+        e = ZOO_EXPONENTS[name][1]
+        assert rescale_output_exponent(model, scale_norms=True) == e, name
         expected = 0.3 if e <= AUTO_SCOPE_MAX_EXPONENT else AUTO_SCOPE_MIN_SHRINK
         assert resolve_shrink_scope(model, recipe).shrink == expected, (name, e)
     assert resolve_shrink_scope(build(spec, seed=0), WarmStartRecipe(shrink=1.0)).exact

@@ -205,3 +205,19 @@ def test_a_search_that_cannot_grow_further_ends_instead_of_waiting(
     assert 2 <= len(df) < 10 and (df["status"] == "completed").all()
     state = json.loads((tmp_path / "converged" / "search_state.json").read_text())
     assert state["converged"] is True
+
+
+def test_the_same_space_and_seed_give_the_same_trials_at_concurrency_1(tmp_path: Path) -> None:
+    """On one machine a search is reproducible: the same space and seed, one trial at a time,
+    give the same trials table, architectures, lineage and accuracies alike."""
+    space = tmp_path / "det.yaml"
+    space.write_text(
+        tiny_space(trials=5, name="det", seed=3, resources="{cpus_per_trial: 1, concurrency: 1}")
+    )
+    cols = ["trial_id", "parent_id", "ops", "arch_summary", "params", "val_acc", "test_acc"]
+    tables = [
+        growsearch.run(space, results_dir=tmp_path / f"r{i}", progress=False).trials[cols]
+        for i in range(2)
+    ]
+    assert len(tables[0]) == 5 and tables[0]["parent_id"].notna().sum() == 4
+    assert tables[0].equals(tables[1]), (tables[0], tables[1])

@@ -45,7 +45,13 @@ def test_regression_table_through_the_cli(tmp_path: Path) -> None:
     done = _cli("run", str(SPACES / "diabetes" / "space.yaml"), "--trials", "5",
                 "--results-dir", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    console = done.stdout + done.stderr  # growsearch's own lines only: Ray's go to a log file
+    assert "Token authentication" not in console and "ray" not in console.lower().replace(
+        "/ray", ""
+    ), console[:2000]
+    assert f"report: growsearch report {tmp_path / 'diabetes'}" in console
     run = tmp_path / "diabetes"
+    assert "Token authentication" in (run / "ray_driver.log").read_text()
     df = pd.read_parquet(run / "trials.parquet")
     assert len(df) == 5 and (df["status"] == "completed").all(), df[["trial_id", "error"]]
     for col in ("val_mse", "val_mae", "val_r2", "val_loss", "test_mse", "test_mae", "test_r2"):
