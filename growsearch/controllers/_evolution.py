@@ -12,7 +12,7 @@ from growsearch.controllers._base import Proposal
 from growsearch.controllers._growth import GrowthController
 from growsearch.controllers._registry import register_controller
 from growsearch.space import Section
-from growsearch.space._fields import integer, invalid
+from growsearch.space._fields import boolean, integer, invalid
 
 
 class EvolutionOptions(Section):
@@ -26,11 +26,15 @@ class EvolutionOptions(Section):
             grows into (``mutations.random_descendant``, warm-started from the seed), not
             1-op or 2-op mutations: the random initial population of Real et al. It spreads
             the first generation over the space instead of creeping out of a small seed.
+        initial_by_size: With a size objective, stratify those proposals by size (log scale,
+            from near the seed's size to the largest draws), so the small end of the space is
+            explored from the start; false: uniform draws, which are mostly large models.
     """
 
     population: integer(lo=1) = 8  # type: ignore[valid-type]
     sample: integer(lo=1) = 3  # type: ignore[valid-type]
     initial: integer(lo=0) = 4  # type: ignore[valid-type]
+    initial_by_size: boolean() = True  # type: ignore[valid-type]
 
     @field_validator("sample")
     @classmethod
@@ -60,7 +64,7 @@ class Evolution(GrowthController):
     def _propose(self, trial_id: str) -> Proposal | None:
         opts: Any = self.options
         if self.spread < opts.initial:
-            spread = self._spread(trial_id, of=opts.initial)
+            spread = self._spread(trial_id, of=opts.initial if opts.initial_by_size else None)
             if spread is not None:
                 return spread
         successes = self.successes()

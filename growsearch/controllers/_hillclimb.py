@@ -9,7 +9,7 @@ from growsearch.controllers._base import Proposal, TrialResult
 from growsearch.controllers._growth import GrowthController
 from growsearch.controllers._registry import register_controller
 from growsearch.space import Section
-from growsearch.space._fields import integer
+from growsearch.space._fields import boolean, integer
 
 
 class HillclimbOptions(Section):
@@ -22,10 +22,13 @@ class HillclimbOptions(Section):
             into (``mutations.random_descendant``, warm-started from the seed) instead of a
             neighbour: the climb starts from the best of a spread-out sample, not by creeping
             out of a small seed. 0: the first round is ``neighbours`` neighbours of the seed.
+        initial_by_size: With a size objective, stratify that round by size (log scale, from
+            near the seed's size to the largest draws); false: uniform draws.
     """
 
     neighbours: integer(lo=1) = 4  # type: ignore[valid-type]
     initial: integer(lo=0) = 4  # type: ignore[valid-type]
+    initial_by_size: boolean() = True  # type: ignore[valid-type]
 
 
 @register_controller("hillclimb")
@@ -58,7 +61,7 @@ class Hillclimb(GrowthController):
         opts: Any = self.options
         first = self.rounds == 0 and opts.initial > 0  # the spread-out first round
         if first:
-            proposal = self._spread(trial_id, of=opts.initial)
+            proposal = self._spread(trial_id, of=opts.initial if opts.initial_by_size else None)
         else:  # a neighbour not proposed before (repeats only re-roll an initialisation)
             proposal = self._grow(trial_id, self.results[self.current], new_only=True)
         if proposal is None and not self.round:

@@ -1,0 +1,107 @@
+"""`make run` as a newcomer sees it, several times: what the default search delivers per run.
+
+Each run is `make run`'s search (`search_spaces/mnist1d_cnn.yaml` as shipped, the CLI, a fresh
+run folder), one after the other on a quiet machine. Arms:
+
+- ``default``: as shipped (the spread-out start stratified by size);
+- ``uniform start``: the same with ``controller.initial_by_size: false`` (uniform draws).
+
+    .venv/bin/python benchmarks/default_runs.py --runs 3 --arms default --out results
+
+Appends one row per run to ``default_runs.csv``: wall-clock, trials finished, the best
+validation/test accuracy, the most accurate trial's parameters, and the front's smallest model
+within 0.5 points of the best validation accuracy (its parameters as a fraction of the most
+accurate one's): ``met`` is item 2 of issue 36 (≤ 0.1× within 0.5 points).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = ROOT / "search_spaces" / "mnist1d_cnn.yaml"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._machine import wait_idle  # noqa: E402
+
+ARMS = {"default": {}, "uniform start": {"controller": {"initial_by_size": False}}}
+FIELDS = [
+    "run", "arm", "index", "wall_s", "trials", "best_val", "best_test", "best_params",
+    "small_arch", "small_params", "small_val", "small_test", "small_ratio", "met", "command",
+]  # fmt: skip
+WITHIN = 0.005  # 0.5 points of validation accuracy
+RATIO = 0.1
+
+
+def space_for(arm: str, folder: Path) -> Path:
+    """The shipped space, with the arm's controller options (a copy in ``folder``)."""
+    import yaml
+
+    data = yaml.safe_load(SPACE.read_text())
+    data["controller"] = {**data["controller"], **ARMS[arm].get("controller", {})}
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def summarise(df: pd.DataFrame) -> dict[str, object]:
+    """The run's best and the front's smallest model within 0.5 points of the best."""
+    ok = df[df["status"] != "failed"].copy()
+    best = ok.sort_values(["val_acc", "params"], ascending=[False, True]).iloc[0]
+    near = ok[ok["val_acc"] >= best["val_acc"] - WITHIN].sort_values("params").iloc[0]
+    ratio = float(near["params"]) / float(best["params"])
+    return {
+        "trials": len(df), "best_val": best["val_acc"], "best_test": best["test_acc"],
+        "best_params": int(best["params"]), "small_arch": near["arch_summary"],
+        "small_params": int(near["params"]), "small_val": near["val_acc"],
+        "small_test": near["test_acc"], "small_ratio": round(ratio, 4), "met": ratio <= RATIO,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--arms", nargs="+", default=["default"], choices=list(ARMS))
+    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    ap.add_argument("--run", default=time.strftime("%Y%m%d-%H%M"), help="label of this invocation")
+    args = ap.parse_args()
+    out = args.out / "default_runs.csv"
+    command = "python benchmarks/default_runs.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    new = not out.exists()
+    for index in range(args.runs):
+        for arm in args.arms:
+            wait_idle(f"{arm} {index}", max_wait_s=1800)
+            with tempfile.TemporaryDirectory(prefix="growsearch-default-") as tmp:
+                space = space_for(arm, Path(tmp))
+                start = time.monotonic()
+                done = subprocess.run(
+                    [sys.executable, "-m", "growsearch.cli", "run", str(space),
+                     "--results-dir", str(Path(tmp) / "runs"), "--name", "run"],
+                    capture_output=True, text=True, cwd=ROOT,
+                )  # fmt: skip
+                wall = time.monotonic() - start
+                if done.returncode != 0:
+                    raise SystemExit(done.stdout[-2000:] + done.stderr[-2000:])
+                df = pd.read_parquet(Path(tmp) / "runs" / "run" / "trials.parquet")
+            row = {"run": args.run, "arm": arm, "index": index, "wall_s": round(wall, 1),
+                   **summarise(df), "command": command}  # fmt: skip
+            print({k: row[k] for k in FIELDS[:-1]}, flush=True)
+            with out.open("a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=FIELDS)
+                if new:
+                    writer.writeheader()
+                    new = False
+                writer.writerow(row)
+
+
+if __name__ == "__main__":
+    main()
