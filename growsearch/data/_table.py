@@ -68,15 +68,7 @@ def load_table(path: str | Path, target: str, regression: bool = False) -> Datas
     classes, y = np.unique(df[target].to_numpy(), return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"{where}: the target {target!r} has one class ({classes[0]!r})")
-    features = df.drop(columns=[target])
-    if features.shape[1] == 0:
-        raise DataError(f"{where}: no feature columns besides the target {target!r}")
-
-    n_held = round(0.15 * len(y))
-    if n_held < 1:
-        raise DataError(f"{where}: {len(y)} rows, too few to split into train/val/test")
-    test, val, train = stratified_split(y, (n_held, n_held, -1))
-    x = encode(features, train, where)
+    x, (train, val, test) = _features_and_split(df, target, y, where)
     return to_dataset(
         "table", (x[train], x[val], x[test]), (y[train], y[val], y[test]), len(classes)
     )
@@ -121,6 +113,24 @@ def encode(features: object, train: np.ndarray, where: str = "table") -> np.ndar
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
+def _features_and_split(
+    df: object, target: str, keys: np.ndarray, where: str
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The encoded features and the fixed 70/15/15 (train, val, test) rows, stratified by
+    ``keys``; every statistic of the encoding from the training rows."""
+    import pandas as pd
+
+    assert isinstance(df, pd.DataFrame)
+    features = df.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise DataError(f"{where}: no feature columns besides the target {target!r}")
+    n_held = round(0.15 * len(keys))
+    if n_held < 1:
+        raise DataError(f"{where}: {len(keys)} rows, too few to split into train/val/test")
+    test, val, train = stratified_split(keys, (n_held, n_held, -1))
+    return encode(features, train, where), (train, val, test)
+
+
 def _regression(df: object, target: str, where: str) -> Dataset:
     """The table with a numeric target, standardised with the training rows' statistics."""
     import pandas as pd
@@ -132,14 +142,8 @@ def _regression(df: object, target: str, where: str) -> Dataset:
             f"{where}: the regression target {target!r} has type {col.dtype}, expected numbers"
         )
     values = col.astype("float64").to_numpy()
-    features = df.drop(columns=[target])
-    if features.shape[1] == 0:
-        raise DataError(f"{where}: no feature columns besides the target {target!r}")
-    n_held = round(0.15 * len(values))
-    if n_held < 1:
-        raise DataError(f"{where}: {len(values)} rows, too few to split into train/val/test")
-    test, val, train = stratified_split(np.zeros(len(values), dtype=np.int64), (n_held, n_held, -1))
-    x = encode(features, train, where)
+    keys = np.zeros(len(values), dtype=np.int64)  # one stratum: a fixed random split
+    x, (train, val, test) = _features_and_split(df, target, keys, where)
     mean, std = float(values[train].mean()), float(values[train].std())
     std = std if std > 1e-12 else 1.0
     y = ((values - mean) / std).astype(np.float32)

@@ -122,3 +122,23 @@ def test_the_example_table_space_loads(tmp_path: Path) -> None:
     assert space.seed_arch is not None and space.seed_arch.input_shape == (30,)
     data = load_table(tmp_path / "breast_cancer.csv", "diagnosis")
     assert data.num_classes == 2 and len(data.train) == 569 - 2 * 85
+
+
+def test_a_regression_target_is_standardised_with_training_statistics(tmp_path: Path) -> None:
+    df = cancer_table()
+    df["radius"] = df.pop("mean radius")  # a numeric target; the text label stays a feature
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    data = load_table(path, "radius", regression=True)
+    assert not data.labels and data.num_classes == 1 and data.train.y.dtype == torch.float32
+    assert len(data.train) + len(data.val) + len(data.test) == len(df)
+    assert abs(float(data.train.y.mean())) < 1e-5 and float(data.train.y.std()) == pytest.approx(
+        1.0, abs=0.01
+    )
+    (mean,), (std,) = data.target_stats
+    raw = np.sort(
+        np.concatenate([(s.y * std + mean).numpy() for s in (data.train, data.val, data.test)])
+    )
+    assert raw == pytest.approx(np.sort(df["radius"].to_numpy()), abs=1e-3)  # in its own units
+    with pytest.raises(DataError, match="regression target 'diagnosis' has type"):
+        load_table(path, "diagnosis", regression=True)

@@ -25,6 +25,11 @@ from tests.fixtures.zoo import ZOO
 GENERATIONS = 3  # grow the grown model again: the recorded history is replayed each time
 SEARCH_INIT = WarmStartRecipe().init  # what a search's warm children use by default
 TOL = 1e-5
+MAX_DRAWS = 50  # children drawn for a kind of op the first generations did not grow
+
+
+def _missing(seen: set[type]) -> str:
+    return " and ".join(t.__name__ for t in (Widen, Deepen) if t not in seen)
 
 
 def _randomise(model: nn.Module, seed: int) -> None:
@@ -55,10 +60,18 @@ def test_random_descendants_preserve_the_function(name: str) -> None:
     model = build(spec, seed=0)
     _randomise(model, 0)
     model.eval()
-    seen_widen = seen_deepen = False
-    for generation in range(GENERATIONS):
+    seen: set[type] = set()
+    generation = 0
+    while generation < GENERATIONS or seen != {Widen, Deepen}:
         step = space.random_child(spec, rng)
         assert step is not None, f"{name}: no op can grow {spec.summary()}"
+        if generation >= GENERATIONS:  # one more step, of the kind not grown yet
+            for _ in range(MAX_DRAWS):
+                if not {type(o) for o in step[1]} <= seen:
+                    break
+                step = space.random_child(spec, rng)
+            else:
+                raise AssertionError(f"{name}: {MAX_DRAWS} children without {_missing(seen)}")
         child_spec, ops = step
         with torch.no_grad():
             before = model(x)
@@ -75,9 +88,10 @@ def test_random_descendants_preserve_the_function(name: str) -> None:
         assert err <= TOL, (
             f"{name}: generation {generation}, ops {[str(o) for o in ops]}: {err:.3g}"
         )
-        seen_widen |= any(type(o).__name__ == "Widen" for o in ops)
-        seen_deepen |= any(type(o).__name__ == "Deepen" for o in ops)
+        seen |= {type(o) for o in ops}
         model, spec = child, child_spec
+        generation += 1
+    assert seen == {Widen, Deepen}, name  # every model both widens and deepens
     rebuilt = build(spec)  # the spec alone (factory + history) gives the grown model's shapes
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
