@@ -12,6 +12,15 @@ from torchmetrics.classification import MulticlassAccuracy
 from growsearch.tasks._base import MeanLoss, Task
 
 
+class _Accuracy(MulticlassAccuracy):
+    """torchmetrics' micro-averaged multiclass accuracy, its ratio taken in float64, so an
+    accuracy is exactly (correct samples) / (samples) as a Python float."""
+
+    def compute(self) -> torch.Tensor:
+        correct, total = self.tp.sum(), (self.tp + self.fn).sum()
+        return correct.double() / total.double()
+
+
 class Classification(Task):
     """Class scores ``(N, C)`` against integer labels ``(N,)``.
 
@@ -33,7 +42,7 @@ class Classification(Task):
 
     def metrics(self) -> dict[str, Metric]:
         return {
-            "acc": MulticlassAccuracy(self.num_classes, average="micro", validate_args=False),
+            "acc": _Accuracy(self.num_classes, average="micro", validate_args=False),
             "loss": MeanLoss(lambda o, t: F.cross_entropy(o.float(), t)),
         }
 
