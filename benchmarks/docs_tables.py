@@ -813,6 +813,47 @@ def readme_headline() -> str:
     return _table(["claim", "measured", "evidence"], rows, right_from=9)
 
 
+# --- users' own loops and regression (issue 31) ---
+
+
+def user_loop() -> str:
+    """Medians over seeds per dataset × arm of benchmarks/user_loop.py (fraction: the median
+    of the seeds that reach the from-scratch student's final validation accuracy, with how
+    many did)."""
+    df = _csv("user_loop.csv")
+    rows = []
+    for (d, arm), g in df.groupby(["dataset", "arm"], sort=False):
+        reached = g["fraction_to_target"].dropna()
+        frac = f"{reached.median():.2f} ({len(reached)}/{len(g)})" if len(reached) else "never"
+        rows.append([
+            DATASET_NAMES.get(d, d), arm, _pct(g["val_acc_step0"].median(), 1),
+            _pct(g["val_acc"].median(), 1), _pct(g["test_acc"].median(), 1), frac,
+        ])  # fmt: skip
+    header = [
+        "dataset",
+        "loop",
+        "val at step 0",
+        "final val",
+        "final test",
+        "reaches scratch's final at",
+    ]
+    return _table(header, rows, right_from=2)
+
+
+def regression_warm() -> str:
+    """Medians over seeds per run × arm of benchmarks/regression_warm.py."""
+    df = _csv("regression_warm.csv")
+    rows = []
+    for (run, arm), g in df.groupby(["run", "arm"], sort=False):
+        rows.append([
+            f"{int(g['trials'].median())} trials", arm, f"{g['best_val_mse'].median():.0f}",
+            f"{g['test_mse_of_best_val'].median():.0f}", f"{g['best_val_mse_at_half'].median():.0f}",
+            f"{int(g['epochs'].median())}",
+        ])  # fmt: skip
+    header = ["budget", "arm", "best val MSE", "its test MSE", "best val MSE at 1/2", "epochs"]
+    return _table(header, rows, right_from=2)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "readme_headline": readme_headline,
     "net2net_headline": net2net_headline,
@@ -851,6 +892,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "seed_children": seed_children,
     "overhead": overhead,
     "scaling": scaling,
+    "user_loop": user_loop,
+    "regression_warm": regression_warm,
 }
 
 
