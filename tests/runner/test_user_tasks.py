@@ -121,6 +121,23 @@ def test_segmentation_with_a_user_task_and_model(tmp_path: Path) -> None:
     assert iou > 0.6
 
 
+def test_a_plain_pytorch_loop_through_the_cli(tmp_path: Path) -> None:
+    """own_loop: the user's fit (SGD, a cosine schedule, the recipe's warm-up in its state)
+    trains every trial, hillclimb picks the parents; the scheduler's state is checkpointed."""
+    done = _cli("run", str(SPACES / "own_loop" / "space.yaml"), "--trials", "3",
+                "--results-dir", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    df = pd.read_parquet(tmp_path / "own_loop" / "trials.parquet")
+    assert len(df) == 3 and (df["status"] == "completed").all(), df[["trial_id", "error"]]
+    assert (df["val_acc"] > 0.9).all() and df["test_acc"].notna().all()
+    for t, epochs in zip(df["trial_id"], df["epochs"], strict=True):
+        meta = json.loads((tmp_path / "own_loop" / "models" / t / "meta.json").read_text())
+        assert meta["scheduler"]["last_epoch"] == epochs  # the cosine stepped once per epoch
+        assert "warmup" in meta["user_state"]
+    warm = _warm(df)
+    assert warm["acc_start"].to_numpy() == pytest.approx(warm["parent_acc"].to_numpy(), abs=0.01)
+
+
 def test_lightning_module_from_the_python_api(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # Lightning must write nothing where the user stands
     run = growsearch.run(SPACES / "lightning" / "space.yaml", trials=4, results_dir="runs",
