@@ -213,17 +213,11 @@ def test_kill_9_of_a_user_loop_search_then_resume(tmp_path: Path) -> None:
         assert m["user_state"]["trained"] == list(range(m["epoch"])), t
 
 
-@pytest.mark.parametrize(
-    ("function", "needle"),
-    [
-        ("fit_without_objective", "reported ['val_loss'] but not the objective's metric 'val_acc'"),
-        ("fit_nan", "reported val_acc = nan, expected a finite number"),
-    ],
-)
-def test_a_loop_that_breaks_its_reports_stops_the_search(
-    tmp_path: Path, function: str, needle: str
-) -> None:
-    space = _loop_space(tmp_path, function, trials=6)
+def test_a_loop_that_breaks_its_reports_stops_the_search(tmp_path: Path) -> None:
+    """The first trial never reports the objective: the search stops with that line (a NaN
+    or a non-number fails the same way: tests/runner/test_context.py)."""
+    needle = "reported ['val_loss'] but not the objective's metric 'val_acc'"
+    space = _loop_space(tmp_path, "fit_without_objective", trials=6)
     done = _cli("run", str(space), "--results-dir", str(tmp_path / "runs"))
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
