@@ -73,7 +73,7 @@ def ray_session(
     # file, not the console. ray.init clears the "ray" logger's handlers, so its banner, logged
     # during init, is caught by a filter on the logger that emits it, and the file handler is
     # attached again once Ray is up.
-    handler = logging.FileHandler(run_dir / RAY_LOG)
+    handler = logging.FileHandler(run_dir / RAY_LOG, delay=True)  # no file until a line comes
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     to_file = _ToFile(handler)
     banner = logging.getLogger(_RAY_BANNER_LOGGER)

@@ -58,6 +58,11 @@ def dashboard_url(run_dir: Path):
 
 def test_dashboard_shows_trials_and_lineage(browser, dashboard_url: str, artifacts: Path) -> None:
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    # uncaught exceptions in the page's scripts, and errors it logs (the dashboard's React app
+    # catches an exception in a figure and logs it to the console), on every page below
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     try:
         page.goto(dashboard_url)
         page.wait_for_selector(f"{LINEAGE} .main-svg", timeout=60_000)
@@ -80,6 +85,7 @@ def test_dashboard_shows_trials_and_lineage(browser, dashboard_url: str, artifac
         page.goto(dashboard_url + "/note")  # growsearch's note: the leaderboard
         page.get_by_text("growsearch run tiny").wait_for(timeout=30_000)
         assert page.locator("table tbody tr").count() == 6
+        assert errors == []
     finally:
         page.close()
 

@@ -7,6 +7,7 @@ import json
 import pickle
 
 import pytest
+import torch
 
 from growsearch.arch import ArchSpec, build
 from growsearch.controllers import CONTROLLERS, TrialResult, make_controller
@@ -136,8 +137,14 @@ def test_children_build(name: str, spaces: dict[str, SearchSpace]) -> None:
     controller = make_controller(name, space, seed=5)
     cluster = Cluster(space, concurrency=2, seed=5)
     cluster.run(controller, 6)
+    assert len(cluster.ended) == 6 and len(cluster.proposals) >= 6
+    grown = [p for p in cluster.proposals if p.parent_id is not None]
+    assert len({p.arch.summary() for p in grown}) >= 2, [p.arch.summary() for p in grown]
+    x = torch.randn(2, *space.seed_arch.input_shape)
     for p in cluster.proposals:
-        build(p.arch)
+        model = build(p.arch)
+        assert sum(q.numel() for q in model.parameters()) == space.mutations.params(p.arch)
+        assert model(x).shape == (2, p.arch.num_classes), p.arch.summary()
 
 
 def test_objective_is_deterministic(spaces: dict[str, SearchSpace]) -> None:
@@ -199,4 +206,11 @@ def test_a_sampler_error_is_a_draw_that_failed(
 
     monkeypatch.setattr(MutationSpace, "random_child", broken)
     monkeypatch.setattr(MutationSpace, "random_descendant", broken)
-    controller.propose("t50")  # a proposal or None (optuna samples its own), never the error
+    got = controller.propose("t50")  # never the error
+    if name == "optuna":  # it samples its own architectures: a new one within the limits
+        assert got is not None
+        assert space.mutations.buildable(got.arch) is None and space.mutations.fits(got.arch)
+    else:  # every draw failed: nothing to propose
+        assert got is None and "t50" not in controller.proposed
+    monkeypatch.undo()  # the sampler works again: so does the controller
+    assert controller.propose("t51") is not None

@@ -13,11 +13,52 @@ from growsearch.space import load_space
 from tests.data.test_table import cancer_table
 
 DATA_PY = """
+import os
+
+import torch
+
+import growsearch.train
 from sibling_digits import digits_dataset  # a sibling module, imported as `python data.py` would
 
+MARKS = {marks!r}  # where the trials' processes leave evidence of what they did
+
+
+def _mark(name):
+    open(os.path.join(MARKS, f"{{name}}-{{os.getpid()}}"), "w").close()
+
+
+class Watched(torch.utils.data.Dataset):
+    \"\"\"The training split, marking a read out of order in a DataLoader worker: a streamed,
+    shuffled epoch (reading into memory goes in order).\"\"\"
+
+    def __init__(self, inner):
+        self.inner, self.targets, self.last = inner, inner.targets, -1
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        if torch.utils.data.get_worker_info() is not None:
+            if i < self.last:
+                _mark("streamed")
+            self.last = i
+        return self.inner[i]
+
+
+_augment = growsearch.train.Augment.__call__
+
+
+def _watched_augment(self, x, generator):  # marks a batch that augmentation changed
+    out = _augment(self, x, generator)
+    if not torch.equal(out, x):
+        _mark("augmented")
+    return out
+
+
 def load():
-    import os
-    return digits_dataset(os.path.dirname(os.path.abspath(__file__)))
+    growsearch.train.Augment.__call__ = _watched_augment  # in the trial's process
+    splits = digits_dataset(os.path.dirname(os.path.abspath(__file__)))
+    return {{**splits, "train": Watched(splits["train"])}}
 """
 SEARCH = """
 dataset: {dataset}
@@ -33,7 +74,8 @@ resources: {{cpus_per_trial: 1, concurrency: 2}}
 def _project(tmp_path: Path) -> Path:
     folder = tmp_path / "project"
     folder.mkdir()
-    (folder / "data.py").write_text(DATA_PY)
+    (tmp_path / "marks").mkdir()
+    (folder / "data.py").write_text(DATA_PY.format(marks=str(tmp_path / "marks")))
     src = Path(__file__).parent / "_factories.py"
     (folder / "sibling_digits.py").write_text(src.read_text())
     return folder
@@ -51,19 +93,41 @@ def test_a_dataset_factorys_code_is_shipped_to_the_workers(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_a_search_on_a_streamed_dataset_factory_with_augmentation(tmp_path: Path) -> None:
+def test_a_search_on_a_streamed_dataset_factory_with_augmentation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The factory's folder is deleted once Ray is up: the workers load the data from the
+    shipped code; they stream the training split (shuffled reads in DataLoader workers) and
+    augment its batches."""
+    import shutil
+
+    import ray
+
     folder = _project(tmp_path)
-    space = folder / "space.yaml"
+    space = tmp_path / "space.yaml"  # outside the folder that goes away
     space.write_text(SEARCH.format(
-        dataset="{factory: 'data.py:load', in_memory: false, workers: 1}",
+        dataset=f"{{factory: '{folder / 'data.py'}:load', in_memory: false, workers: 1}}",
         seed_model="{family: cnn, stages: [[8], [16]]}",
         training="{epochs: 1, seed_epochs: 2, batch_size: 64, augment: {crop: 1, flip: true}}",
     ))  # fmt: skip
+    real_init = ray.init
+    shipped = []
+
+    def init_then_remove_the_users_folder(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real_init(*args, **kwargs)  # Ray is up, the runtime_env uploaded
+        shutil.rmtree(folder)
+        shipped.append(kwargs.get("runtime_env"))
+        return out
+
+    monkeypatch.setattr(ray, "init", init_then_remove_the_users_folder)
     run = growsearch.run(space, results_dir=tmp_path / "runs", progress=False)
+    assert shipped and shipped[0] is not None and not folder.exists()
     df = run.trials
     assert len(df) == 3 and (df["status"] == "completed").all(), df[["trial_id", "status", "error"]]
     assert (df["val_acc"] > 0.3).all() and df["test_acc"].notna().all()
     assert df["parent_id"].notna().sum() == 2  # children grown from the seed's checkpoint
+    marks = {p.name.split("-")[0] for p in (tmp_path / "marks").iterdir()}
+    assert marks == {"streamed", "augmented"}, marks
 
 
 @pytest.mark.slow

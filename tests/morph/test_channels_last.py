@@ -132,6 +132,10 @@ def test_channels_last_sites_are_listed_and_grow_exactly() -> None:
     model = _trained_stats(ChannelsLast(), torch.randn(4, 1, 8, 8))
     space = analyse_model(model, (4, 1, 8, 8))
     x = torch.randn(2, 1, 8, 8)
+    sites = {s.module: s for s in space.sites}
+    # the LayerNorm and the Linears' outputs on (B, H, W, C): sites for a Linear on C
+    assert {"ln", "act", "pw2"} <= set(sites), sorted(sites)
+    assert [sites[m].dims for m in ("ln", "act", "pw2")] == [0, 0, 0]
     for site in space.sites:
         child = deepen(model, site.module, calibration=x).eval()
         with torch.no_grad():

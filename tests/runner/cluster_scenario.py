@@ -107,6 +107,18 @@ def nodes(env: dict) -> list[dict]:
         return [{"error": done.stderr[-500:]}]
 
 
+def results(run_dir: Path) -> dict[str, dict]:
+    """Each recorded trial's status and what its training produced (equal only if not re-run)."""
+    import growsearch
+
+    try:
+        df = growsearch.load_results(run_dir)
+    except Exception as e:
+        return {"error": {"status": str(e)}}
+    cols = ["status", "val_acc", "train_seconds", "epochs"]
+    return df.set_index("trial_id")[cols].to_dict("index")
+
+
 def mark(report: dict, phase: str) -> None:
     """Seconds since the scenario started, per phase: where a slow run spent its time."""
     report.setdefault("t", {})[phase] = round(time.monotonic() - T0, 1)
@@ -214,7 +226,9 @@ def main(work: Path) -> None:
                 break
             time.sleep(0.2)
         os.kill(search.pid, signal.SIGKILL)
-        search.wait()
+        # -9: the kill ended a running driver (one that had already exited says 0 or 1)
+        report["b_exit_at_kill"] = search.wait()
+        report["b_at_kill"] = results(work / "runs" / "cluster_b")  # what it had recorded
         mark(report, "driver b killed")
         resumed = sh(
             [*cli, "resume", str(work / "runs" / "cluster_b"), "--address", f"127.0.0.1:{PORT}"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,15 @@ def test_worker_node_killed_mid_trial_and_the_search_completes(scenario) -> None
 
 def test_driver_killed_then_resumed_on_the_cluster(scenario) -> None:
     work, report = scenario
+    # the kill landed mid-run: on a running driver that had recorded some trials, not all
+    assert report["b_exit_at_kill"] == -signal.SIGKILL, report
+    before = report["b_at_kill"]
+    assert 1 <= len(before) < 3 and "error" not in before, before
     assert report["resume_b_rc"] == 0, report.get("resume_b_err")
     df = growsearch.load_results(work / "runs" / "cluster_b")
     assert len(df) == 3 and df["trial_id"].is_unique and (df["status"] == "completed").all()
+    # trials finished before the kill were kept as they were, not re-run
+    after = df.set_index("trial_id")[["status", "val_acc", "train_seconds", "epochs"]]
+    finished = {t: r for t, r in before.items() if r["status"] == "completed"}
+    assert finished, before
+    assert {t: after.loc[t].to_dict() for t in finished} == finished, (before, after)

@@ -1,6 +1,7 @@
-"""The GPU code path on a CPU machine: fractional GPUs per trial through a real Ray that declares
-one logical GPU, the CPU fallback recorded per trial, and a clear error (not a hang) when the
-cluster lacks what one trial asks for. Real Ray, real training on digits."""
+"""The GPU code path: fractional GPUs per trial through a real Ray that declares one GPU (a
+logical one on a CPU machine), the device recorded per trial (the GPU where torch reaches one,
+else the CPU fallback), and a clear error (not a hang) when the cluster lacks what one trial
+asks for. Real Ray, real training on digits; the same tests pass with and without CUDA."""
 
 from __future__ import annotations
 
@@ -32,16 +33,33 @@ SPACE = tiny_space(
 )
 
 
+CUDA = torch.cuda.is_available()
+"""Whether this machine's torch reaches a GPU: the tests below check the GPU path there, the
+CPU fallback elsewhere."""
+GPUS = torch.cuda.device_count() if CUDA else 0
+"""The GPUs a local Ray started here declares."""
+
+
 # ---- the device rule (no Ray) ------------------------------------------------------------------
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback without CUDA")
-def test_trial_device_rule_without_cuda() -> None:
+def test_trial_device_rule() -> None:
     assert trial_device("auto", []) == (torch.device("cpu"), None)  # no GPU from Ray: the CPU
-    device, warning = trial_device("auto", ["0"])  # a GPU from Ray that torch cannot reach
-    assert device == torch.device("cpu")
-    assert warning is not None and "GPU 0" in warning and "CUDA is not available" in warning
     assert trial_device("cpu", ["0"]) == (torch.device("cpu"), None)  # explicit: as given
-    with pytest.raises(ConfigError, match="CUDA is not available"):
-        trial_device("cuda", ["0"])
+    device, warning = trial_device("auto", ["0"])
+    if CUDA:  # the GPU Ray assigned (CUDA_VISIBLE_DEVICES), without a warning
+        assert device == torch.device("cuda") and warning is None
+        assert trial_device("cuda", ["0"])[0].type == "cuda"
+    else:  # a GPU from Ray that torch cannot reach: the CPU, and a warning
+        assert device == torch.device("cpu")
+        assert warning is not None and "GPU 0" in warning and "CUDA is not available" in warning
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            trial_device("cuda", ["0"])
+
+
+def test_trial_device_rule_on_a_gpu_machine(monkeypatch) -> None:
+    """The CUDA branch of the rule, on any machine (torch made to report a GPU)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert trial_device("auto", ["0"]) == (torch.device("cuda"), None)
+    assert trial_device("auto", []) == (torch.device("cpu"), None)  # Ray reserved none
 
 
 # ---- too few resources: one line, exit 2, nothing left behind ----------------------------------
@@ -70,10 +88,14 @@ def _tree(root: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("old", "new", "needles"),
     [
-        (
+        (  # one more GPU than this machine has (0.5 of none on a machine without CUDA)
             "gpus_per_trial: 0.5",
-            "gpus_per_trial: 0.5",
-            ["resources.gpus_per_trial", "asks for 0.5 GPU", "the local Ray has 0 GPU"],
+            f"gpus_per_trial: {GPUS + 1 if GPUS else 0.5}",
+            [
+                "resources.gpus_per_trial",
+                f"asks for {GPUS + 1 if GPUS else 0.5:g} GPU",
+                f"the local Ray has {GPUS} GPU",
+            ],
         ),
         (
             "cpus_per_trial: 1",
@@ -88,7 +110,7 @@ def test_cluster_too_small_is_one_line_exit_2(
 ) -> None:
     import ray
 
-    assert not ray.is_initialized()  # the CLI starts its own local Ray (no GPUs on this machine)
+    assert not ray.is_initialized()  # the CLI starts its own local Ray (with this machine's GPUs)
     text = SPACE.replace(old, new)
     if "cpus_per_trial: 4096" in text:
         text = text.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0")
@@ -156,18 +178,19 @@ def test_trials_got_gpus_and_fell_back_to_cpu(gpu_run) -> None:
     run_dir, console, _ = gpu_run
     df = growsearch.load_results(run_dir)
     assert len(df) == 3 and (df["status"] == "completed").all(), df[["status", "error"]]
-    # every trial got Ray's one (logical) GPU, shared at 0.5 each; torch has no CUDA here, so
-    # each trained on the CPU (in bf16 autocast, as the space asks) and says so
+    # every trial got Ray's one GPU, shared at 0.5 each. With CUDA each trained on it; without,
+    # on the CPU, and the driver warned once, on its console. Either way in bf16 (autocast), as
+    # the space asks.
+    device = "cuda" if CUDA else "cpu"
     assert list(df["gpu_ids"]) == ["0"] * 3
-    assert list(df["device"]) == ["cpu"] * 3
+    assert list(df["device"]) == [device] * 3
     assert list(df["precision"]) == ["bf16"] * 3
     assert (df["val_acc"] > 0.5).all() and (df["test_acc"] > 0.5).all()  # chance is 0.1
     for trial_id in df["trial_id"]:
         meta = json.loads((run_dir / "models" / trial_id / "meta.json").read_text())
-        assert meta["info"]["device"] == "cpu" and meta["info"]["gpu_ids"] == "0"
+        assert meta["info"]["device"] == device and meta["info"]["gpu_ids"] == "0"
         assert meta["metrics"]["precision"] == "bf16"
-    # the driver warned once, on its console
-    assert console.count("CUDA is not available") == 1, console
+    assert console.count("CUDA is not available") == (0 if CUDA else 1), console
 
 
 @pytest.mark.slow
@@ -198,17 +221,19 @@ def test_two_trials_held_half_the_gpu_each_at_the_same_time(gpu_run) -> None:
 
 @pytest.mark.slow
 def test_resume_on_a_cluster_without_gpus_fails_cleanly(gpu_run, tmp_path: Path) -> None:
-    """The run asks 0.5 GPU per trial; resuming it (one more trial in its budget) on this
-    machine's local Ray, which has no GPU, is refused in one line, the run left as it was."""
+    """The run asks 0.5 GPU per trial; resuming it (one more trial in its budget) on a local
+    Ray without GPUs (this machine's GPUs, if any, hidden from it) is refused in one line, the
+    run left as it was."""
     run_dir = tmp_path / "gpu"
     shutil.copytree(gpu_run[0], run_dir)
     space = json.loads((run_dir / "space.json").read_text())
     space["budget"]["trials"] = 4
     (run_dir / "space.json").write_text(json.dumps(space, indent=2, sort_keys=True))
     (run_dir / "ray_session.json").unlink(missing_ok=True)
-    skip = (".lock", "ray_session.json")
+    skip = (".lock", "ray_session.json", "ray_driver.log")  # what starting Ray writes
     before = {k: v for k, v in _tree(run_dir).items() if k not in skip}
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # Ray and torch see no GPU, on a GPU machine too
     done = subprocess.run(
         [sys.executable, "-m", "growsearch.cli", "resume", str(run_dir)],
         capture_output=True, text=True, timeout=300, env=env,
@@ -217,7 +242,8 @@ def test_resume_on_a_cluster_without_gpus_fails_cleanly(gpu_run, tmp_path: Path)
     line = _error_line(done.stderr)
     assert "space.json: resources.gpus_per_trial: a trial asks for 0.5 GPU" in line
     after = _tree(run_dir)
-    # only Ray's session record (which processes to clean up after a crash) and the lock file
+    # only Ray's session record (which processes to clean up after a crash), its driver log
+    # and the lock file
     assert {k: v for k, v in after.items() if k not in skip} == before
     from growsearch.runner._lock import run_lock
 

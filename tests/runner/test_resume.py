@@ -54,6 +54,15 @@ def _wait_rows(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 2
     raise AssertionError(f"fewer than {n} trials after {timeout}s")
 
 
+def _wait_file(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until ``path`` exists, while the search runs; fail fast if it ends first."""
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the search ended (exit {proc.returncode}) before {path}"
+        assert time.monotonic() < end, f"no {path} after {timeout} s"
+        time.sleep(0.2)
+
+
 def _session_processes(session: str) -> list[int]:
     return [
         int(p.name)
@@ -135,12 +144,13 @@ def test_a_run_folder_in_use_is_refused(space_file: Path, tmp_path: Path) -> Non
     run_dir = results / "resumable"
     proc = _start(space_file, results, tmp_path / "run.log")
     try:
-        _wait_rows(run_dir, 0, proc)
-        while not (run_dir / "run.json").exists():
-            time.sleep(0.2)
+        _wait_file(run_dir / "run.json", proc)  # written under the lock, which it holds now
+        assert (run_dir / ".lock").read_text() == str(proc.pid)
         second = _resume(run_dir)
-        assert second.returncode == 2
-        assert "in use by a running search" in second.stderr and second.stderr.count("\n") == 1
+        assert proc.poll() is None, "the search ended: nothing held the run folder"
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"in use by a running search (pid {proc.pid})" in second.stderr
+        assert second.stderr.count("\n") == 1
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)

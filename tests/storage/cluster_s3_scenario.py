@@ -119,13 +119,16 @@ def main(work: Path) -> None:
             time.sleep(0.5)
         report["b_rows_at_kill"] = rows(uri_b)
         os.kill(b.pid, signal.SIGKILL)
-        b.wait()
+        # -9: the kill ended a running driver (one that had already exited says 0 or 1)
+        report["b_exit_at_kill"] = b.wait()
+        report["b_at_kill"] = results(uri_b)  # what the dead driver had recorded
         mark(report, "driver b killed")
         resumed = subprocess.run([*cli, "resume", uri_b, "--address", f"127.0.0.1:{PORT}"],
                                  capture_output=True, text=True, env=env, timeout=900)  # fmt: skip
         report["resume_b_rc"] = resumed.returncode
         report["resume_b_out"] = (resumed.stdout + resumed.stderr)[-3000:]
         report["b_final"] = statuses(uri_b)
+        report["b_after"] = results(uri_b)
         mark(report, "b resumed")
     finally:
         for pid in set(find(b"ray")) - before:
@@ -167,6 +170,18 @@ def statuses(uri: str) -> dict[str, str]:
     except Exception as e:
         return {"error": str(e)}
     return dict(zip(df["trial_id"], df["status"]))
+
+
+def results(uri: str) -> dict[str, dict]:
+    """Each recorded trial's status and what its training produced (equal only if not re-run)."""
+    import growsearch
+
+    try:
+        df = growsearch.load_results(uri)
+    except Exception as e:
+        return {"error": {"status": str(e)}}
+    cols = ["status", "val_acc", "train_seconds", "epochs"]
+    return df.set_index("trial_id")[cols].to_dict("index")
 
 
 def metas(uri: str) -> dict[str, dict]:

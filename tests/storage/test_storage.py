@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -96,26 +95,49 @@ def test_checkpoint_on_s3(s3) -> None:
         load_checkpoint(location(f"s3://{BUCKET}/ck-test/models/t9999"))
 
 
-def test_a_half_written_checkpoint_is_never_read(s3) -> None:
+def test_a_half_written_checkpoint_is_never_read(s3, monkeypatch) -> None:
     """A reader that finds new weights beside the old meta.json (hashes differ) reads again,
     and gets the whole new checkpoint once its meta.json is up; a torn one is never loaded."""
+    import types
+
+    from growsearch import checkpoint
+
     loc = location(f"s3://{BUCKET}/ck-test/models/t0001")
     save_checkpoint(loc, SPEC, _model(1), meta={"epoch": 1})
     new = _model(2)
     save_checkpoint(location(f"s3://{BUCKET}/ck-test/staging"), SPEC, new, meta={"epoch": 2})
     staged = location(f"s3://{BUCKET}/ck-test/staging")
     (loc / "model.safetensors").write_bytes((staged / "model.safetensors").read_bytes())
-    # a writer that finishes the upload (meta.json last) while the reader retries
-    timer = threading.Timer(0.3, lambda: (loc / "meta.json").write_bytes(
-        (staged / "meta.json").read_bytes()))  # fmt: skip
-    timer.start()
+    # what the reader saw on each try, and its pauses between tries: during the first pause
+    # the writer finishes the upload (meta.json last)
+    seen: list[str] = []
+    read_local = checkpoint.load_checkpoint  # each try's read of the downloaded copy
+
+    def read(path, **kwargs):
+        try:
+            got = read_local(path, **kwargs)
+        except CheckpointError as e:
+            seen.append("torn" if "hash mismatch" in str(e) else str(e))
+            raise
+        seen.append("whole")
+        return got
+
+    def pause(seconds: float) -> None:
+        seen.append("pause")
+        if seen.count("pause") == 1:
+            (loc / "meta.json").write_bytes((staged / "meta.json").read_bytes())
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", read)
+    monkeypatch.setattr(checkpoint, "time", types.SimpleNamespace(sleep=pause))
     ck = load_checkpoint(loc)
-    timer.join()
+    assert seen == ["torn", "pause", "whole"]  # the new weights beside the old hashes: again
     assert ck.meta["epoch"] == 2
     assert all(torch.equal(ck.state_dict[k], v) for k, v in new.state_dict().items())
-    # a torn checkpoint that stays torn is an error, not a model
-    (loc / "model.safetensors").write_bytes(
-        (location(f"s3://{BUCKET}/ck-test/models/t0000") / "model.safetensors").read_bytes()
-    )
+    # a torn checkpoint that stays torn is an error after every try, not a model
+    other = location(f"s3://{BUCKET}/ck-test/other")
+    save_checkpoint(other, SPEC, _model(3))
+    (loc / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    seen.clear()
     with pytest.raises(CheckpointError, match="hash mismatch"):
         load_checkpoint(loc)
+    assert seen == ["torn", "pause"] * (checkpoint.REMOTE_READ_TRIES - 1) + ["torn"]
