@@ -42,7 +42,9 @@ def warm_run(space_file, tmp_path_factory) -> Path:
 
 def test_trials_table(warm_run: Path) -> None:
     df = growsearch.load_results(warm_run)
-    assert list(df.columns) == COLUMNS
+    # the fixed columns, then one per metric the trials reported (classification: the losses)
+    assert list(df.columns) == [*COLUMNS, "val_loss", "test_loss"]
+    assert df["val_loss"].notna().all() and (df["val_loss"] > 0).all()
     assert len(df) == 5 and df["trial_id"].is_unique
     assert (df["status"] == "completed").all(), df[["status", "error"]]
     seed = df[df["parent_id"].isna()]
