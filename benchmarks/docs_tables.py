@@ -844,7 +844,7 @@ def regression_warm() -> str:
     """Medians over seeds per run × arm of benchmarks/regression_warm.py."""
     df = _csv("regression_warm.csv")
     rows = []
-    for (run, arm), g in df.groupby(["run", "arm"], sort=False):
+    for (_run, arm), g in df.groupby(["run", "arm"], sort=False):
         rows.append([
             f"{int(g['trials'].median())} trials", arm, f"{g['best_val_mse'].median():.0f}",
             f"{g['test_mse_of_best_val'].median():.0f}", f"{g['best_val_mse_at_half'].median():.0f}",
