@@ -17,8 +17,9 @@ class _Accuracy(MulticlassAccuracy):
     accuracy is exactly (correct samples) / (samples) as a Python float."""
 
     def compute(self) -> torch.Tensor:
-        correct, total = self.tp.sum(), (self.tp + self.fn).sum()
-        return correct.double() / total.double()
+        tp, fn = self.tp, self.fn  # summed over batches (micro average: not lists)
+        assert isinstance(tp, torch.Tensor) and isinstance(fn, torch.Tensor)
+        return tp.sum().double() / (tp + fn).sum().double()
 
 
 class Classification(Task):
