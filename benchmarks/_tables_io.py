@@ -35,3 +35,14 @@ def append_csv(rows: list[dict[str, Any]], path: Path, fields: list[str], fmt: s
             w.writeheader()
         for r in rows:
             w.writerow({k: (format(v, fmt) if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def add_output_args(p: Any) -> None:
+    """``--no-wait``, ``--run`` and ``--out``: the options every appending benchmark shares."""
+    p.add_argument(
+        "--no-wait", action="store_true", help="start at once (default: wait for a quiet machine)"
+    )
+    p.add_argument("--run", default=None, help="the run column (default: a UTC timestamp)")
+    p.add_argument(
+        "--out", type=Path, default=ROOT / "results", help="output folder (default results/)"
+    )

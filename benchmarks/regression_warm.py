@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import ForeignCPU, wait_idle  # noqa: E402 (benchmarks/_machine.py)
-from _tables_io import append_csv, command_line  # noqa: E402 (benchmarks/_tables_io.py)
+from _tables_io import add_output_args, append_csv, command_line  # noqa: E402 (benchmarks/_tables_io.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "diabetes" / "space.yaml"
@@ -59,13 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--space", type=Path, default=SPACE, help="the search space (default diabetes)")
     p.add_argument("--keep", action="store_true", help="keep the run folders (default: removed)")
-    p.add_argument(
-        "--no-wait", action="store_true", help="start at once (default: wait for a quiet machine)"
-    )
-    p.add_argument("--run", default=None, help="the run column (default: a UTC timestamp)")
-    p.add_argument(
-        "--out", type=Path, default=ROOT / "results", help="output folder (default results/)"
-    )
+    add_output_args(p)
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.trials = 1, min(args.trials, 4)

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _common as C  # noqa: E402
 from _machine import ForeignCPU, wait_idle  # noqa: E402 (benchmarks/_machine.py)
-from _tables_io import append_csv, command_line  # noqa: E402 (benchmarks/_tables_io.py)
+from _tables_io import add_output_args, append_csv, command_line  # noqa: E402 (benchmarks/_tables_io.py)
 
 from growsearch.arch import build  # noqa: E402
 from growsearch.grow import WarmStartRecipe, grow_child  # noqa: E402
@@ -98,13 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="arms (default all; scratch is the reference of fraction_to_target)",
     )
     p.add_argument("--workers", type=int, default=2, help="processes (one thread each; default 2)")
-    p.add_argument(
-        "--no-wait", action="store_true", help="start at once (default: wait for a quiet machine)"
-    )
-    p.add_argument("--run", default=None, help="the run column (default: a UTC timestamp)")
-    p.add_argument(
-        "--out", type=Path, default=ROOT / "results", help="output folder (default results/)"
-    )
+    add_output_args(p)
     args = p.parse_args(argv)
     if args.quick:
         args.datasets, args.seeds = ["mnist1d"], 1
