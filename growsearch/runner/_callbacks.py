@@ -33,13 +33,11 @@ class RecordCallback(Callback):
         self,
         store: ResultsStore,
         progress: Progress,
-        metric: str = "val_acc",
-        mode: str = "max",
         searcher: Any = None,
     ):
         self.store = store
         self.progress = progress
-        self.metric, self.mode = metric, mode  # the search's objective
+        self.metric = store.objectives[0]  # the search's objective
         self.searcher = searcher  # told (``fatal``) when the first trials break their reports
         self.curves: dict[str, list[float]] = {}
         self.running: set[str] = set()

@@ -82,7 +82,7 @@ class TrialContext:
         self._save = save
         self._data = data
         self._model = model if model is not None else nn.Module()  # the grown model, by name
-        self.epoch = int(checkpoint.meta.get("epoch", 0)) if checkpoint is not None else 0
+        self.epoch = self.start_epoch  # epochs reported so far, this run's included
         self.reported: list[dict[str, float]] = []
         self.stopped = False
 

@@ -227,7 +227,7 @@ def _execute(
                 tuner = _tuner(
                     space, searcher, run_dir, time_s=time_s, session=run_info["sessions"],
                     max_failures=int(run_info.get("max_failures", 1)),
-                    callbacks=[RecordCallback(store, bar, metric, mode, searcher), *callbacks],
+                    callbacks=[RecordCallback(store, bar, searcher), *callbacks],
                 )  # fmt: skip
                 tuner.fit()
         finally:

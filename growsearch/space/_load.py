@@ -80,15 +80,6 @@ class Objective:
     metric: str = "val_acc"
     mode: str = "max"
 
-    @property
-    def direction(self) -> str:
-        """Optuna's name of the mode: ``maximize`` or ``minimize``."""
-        return "maximize" if self.mode == "max" else "minimize"
-
-    def better(self, a: float, b: float) -> bool:
-        """``a`` is strictly better than ``b``."""
-        return a > b if self.mode == "max" else a < b
-
 
 @dataclass(frozen=True, eq=False)
 class SearchSpace:
@@ -687,17 +678,12 @@ def _data_shape(
 ) -> tuple[tuple[int, ...], int]:
     """(input_shape, num_classes) of a dataset, its data checked; loaded once per process
     (again when a file it reads has changed)."""
-    file = dataset.factory.rpartition(":")[0] if dataset.factory else dataset.path
-    stamp = None
-    if file is not None and Path(file).is_file():
-        st = Path(file).stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-    data = _load_data(dataset, flat, kind, stamp)
+    data = _loaded(dataset, flat, kind)
     return tuple(data.input_shape), int(data.num_classes)
 
 
 def _loaded(dataset: DatasetConfig, flat: bool, kind: str) -> Any:
-    """The dataset :func:`_data_shape` loaded (cached), for checks on its samples."""
+    """The dataset, loaded once per process (cached by the stamp of the file it reads)."""
     file = dataset.factory.rpartition(":")[0] if dataset.factory else dataset.path
     stamp = None
     if file is not None and Path(file).is_file():

@@ -7,7 +7,7 @@
 
 from growsearch.tasks._base import MODES, MeanLoss, Task, as_float, finite
 from growsearch.tasks._classification import Classification
-from growsearch.tasks._measure import measure
+from growsearch.tasks._measure import measure, model_device
 from growsearch.tasks._regression import LOSSES, Regression
 from growsearch.tasks._user import UserTask, load_user_task
 
@@ -27,4 +27,5 @@ __all__ = [
     "finite",
     "load_user_task",
     "measure",
+    "model_device",
 ]

@@ -33,7 +33,7 @@ def measure(
     """
     if len(split) == 0:
         raise DataError("evaluate: the split is empty")
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     metrics = task.metrics()
     if "loss" not in metrics:
         metrics["loss"] = MeanLoss(task.loss)
@@ -57,9 +57,11 @@ def measure(
 
 
 def batches(split: AnySplit, batch_size: int, device: torch.device) -> Iterator[tuple[Any, Any]]:
-    """Every sample of ``split`` in sample order, as ``(x, y)`` batches on ``device``."""
+    """Every sample of ``split`` in sample order, as ``(x, y)`` batches on ``device``. A
+    streamed split's workers are seeded by a generator of their own, so evaluating never draws
+    from the global generator that a training run's randomness (and its exact resume) uses."""
     if isinstance(split, StreamedSplit):
-        for x, y in split.loader(batch_size):
+        for x, y in split.loader(batch_size, generator=torch.Generator().manual_seed(0)):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         return
     for start in range(0, len(split), batch_size):
@@ -67,6 +69,7 @@ def batches(split: AnySplit, batch_size: int, device: torch.device) -> Iterator[
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a stateless model)."""
     tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
     return tensor.device if tensor is not None else torch.device("cpu")

@@ -12,7 +12,6 @@ a :class:`~growsearch.data.StreamedSplit` is read through a ``DataLoader`` in th
 from __future__ import annotations
 
 import base64
-import itertools
 import math
 import random
 import time
@@ -26,7 +25,7 @@ from torch import nn
 
 from growsearch.data import AnySplit, Dataset, Split, StreamedSplit, check_batch
 from growsearch.exceptions import ConfigError, DataError, TrainingError
-from growsearch.tasks import Classification, Task, measure
+from growsearch.tasks import Classification, Task, measure, model_device
 from growsearch.train._augment import Augment
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -318,7 +317,7 @@ def evaluate(
 @torch.no_grad()
 def _num_outputs(model: nn.Module, split: AnySplit, device: torch.device | str | None) -> int:
     """The width of ``model``'s output on one sample of ``split`` (its number of classes)."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
@@ -620,29 +619,24 @@ def train(
 def _batches(
     split: AnySplit,
     batch_size: int,
-    order: torch.Tensor | None,
+    order: torch.Tensor,
     device: torch.device,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(x, y)`` batches on ``device``: in ``order`` with the last incomplete batch dropped
-    (training), else every sample in sample order (evaluation).
+    """Training's ``(x, y)`` batches on ``device``, in ``order``, the last incomplete batch
+    dropped (evaluation reads splits through :func:`growsearch.tasks.measure`).
 
     A streamed split reads the same batches as one in memory would. Its workers' seeds (for a
     Dataset that draws random numbers) come from the epoch's order, so they repeat on a resume
     and no generator of the run is disturbed."""
     if isinstance(split, StreamedSplit):
-        seed = 0 if order is None else int(order[0]) * 1_000_003 + int(order[-1])
+        seed = int(order[0]) * 1_000_003 + int(order[-1])
         loader = split.loader(
             batch_size,
-            None if order is None else order.tolist(),
-            drop_last=order is not None,
+            order.tolist(),
+            drop_last=True,
             generator=torch.Generator().manual_seed(seed),
         )
         for x, y in loader:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        return
-    if order is None:
-        for start in range(0, len(split), batch_size):
-            x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         return
     order = order.to(split.x.device)
@@ -658,12 +652,6 @@ def _resident(split: AnySplit, device: torch.device) -> AnySplit:
         return split
     free, _ = torch.cuda.mem_get_info(device)
     return split.to(device) if split.nbytes <= free // 2 else split
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a stateless model)."""
-    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def amp_mode(amp: bool | str) -> str:
