@@ -4,7 +4,10 @@ Each run is `make run`'s search (`search_spaces/mnist1d_cnn.yaml` as shipped, th
 run folder), one after the other on a quiet machine. Arms:
 
 - ``default``: as shipped (the spread-out start stratified by size);
-- ``uniform start``: the same with ``controller.initial_by_size: false`` (uniform draws).
+- ``uniform start``: the same with ``controller.initial_by_size: false`` (uniform draws);
+- ``aging only``: the tournament draws from the aging population alone
+  (``controller.keep_front: false``), not also from the Pareto front of all trials;
+- ``earlier``: both off, the default search before issue 36.
 
     .venv/bin/python benchmarks/default_runs.py --runs 3 --arms default --out results
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._machine import wait_idle  # noqa: E402
 
-ARMS = {"default": {}, "uniform start": {"controller": {"initial_by_size": False}}}
+ARMS = {
+    "default": {},
+    "uniform start": {"controller": {"initial_by_size": False}},
+    "aging only": {"controller": {"keep_front": False}},
+    "earlier": {"controller": {"initial_by_size": False, "keep_front": False}},
+    "40 trials": {"budget": {"trials": 40}},
+}
 FIELDS = [
     "run", "arm", "index", "wall_s", "trials", "best_val", "best_test", "best_params",
     "small_arch", "small_params", "small_val", "small_test", "small_ratio", "met", "command",
@@ -43,11 +53,12 @@ RATIO = 0.1
 
 
 def space_for(arm: str, folder: Path) -> Path:
-    """The shipped space, with the arm's controller options (a copy in ``folder``)."""
+    """The shipped space with the arm's settings (a copy in ``folder``)."""
     import yaml
 
     data = yaml.safe_load(SPACE.read_text())
-    data["controller"] = {**data["controller"], **ARMS[arm].get("controller", {})}
+    for section, values in ARMS[arm].items():
+        data[section] = {**data[section], **values}
     path = folder / "space.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -73,6 +84,7 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=["default"], choices=list(ARMS))
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--run", default=time.strftime("%Y%m%d-%H%M"), help="label of this invocation")
+    ap.add_argument("--keep", type=Path, help="copy each run's trials table into this folder")
     args = ap.parse_args()
     out = args.out / "default_runs.csv"
     command = "python benchmarks/default_runs.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -91,7 +103,12 @@ def main() -> None:
                 wall = time.monotonic() - start
                 if done.returncode != 0:
                     raise SystemExit(done.stdout[-2000:] + done.stderr[-2000:])
-                df = pd.read_parquet(Path(tmp) / "runs" / "run" / "trials.parquet")
+                table = Path(tmp) / "runs" / "run" / "trials.parquet"
+                df = pd.read_parquet(table)
+                if args.keep:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    slug = arm.replace(" ", "_")
+                    shutil.copy(table, args.keep / f"{args.run}-{slug}-{index}.parquet")
             row = {"run": args.run, "arm": arm, "index": index, "wall_s": round(wall, 1),
                    **summarise(df), "command": command}  # fmt: skip
             print({k: row[k] for k in FIELDS[:-1]}, flush=True)

@@ -29,12 +29,18 @@ class EvolutionOptions(Section):
         initial_by_size: With a size objective, stratify those proposals by size (log scale,
             from near the seed's size to the largest draws), so the small end of the space is
             explored from the start; false: uniform draws, which are mostly large models.
+        keep_front: With a size objective, the Pareto front of all successful trials stays in
+            the pool the tournament draws from after its members have aged out of the
+            population (elitism, as NSGA-II keeps its front): the small accurate models keep
+            being grown, instead of the population drifting towards the size limit (every
+            mutation grows a model). False: the aging population alone.
     """
 
     population: integer(lo=1) = 8  # type: ignore[valid-type]
     sample: integer(lo=1) = 3  # type: ignore[valid-type]
     initial: integer(lo=0) = 4  # type: ignore[valid-type]
     initial_by_size: boolean() = True  # type: ignore[valid-type]
+    keep_front: boolean() = True  # type: ignore[valid-type]
 
     @field_validator("sample")
     @classmethod
@@ -71,11 +77,13 @@ class Evolution(GrowthController):
         population = successes[-opts.population :]
         if len(population) < opts.population:
             parent = self.ranked(successes)[0]
-        else:  # the tournament: the best of the drawn members, ranked within the population
-            drawn = {
-                r.trial_id for r in self.rng.sample(population, min(opts.sample, len(population)))
-            }
-            parent = next(r for r in self.ranked(population) if r.trial_id in drawn)
+        else:  # the tournament: the best of the drawn members, ranked within the pool
+            pool = population
+            if opts.keep_front and len(self.space.objectives) > 1:
+                aged = {r.trial_id for r in population}
+                pool = population + [r for r in self.front(successes) if r.trial_id not in aged]
+            drawn = {r.trial_id for r in self.rng.sample(pool, min(opts.sample, len(pool)))}
+            parent = next(r for r in self.ranked(pool) if r.trial_id in drawn)
         # Something not proposed before: from the parent, else from the best trial that can
         # still grow into something new (a parent at the space's limits often has one child
         # left; retraining it again and again only re-rolls its initialisation). Only when no

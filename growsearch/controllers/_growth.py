@@ -80,6 +80,13 @@ class GrowthController(Controller):
         """``results`` best first by the space's objectives (:func:`rank_by_objectives`)."""
         return rank_by_objectives(results, self.space.objectives, self.space.modes)
 
+    def front(self, results: list[TrialResult]) -> list[TrialResult]:
+        """The members of ``results`` on the first Pareto front of the space's objectives (no
+        other result is at least as good in every objective and better in one), in order."""
+        return [
+            results[i] for i in pareto_indices(results, self.space.objectives, self.space.modes)
+        ]
+
     # ---- the interface ---------------------------------------------------------------------
     def propose(self, trial_id: str) -> Proposal | None:
         if trial_id in self.proposed:
@@ -307,30 +314,10 @@ def rank_by_objectives(
     sign = 1.0 if mode == "max" else -1.0
     if len(objectives) <= 1:
         return by_value(results, mode)
-    # every objective as "larger is better"
-    points = [
-        tuple(
-            sign * float(r.value) if k == 0 else -float(getattr(r, o))  # type: ignore[arg-type]
-            for k, o in enumerate(objectives)
-        )
-        for r in results
-    ]
+    points = _points(results, objectives, sign)
+    front_of = _fronts(points)
+    front = max(front_of, default=-1) + 1
     n = len(results)
-
-    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
-
-    front_of = [0] * n
-    remaining = set(range(n))
-    front = 0
-    while remaining:
-        current = {
-            i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining)
-        }
-        for i in current:
-            front_of[i] = front
-        remaining -= current
-        front += 1
     crowding = [0.0] * n
     for f in range(front):
         members = [i for i in range(n) if front_of[i] == f]
@@ -346,3 +333,50 @@ def rank_by_objectives(
         key=lambda i: (front_of[i], -crowding[i], -sign * float(results[i].value), i),  # type: ignore[arg-type]
     )
     return [results[i] for i in order]
+
+
+def pareto_indices(
+    results: list[TrialResult],
+    objectives: tuple[str, ...] | list[str],
+    modes: tuple[str, ...] | list[str] | None = None,
+) -> list[int]:
+    """The indices of ``results`` on their first Pareto front, in order (with one objective:
+    those with the best value)."""
+    if not results:
+        return []
+    sign = 1.0 if (modes[0] if modes else "max") == "max" else -1.0
+    front_of = _fronts(_points(results, objectives, sign))
+    return [i for i, f in enumerate(front_of) if f == 0]
+
+
+def _points(
+    results: list[TrialResult], objectives: tuple[str, ...] | list[str], sign: float
+) -> list[tuple[float, ...]]:
+    """Every result's objectives, each as "larger is better"."""
+    return [
+        tuple(
+            sign * float(r.value) if k == 0 else -float(getattr(r, o))  # type: ignore[arg-type]
+            for k, o in enumerate(objectives)
+        )
+        for r in results
+    ]
+
+
+def _fronts(points: list[tuple[float, ...]]) -> list[int]:
+    """The Pareto front of every point (0: dominated by none; 1: by front 0 only; ...)."""
+
+    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+    front_of = [0] * len(points)
+    remaining = set(range(len(points)))
+    front = 0
+    while remaining:
+        current = {
+            i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining)
+        }
+        for i in current:
+            front_of[i] = front
+        remaining -= current
+        front += 1
+    return front_of

@@ -34,6 +34,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from growsearch.exceptions import MorphError
+from growsearch.morph._sequence import ATTENTION, RNNS, attention_refusal, rnn_refusal
 
 LINEAR = (nn.Linear,)
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -76,7 +77,8 @@ UNARY_FUNCTIONS = {
     F.hardsigmoid, F.hardtanh, F.softplus, F.softsign, F.logsigmoid, F.sigmoid, F.tanh,
     F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.relu, torch.tanh,
     torch.sigmoid, torch.exp, torch.abs, torch.neg, torch.square, torch.sqrt, torch.rsqrt,
-    torch.sin, torch.cos, torch.clamp, torch.clip, torch.nn.functional.prelu,
+    torch.sin, torch.cos, torch.clamp, torch.clip, torch.nn.functional.prelu, torch.zeros_like,
+    torch.ones_like, torch.empty_like, torch.full_like, torch.rand_like, torch.randn_like,
 }  # fmt: skip
 UNARY_METHODS = {
     "relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "exp", "abs", "neg", "square",
@@ -190,7 +192,11 @@ class WidenPlan:
     get their input columns split over the replicas; ``resized`` lists modules whose size
     attributes change. ``uniform`` (LayerNorm, GroupNorm over the channels) requires every
     channel to be replicated the same number of times; ``groups`` the GroupNorm group count.
-    ``views`` holds the view at every node that carries the channels.
+    ``views`` holds the view at every node that carries the channels. ``sequence`` lists the
+    torch sequence layers the channels pass, as ``(role, module, view)``: ``"rnn_in"`` for a
+    recurrent layer that reads them as its inputs, ``"attention"`` for a multi-head attention
+    that reads and writes them (its embedding width); a recurrent layer whose hidden size they
+    are is a producer.
     """
 
     n: int
@@ -201,6 +207,7 @@ class WidenPlan:
     groups: int = 1
     norm_modules: list[str] = field(default_factory=list)
     views: dict[str, View] = field(default_factory=dict)
+    sequence: list[tuple[str, str, View]] = field(default_factory=list)
 
 
 class Graph:
@@ -250,12 +257,12 @@ class Graph:
         return None
 
     def producers(self) -> list[str]:
-        """Every Linear, Embedding and ungrouped (transposed) Conv called once, in the order of
-        the forward."""
+        """Every Linear, Embedding, ungrouped (transposed) Conv and recurrent layer called once,
+        in the order of the forward."""
         out = []
         for target, nodes in self.calls.items():
             m = self.modules[target]
-            if isinstance(m, PRODUCING) and len(nodes) == 1:
+            if isinstance(m, PRODUCING + RNNS) and len(nodes) == 1:
                 out.append(target)
         return out
 
@@ -266,10 +273,10 @@ class Graph:
         if name not in self.calls:
             raise MorphError(f"widen: no layer '{name}' is called in the model's forward")
         m = self.modules[name]
-        if not isinstance(m, PRODUCING):
+        if not isinstance(m, PRODUCING + RNNS):
             raise MorphError(
-                f"widen: '{name}' is a {type(m).__name__}; only Linear, Conv, ConvTranspose "
-                "and Embedding layers can be widened"
+                f"widen: '{name}' is a {type(m).__name__}; only Linear, Conv, ConvTranspose, "
+                "Embedding and recurrent (RNN, GRU, LSTM) layers can be widened"
             )
         if len(self.calls[name]) != 1:
             raise MorphError(
@@ -287,6 +294,8 @@ class Graph:
                 f"{m.max_norm}, which a wider row would change; widen it without max_norm"
             )
         start = self.calls[name][0]
+        if isinstance(m, RNNS):
+            return _Walk(self, name).run_rnn(start, m)
         shape = self.shape(start)
         axis = self.producer_axis(start)
         if shape is None or axis is None:
@@ -337,9 +346,18 @@ class _Walk:
         self.queue.append(node)
 
     def run(self, start: fx.Node, view: View) -> WidenPlan:
-        plan = self.plan
-        plan.n = view.total
+        self.plan.n = view.total
         self.visit(start, view, "start")
+        return self._finish()
+
+    def run_rnn(self, start: fx.Node, m: nn.Module) -> WidenPlan:
+        """From the hidden size of recurrent layer ``start``."""
+        self.plan.n = int(m.hidden_size)  # type: ignore[arg-type]
+        self._rnn_produces(start)
+        return self._finish()
+
+    def _finish(self) -> WidenPlan:
+        plan = self.plan
         while self.queue:
             node = self.queue.pop()
             self.backward(node, self.views[node])
@@ -349,6 +367,7 @@ class _Walk:
             plan.consumers.append((str(user.target), v))
         modules = set(plan.producers) | {c for c, _ in plan.consumers}
         modules |= {t.target for t in plan.follow if t.attr != "<attr>"}
+        modules |= {target for _, target, _ in plan.sequence}
         for target in modules:
             if len(self.g.calls.get(target, [])) != 1:
                 raise self.fail(
@@ -358,7 +377,7 @@ class _Walk:
         if len(self.gn_groups) > 1:
             raise self.fail(f"GroupNorms with different group counts {sorted(self.gn_groups)}")
         plan.groups = next(iter(self.gn_groups), 1)
-        if not plan.consumers:
+        if not plan.consumers and not plan.sequence:
             raise self.fail("no layer reads its outputs")
         plan.views = {n.name: v for n, v in self.views.items()}
         plan.producers.sort()
@@ -416,6 +435,12 @@ class _Walk:
         if user.op == "call_module":
             m = g.module(user)
             assert m is not None
+            if isinstance(m, RNNS):
+                self._into_rnn(node, user, m, view)
+                return
+            if isinstance(m, ATTENTION):
+                self._attention(user, m, view)
+                return
             if isinstance(m, WEIGHTED):
                 if isinstance(m, CONV_T) and m.groups != 1:
                     raise self.fail(_grouped_transposed(user, m))
@@ -496,6 +521,84 @@ class _Walk:
             self._reshape(node, view, shape_in, shape_out, backward)
         else:
             raise self.fail(f"cannot propagate the widening through {describe(node)}")
+
+    # ---- torch's sequence layers (see growsearch.morph._sequence) ---------------------------
+    def _rnn_produces(self, node: fx.Node) -> None:
+        """Recurrent layer ``node``'s hidden size is the widened space: every output and
+        initial state that holds it carries it."""
+        m = self.g.module(node)
+        assert isinstance(m, RNNS)
+        target = str(node.target)
+        if target in self.plan.producers:
+            return
+        why = rnn_refusal(m)
+        if why is not None:
+            raise self.fail(f"{describe(node)} has {why}")
+        if m.hidden_size != self.plan.n:
+            raise self.fail(
+                f"{describe(node)} is coupled to the widened channels only in part; "
+                "it cannot be widened exactly"
+            )
+        self.plan.producers.append(target)
+        for item, path in _tuple_items(node):
+            shape = self.g.shape(item)
+            if shape is None:
+                raise self.fail(f"{describe(item)} uses the outputs of {describe(node)} whole")
+            outer = (2 if m.bidirectional else 1) if path == (0,) else 1
+            self.visit(item, View(len(shape) - 1, 0, self.plan.n, 1, outer), describe(node))
+        for state in _rnn_states(node):
+            shape = self.g.shape(state)
+            if shape is None:
+                raise self.fail(f"cannot follow the initial state of {describe(node)}")
+            self.visit(state, View(len(shape) - 1, 0, self.plan.n), f"state of {describe(node)}")
+
+    def _into_rnn(self, node: fx.Node, user: fx.Node, m: nn.Module, view: View) -> None:
+        """``node`` carries the channels into recurrent layer ``user``: as its input features
+        (a reader) or as its initial state (its hidden size: a producer)."""
+        nd = len(self.g.shape(node) or ())
+        if node in _rnn_states(user):
+            if view.axis != nd - 1 or not view.plain:
+                raise self.fail(
+                    f"the channels sit on another axis of the state of {describe(user)}"
+                )
+            self._rnn_produces(user)
+            return
+        if view.axis != nd - 1:
+            raise self.fail(f"the channels sit on the time or batch axis of {describe(user)}")
+        entry = ("rnn_in", str(user.target), view)
+        known = [e for e in self.plan.sequence if e[1] == entry[1] and e[0] == "rnn_in"]
+        if known and known[0] != entry:
+            raise self.fail(f"{describe(user)} reads the channels twice")
+        if not known:
+            self.plan.sequence.append(entry)
+
+    def _attention(self, node: fx.Node, m: nn.Module, view: View) -> None:
+        """Multi-head attention ``node`` reads and writes the channels (its embedding width)."""
+        assert isinstance(m, nn.MultiheadAttention)
+        if any(e[1] == str(node.target) for e in self.plan.sequence):
+            return
+        why = attention_refusal(m)
+        if why is not None:
+            raise self.fail(f"{describe(node)} has {why}")
+        if not view.plain or view.total != self.plan.n or m.embed_dim != self.plan.n:
+            raise self.fail(
+                f"{describe(node)} is coupled to the widened channels only in part; "
+                "its embedding width cannot follow them exactly"
+            )
+        self.plan.sequence.append(("attention", str(node.target), view))
+        for arg in _attention_inputs(node):
+            nd = len(self.g.shape(arg) or ())
+            self.visit(arg, View(nd - 1, 0, self.plan.n), f"input of {describe(node)}")
+        for item, path in _tuple_items(node):
+            shape = self.g.shape(item)
+            if path != (0,):
+                raise self.fail(
+                    f"{describe(item)} uses the attention weights of {describe(node)}, which "
+                    "average over the heads a widening adds"
+                )
+            if shape is None:
+                raise self.fail(f"{describe(item)} uses the outputs of {describe(node)} whole")
+            self.visit(item, View(len(shape) - 1, 0, self.plan.n), describe(node))
 
     def _depthwise(self, node: fx.Node, m: nn.Module, view: View, *, backward: bool) -> None:
         assert isinstance(m, CONV)
@@ -705,6 +808,20 @@ class _Walk:
         src = node.args[0]
         shape_src = g.shape(src)
         if not isinstance(src, fx.Node) or shape_src is None:
+            root, path = _tuple_root(node)
+            m = g.module(root) if root is not None else None
+            if root is not None and isinstance(m, RNNS + ATTENTION):
+                if not backward:  # pragma: no cover - a tuple never carries a view
+                    raise self.fail(f"{describe(node)} takes a part of a tuple")
+                if isinstance(m, RNNS):
+                    self._rnn_produces(root)
+                elif path == (0,):
+                    self._attention(root, m, view)
+                else:
+                    raise self.fail(
+                        f"{describe(node)} takes the attention weights of {describe(root)}"
+                    )
+                return
             if isinstance(src, fx.Node) and not _is(src, SPLIT_FUNCTIONS, SPLIT_METHODS):
                 # an item of what a module or function returns as a tuple (e.g. the output
                 # of nn.MultiheadAttention or nn.LSTM): the widening cannot pass the producer
@@ -749,6 +866,62 @@ class _Walk:
 
 
 # ---- helpers -------------------------------------------------------------------------------
+def _tuple_items(
+    node: fx.Node, path: tuple[int, ...] = ()
+) -> list[tuple[fx.Node, tuple[int, ...]]]:
+    """The tensors taken out of tuple-valued ``node`` (a module returning ``(out, h_n)`` or
+    ``(out, (h_n, c_n))``) that are used, with their index paths; a use of the tuple other
+    than an item (passed whole to a function) is returned as ``(user, ())``."""
+    out: list[tuple[fx.Node, tuple[int, ...]]] = []
+    for user in node.users:
+        if (
+            user.op == "call_function"
+            and user.target is operator.getitem
+            and isinstance(user.args[1], int)
+        ):
+            sub = (*path, int(user.args[1]))
+            if user.meta.get("tensor_meta") is not None and hasattr(
+                user.meta["tensor_meta"], "shape"
+            ):
+                if user.users:
+                    out.append((user, sub))
+            else:
+                out.extend(_tuple_items(user, sub))
+        else:
+            out.append((user, ()))
+    return out
+
+
+def _tuple_root(node: fx.Node) -> tuple[fx.Node | None, tuple[int, ...]]:
+    """The module node whose tuple output ``node`` is an item of, and the item's index path."""
+    path: list[int] = []
+    while node.op == "call_function" and node.target is operator.getitem:
+        if not isinstance(node.args[1], int) or not isinstance(node.args[0], fx.Node):
+            return None, ()
+        path.insert(0, int(node.args[1]))
+        node = node.args[0]
+    return (node, tuple(path)) if node.op == "call_module" else (None, ())
+
+
+def _rnn_states(node: fx.Node) -> list[fx.Node]:
+    """The initial-state nodes of a recurrent layer call (``h0``, or ``h0`` and ``c0``)."""
+    hx = node.args[1] if len(node.args) > 1 else node.kwargs.get("hx")
+    if isinstance(hx, fx.Node):
+        return [hx]
+    if isinstance(hx, list | tuple):
+        return [h for h in hx if isinstance(h, fx.Node)]
+    return []
+
+
+def _attention_inputs(node: fx.Node) -> list[fx.Node]:
+    """The query, key and value nodes of a multi-head attention call."""
+    names = ("query", "key", "value")
+    found = [
+        node.args[i] if len(node.args) > i else node.kwargs.get(k) for i, k in enumerate(names)
+    ]
+    return list(dict.fromkeys(a for a in found if isinstance(a, fx.Node)))
+
+
 def _is(node: fx.Node, functions: set[Any], methods: set[str]) -> bool:
     if node.op == "call_function":
         return node.target in functions

@@ -22,6 +22,13 @@ from growsearch.morph._coupling import (
     weight_axes,
 )
 from growsearch.morph._inits import INITS, WidenDefaults, check_init, reinitialise
+from growsearch.morph._sequence import (
+    RNNS,
+    attention_growth,
+    widen_attention,
+    widen_rnn_hidden,
+    widen_rnn_input,
+)
 
 _Layer = (
     nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
@@ -84,6 +91,15 @@ def widen(
             f"widen {name}: {', '.join(plan.norm_modules)} normalise the channels together, so the "
             f"new width must be a multiple of {n}, got {width}"
         )
+    for role, target, _ in plan.sequence:
+        m = graph.modules[target]
+        if role == "attention" and attention_growth(m, width) is None:  # type: ignore[arg-type]
+            d = m.embed_dim // m.num_heads  # type: ignore[operator]
+            raise MorphError(
+                f"widen {name}: attention '{target}' has {m.num_heads} heads of dimension {d}, "
+                f"so its new width must add whole heads (a multiple of {d} more) or be a "
+                f"multiple of {m.num_heads}, got {width}"
+            )
     gen = torch.Generator().manual_seed(seed)
     mapping = _mapping(plan, n, width, gen)
     child = copy.deepcopy(model)
@@ -92,9 +108,29 @@ def widen(
     fresh_new = init == "random-pad" or (init == "zero" and not plan.uniform)
     trivial = View(0, 0, n)
 
+    def read(w: torch.Tensor, in_dim: int, view: View) -> torch.Tensor:
+        """The input columns of a sequence layer's weight that reads the channels."""
+        if init in ("zero", "random-pad"):
+            new_w = Fm.remap(w, in_dim, mapping, view, zero_new=True)
+            if init == "random-pad":
+                bound = 1.0 / math.sqrt(new_w.shape[in_dim])
+                fresh = (torch.rand(new_w.shape, generator=gen) * 2 - 1) * bound
+                new_w = Fm.fill_new(new_w, fresh.to(new_w), in_dim, mapping, view)
+            return new_w
+        std = split_std if init == "net2net" else 0.0
+        return Fm.remap(w, in_dim, mapping, view, split=(n, std, gen))
+
     for target in plan.producers:
         m = child.get_submodule(target)
-        assert isinstance(m, _Layer)  # the plan only lists Linear/Conv producers
+        if isinstance(m, RNNS):
+            widen_rnn_hidden(
+                m, mapping, n, width, fresh_new=fresh_new,
+                split=None if init in ("zero", "random-pad") else
+                (split_std if init == "net2net" else 0.0, gen),
+                noise=(noise_std, gen) if init == "net2net-noise" else None, seed=seed + 1,
+            )  # fmt: skip
+            continue
+        assert isinstance(m, _Layer)  # the other producers are Linear/Conv/Embedding
         out_dim, _ = weight_axes(m)
         w = Fm.remap(m.weight.detach(), out_dim, mapping, trivial)
         bias = getattr(m, "bias", None)  # an Embedding has none
@@ -158,6 +194,16 @@ def widen(
             new_w = Fm.remap(w, in_dim, mapping, view, split=(n, std, gen))
         _set(m, "weight", new_w)
         _resize(m, inp=new_w.shape[in_dim])
+
+    for role, target, view in plan.sequence:
+        m = child.get_submodule(target)
+        if role == "rnn_in":
+            widen_rnn_input(m, mapping, view, remap=read)
+        else:
+            widen_attention(
+                m, mapping, n, width, view, remap_in=read, fresh_new=fresh_new,  # type: ignore[arg-type]
+                seed=seed + 3,
+            )  # fmt: skip
 
     if init == "scratch":
         reinitialise(child, seed)

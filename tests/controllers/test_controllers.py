@@ -95,7 +95,7 @@ BAD_CONTROLLERS = [
     ),
     (
         BASE + "controller: {name: evolution, populaton: 3}\n",
-        "controller: unknown key 'populaton' (valid keys: name, population, sample, initial, initial_by_size)",
+        "controller: unknown key 'populaton' (valid keys: name, population, sample, initial, initial_by_size, keep_front)",
     ),
     (
         BASE + "controller: {name: evolution, population: 2, sample: 3}\n",
