@@ -24,11 +24,15 @@ def count_params(model_or_spec: nn.Module | ArchSpec) -> int:
 
 
 def count_flops(
-    model_or_spec: nn.Module | ArchSpec, input_shape: tuple[int, ...] | None = None
+    model_or_spec: nn.Module | ArchSpec,
+    input_shape: tuple[int, ...] | None = None,
+    input_dtype: str = "float32",
 ) -> int:
-    """FLOPs of one forward pass on one sample (torch.utils.flop_counter; a multiply-add is 2)."""
+    """FLOPs of one forward pass on one sample (torch.utils.flop_counter; a multiply-add is 2),
+    fed zeros of ``input_dtype`` (``int64``: token ids)."""
     if isinstance(model_or_spec, ArchSpec):
         model, input_shape = build(model_or_spec), model_or_spec.input_shape
+        input_dtype = model_or_spec.input_dtype
     else:
         model = model_or_spec
     if input_shape is None:
@@ -37,7 +41,7 @@ def count_flops(
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_shape))
+            model(torch.zeros((1, *input_shape), dtype=getattr(torch, input_dtype)))
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())

@@ -38,6 +38,9 @@ class CustomModel:
             ``module`` and everything coupled to it.
         integer: Groups that grow by integer factors only (a LayerNorm or GroupNorm normalises
             their channels together).
+        multiples: ``(group, k)`` for groups whose widths are multiples of ``k`` (the head
+            dimension of the attentions on them: a widening adds whole heads).
+        input_dtype: ``float32``, or ``int64`` for a model fed token ids (an ``nn.Embedding``).
         sites: ``(name, module, group, dims, channels)`` per insertion site: blocks go after
             ``module``'s output, with the width of ``group``, or ``channels`` where ``group`` is
             ``""`` (channels no widen changes); Linear blocks if ``dims`` is 0, else convs.
@@ -55,6 +58,29 @@ class CustomModel:
     blocks: tuple[tuple[str, str], ...] = ()
     history: tuple[tuple[Any, ...], ...] = ()
     refused: tuple[tuple[str, str], ...] = ()
+    multiples: tuple[tuple[str, int], ...] = ()
+    input_dtype: str = "float32"
+
+    def width_error(self, group: str, old: int, new: int) -> str | None:
+        """Why group ``group`` cannot grow from ``old`` to ``new`` channels, or None."""
+        if group in self.integer and new % old:
+            return (
+                f"a LayerNorm or GroupNorm normalises its channels together, so the new width "
+                f"must be a multiple of {old}, got {new}"
+            )
+        step = dict(self.multiples).get(group, 1)
+        if new % step:
+            return (
+                f"attention reads and writes it in heads of {step} channels, so the new width "
+                f"must be a multiple of {step}, got {new}"
+            )
+        return None
+
+    def example_input(self, input_shape: tuple[int, ...]) -> torch.Tensor | tuple[int, ...]:
+        """A batch of two for the morph engine: its shape, or zeros for token ids."""
+        if self.input_dtype == "float32":
+            return (2, *input_shape)
+        return torch.zeros((2, *input_shape), dtype=getattr(torch, self.input_dtype))
 
     def module(self, group: str) -> str:
         """The Linear/Conv that widening group ``group`` widens."""
@@ -83,6 +109,8 @@ class CustomModel:
             "blocks": [list(b) for b in self.blocks],
             "history": [list(h) for h in self.history],
             "refused": [list(r) for r in self.refused],
+            "multiples": [list(m) for m in self.multiples],
+            "input_dtype": self.input_dtype,
         }
 
     @classmethod
@@ -106,6 +134,8 @@ class CustomModel:
             blocks=tuple((str(b), str(s)) for b, s in d.get("blocks", [])),
             history=tuple(tuple(h) for h in d.get("history", [])),
             refused=tuple((str(m), str(r)) for m, r in d.get("refused", [])),
+            multiples=tuple((str(g), int(k)) for g, k in d.get("multiples", [])),
+            input_dtype=str(d.get("input_dtype", "float32")),
         )
 
 
@@ -133,7 +163,11 @@ def make_model(factory: str, device: str | torch.device | None = None) -> nn.Mod
 
 
 def describe(
-    factory: str, weights: str | None, input_shape: tuple[int, ...], num_classes: int
+    factory: str,
+    weights: str | None,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    input_dtype: str = "float32",
 ) -> dict[str, Any]:
     """Load and check the user's model, and find its width groups and insertion sites.
 
@@ -155,7 +189,7 @@ def describe(
     model.eval()
     with torch.no_grad():
         try:
-            out = model(torch.zeros(2, *input_shape))
+            out = model(torch.zeros((2, *input_shape), dtype=getattr(torch, input_dtype)))
         except Exception as e:  # the user's forward on the dataset's input shape
             raise SpecError(
                 f"factory {factory!r}: forward on inputs of shape {tuple(input_shape)} failed ({e})"
@@ -167,10 +201,11 @@ def describe(
             f"factory {factory!r}: outputs {shape}, expected ({num_classes},) class scores"
         )
     try:
-        space = analyse_model(model, (2, *input_shape))
+        example = CustomModel(factory, None, (), input_dtype=input_dtype).example_input(input_shape)
+        space = analyse_model(model, example)
     except MorphError as e:
         raise SpecError(f"factory {factory!r}: {e}") from None
-    groups, failed = _widenable(space.groups, factory, input_shape)
+    groups, failed = _widenable(space.groups, factory, example)
     if not groups and not space.sites:
         why = "; ".join([f"{r.module}: {r.reason}" for r in space.refused] + list(failed.values()))
         raise SpecError(
@@ -186,6 +221,8 @@ def describe(
         weights,
         groups=tuple((g.name, g.producers[0]) for g in groups),
         integer=tuple(g.name for g in groups if g.integer_factors),
+        multiples=tuple((g.name, g.multiple_of) for g in groups if g.multiple_of > 1),
+        input_dtype=input_dtype,
         sites=sites,
         refused=(
             *((r.module, r.reason) for r in space.refused),
@@ -196,7 +233,7 @@ def describe(
 
 
 def _widenable(
-    groups: tuple[WidthGroup, ...], factory: str, input_shape: tuple[int, ...]
+    groups: tuple[WidthGroup, ...], factory: str, example: Any
 ) -> tuple[list[WidthGroup], dict[str, str]]:
     """The groups a widen by their smallest step really widens, and why each other one fails.
 
@@ -212,9 +249,9 @@ def _widenable(
         return list(groups), {}
     ok, failed = [], {}
     for g in groups:
-        step = 2 * g.width if g.integer_factors else g.width + 1
+        step = 2 * g.width if g.integer_factors else g.width + g.multiple_of
         try:
-            widen(meta, g.producers[0], step, init="zero", example_input=(2, *input_shape))
+            widen(meta, g.producers[0], step, init="zero", example_input=example)
         except MorphError as e:
             failed[g.name] = str(e)
             continue
@@ -230,25 +267,22 @@ def build_custom(
     fresh last layer, all drawn from torch's global generator (seed it for a seeded build)."""
     model = make_model(custom.factory, device)
     for op in custom.history:
-        model = _replay(model, op, input_shape, fresh=True)
+        model = _replay(model, op, custom.example_input(input_shape), fresh=True)
     return model
 
 
 def _replay(
-    model: nn.Module, op: tuple[Any, ...], input_shape: tuple[int, ...], *, fresh: bool = False
+    model: nn.Module, op: tuple[Any, ...], example: Any, *, fresh: bool = False
 ) -> nn.Module:
     """One recorded op applied to ``model`` (which is not modified). ``fresh``: new weights
     freshly initialised (a network of that architecture from scratch), else the morph's
     function-preserving zeros (the values do not matter on the meta device)."""
     if op[0] == "widen":
         if not fresh:
-            return widen(
-                model, str(op[1]), int(op[2]), init="zero", example_input=(2, *input_shape)
-            )
+            return widen(model, str(op[1]), int(op[2]), init="zero", example_input=example)
         seed = int(torch.randint(0, 2**31 - 1, ()).item())  # follows the caller's seeding
         return widen(
-            model, str(op[1]), int(op[2]), init="random-pad", seed=seed,
-            example_input=(2, *input_shape),
+            model, str(op[1]), int(op[2]), init="random-pad", seed=seed, example_input=example,
         )  # fmt: skip
     _, site, block, dims, channels = op
     return insert_block(model, str(site), str(block), int(dims), int(channels), zero=not fresh)
@@ -276,7 +310,7 @@ def build_custom_meta(custom: CustomModel, input_shape: tuple[int, ...]) -> nn.M
             model = make_model(custom.factory, "meta")
             _remember(base, model)
         for i in range(k, len(history)):
-            model = _replay(model, history[i], input_shape)
+            model = _replay(model, history[i], custom.example_input(input_shape))
             _remember(base + history[: i + 1], model)
         _META_CACHE.move_to_end(base + history)
         return model
@@ -303,7 +337,7 @@ def mismatch(spec: Any) -> str | None:
     custom = spec.custom
     try:
         model = build_custom_meta(custom, spec.input_shape)
-        space = analyse_model(model, (2, *spec.input_shape))
+        space = analyse_model(model, custom.example_input(spec.input_shape))
     except GrowsearchError as e:
         return str(e)
     seen: dict[str, str] = {}

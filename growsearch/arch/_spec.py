@@ -28,10 +28,13 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from growsearch.arch._custom import CustomModel, block_module
 from growsearch.exceptions import SpecError
+
+if TYPE_CHECKING:
+    import torch
 
 FAMILIES = ("mlp", "cnn", "resnet", "custom")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -174,18 +177,37 @@ class ArchSpec:
 
     @classmethod
     def from_user_model(
-        cls, factory: str, weights: str | None, input_shape: tuple[int, ...], num_classes: int
+        cls,
+        factory: str,
+        weights: str | None,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        input_dtype: str = "float32",
     ) -> ArchSpec:
-        """A ``custom`` spec for a user's model: its widenable layers, found by tracing it."""
+        """A ``custom`` spec for a user's model: its widenable layers, found by tracing it
+        (``input_dtype`` ``int64`` for a model fed token ids)."""
         from growsearch.arch._custom import describe
 
-        d = describe(factory, weights, tuple(input_shape), int(num_classes))
+        d = describe(factory, weights, tuple(input_shape), int(num_classes), input_dtype)
         layers = tuple(Layer(n, int(w)) for n, w in d["layers"])
         return cls(
             "custom", tuple(input_shape), int(num_classes), (Stage(layers),), custom=d["custom"]
         )
 
     # ---- queries ---------------------------------------------------------------------------
+    @property
+    def input_dtype(self) -> str:
+        """``float32``, or ``int64`` for a user's model fed token ids."""
+        return "float32" if self.custom is None else self.custom.input_dtype
+
+    def example_input(self) -> torch.Tensor | tuple[int, ...]:
+        """A batch of two for the morph engine: its shape, or zeros of a model fed token ids."""
+        return (
+            (2, *self.input_shape)
+            if self.custom is None
+            else self.custom.example_input(self.input_shape)
+        )
+
     @property
     def layers(self) -> tuple[Layer, ...]:
         return tuple(layer for s in self.stages for layer in s.layers)
@@ -288,11 +310,9 @@ class ArchSpec:
         assert c is not None  # only called for custom specs
         if isinstance(op, Widen):
             old = self.width_of(op.target)
-            if op.target in c.integer and op.width % old:
-                raise SpecError(
-                    f"widen {op.target}: a LayerNorm or GroupNorm normalises its channels "
-                    f"together, so the new width must be a multiple of {old}, got {op.width}"
-                )
+            why = c.width_error(op.target, old, op.width)
+            if why is not None:
+                raise SpecError(f"widen {op.target}: {why}")
             child = self._apply(op)
             custom = dataclasses.replace(
                 c, history=(*c.history, ("widen", c.module(op.target), op.width))

@@ -200,9 +200,13 @@ def to_dataset(
     y: tuple[np.ndarray, ...],
     num_classes: int,
 ) -> Dataset:
-    """Build a :class:`Dataset` from (train, val, test) numpy arrays, copying them to tensors."""
+    """Build a :class:`Dataset` from (train, val, test) numpy arrays, copying them to tensors
+    (integer inputs stay integers: token ids)."""
     splits = [
-        Split(torch.tensor(xs, dtype=torch.float32), torch.tensor(ys, dtype=torch.int64))
+        Split(
+            torch.tensor(xs, dtype=torch.int64 if xs.dtype.kind in "iu" else torch.float32),
+            torch.tensor(ys, dtype=torch.int64),
+        )
         for xs, ys in zip(x, y)
     ]
     train, val, test = splits

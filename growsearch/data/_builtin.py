@@ -75,6 +75,27 @@ def load_mnist1d(root: str | None = None) -> Dataset:
     return to_dataset("mnist1d", xs, (y[train], y[val], y_test), num_classes=10)
 
 
+MNIST1D_TOKENS = 16
+"""The vocabulary of ``mnist1d_tokens``: each value is one of this many bins."""
+
+
+@register_dataset("mnist1d_tokens")
+def load_mnist1d_tokens(root: str | None = None) -> Dataset:
+    """MNIST-1D as sequences of 40 token ids: every value of the standardised signals replaced
+    by its bin among :data:`MNIST1D_TOKENS` equally populated bins of the training values (the
+    same samples and splits as ``mnist1d``; input shape ``(40,)``, int64), for a model that
+    starts with an ``nn.Embedding``."""
+    data = load_mnist1d()
+    train = data.train.x.numpy().reshape(-1)  # type: ignore[union-attr]
+    edges = np.quantile(train, np.linspace(0, 1, MNIST1D_TOKENS + 1)[1:-1])
+    xs = tuple(
+        np.digitize(s.x.numpy()[:, 0, :], edges).astype(np.int64)  # type: ignore[union-attr]
+        for s in (data.train, data.val, data.test)
+    )
+    ys = tuple(s.y.numpy() for s in (data.train, data.val, data.test))  # type: ignore[union-attr]
+    return to_dataset("mnist1d_tokens", xs, ys, num_classes=10)
+
+
 @register_dataset("digits")
 def load_digits(root: str | None = None) -> Dataset:
     """scikit-learn's 8x8 digits scaled to [0, 1]: 1,079 train / 359 val / 359 test."""

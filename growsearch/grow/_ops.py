@@ -38,7 +38,7 @@ def apply_op(
     if isinstance(op, Widen):
         morphed = widen(
             model, module_name(spec, op.target), op.width, init=init, seed=seed,
-            split_std=split_std, example_input=(2, *spec.input_shape),
+            split_std=split_std, example_input=spec.example_input(),
         )  # fmt: skip
     elif isinstance(op, Deepen) and spec.custom is not None:
         _, site, group, dims, fixed = spec.custom.site(op.after)

@@ -17,6 +17,7 @@ registered as its children, so every existing module and parameter keeps its nam
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,12 +51,15 @@ class WidthGroup:
         width: the current width.
         integer_factors: a LayerNorm or GroupNorm normalises these channels together, so the
             group grows by integer factors only (every channel replicated equally often).
+        multiple_of: every width of the group is a multiple of this: the head dimension of the
+            multi-head attentions that read and write it (a widening adds whole heads).
     """
 
     name: str
     producers: tuple[str, ...]
     width: int
     integer_factors: bool = False
+    multiple_of: int = 1
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,9 @@ def analyse_model(
         members = tuple(p for p in graph.producers() if p in plan.producers)
         done.update(members)
         name = _unique(readable(members[0]), {g.name for g in groups})
-        groups.append(WidthGroup(name, members, plan.n, plan.uniform))
+        heads = [graph.modules[t] for role, t, _ in plan.sequence if role == "attention"]
+        step = math.lcm(1, *(int(m.head_dim) for m in heads))
+        groups.append(WidthGroup(name, members, plan.n, plan.uniform, step))
         viewed.update(plan.views)
         for node_name, view in plan.views.items():
             if view.plain:

@@ -120,20 +120,20 @@ def widen_rnn_hidden(
     rows = _View(g, n)
     gen = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(width)
-    new = ~Fm.first_occurrence(mapping)
+    new = (~Fm.first_occurrence(mapping)).to(getattr(m, "weight_hh_l0").device)
 
     def rows_of(t: torch.Tensor) -> torch.Tensor:
         out = Fm.remap(t, 0, mapping, rows)
         chunks = out.view(g, width, *out.shape[1:])
+        mask = new.view(1, width, *([1] * (out.dim() - 1)))
         if fresh_new:
-            fresh = _uniform(tuple(chunks[:, new].shape), bound, gen).to(out)
-            chunks[:, new] = fresh
+            fresh = _uniform(tuple(chunks.shape), bound, gen).to(out)
+            chunks = torch.where(mask, fresh, chunks)
         elif noise is not None:
             std, ngen = noise
-            chunks[:, new] += (torch.randn(chunks[:, new].shape, generator=ngen) * std).to(
-                out
-            ) * float(t.float().std())
-        return out
+            eps = torch.randn(tuple(chunks.shape), generator=ngen) * std * float(t.float().std())
+            chunks = torch.where(mask, chunks + eps.to(out), chunks)
+        return chunks.reshape(out.shape)
 
     def columns_of(t: torch.Tensor, outer: int) -> torch.Tensor:
         view = _View(outer, n)
@@ -217,6 +217,7 @@ def widen_attention(
         keep = pos < d
         src = torch.arange(h).repeat_interleave(new_d) * d + pos.clamp(max=d - 1)
 
+    keep, src = keep.to(w_in.device), src.to(w_in.device)
     # rows of q, k and v: old units in their new places, new units fresh (zero for q when the
     # head dimension grows, so the old dimensions alone make the scores)
     bound = 1.0 / math.sqrt(width)
@@ -238,10 +239,10 @@ def widen_attention(
     rows = Fm.remap(cols, 0, mapping, _View(1, n))
     b_rows = None if b_out is None else Fm.remap(b_out, 0, mapping, _View(1, n))
     if fresh_new:
-        new = ~Fm.first_occurrence(mapping)
-        rows[new] = _uniform(tuple(rows[new].shape), bound, gen).to(rows)
+        new = (~Fm.first_occurrence(mapping)).to(rows.device)
+        rows = torch.where(new[:, None], _uniform(tuple(rows.shape), bound, gen).to(rows), rows)
         if b_rows is not None:
-            b_rows[new] = 0.0
+            b_rows = torch.where(new, torch.zeros_like(b_rows), b_rows)
     m.in_proj_weight = nn.Parameter(w_in.contiguous())
     if b_in is not None:
         m.in_proj_bias = nn.Parameter(bias.reshape(-1).contiguous())

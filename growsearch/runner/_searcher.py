@@ -245,7 +245,10 @@ class ControllerSearcher(Searcher):
 def _measure(spec: ArchSpec) -> dict[str, int]:
     """Parameters and FLOPs of ``spec``'s model (builds it: raises if it cannot be built)."""
     model = build(spec)
-    return {"params": count_params(model), "flops": count_flops(model, spec.input_shape)}
+    return {
+        "params": count_params(model),
+        "flops": count_flops(model, spec.input_shape, spec.input_dtype),
+    }
 
 
 def _one_line(e: BaseException) -> str:

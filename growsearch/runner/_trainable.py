@@ -240,7 +240,7 @@ def train_trial(config: dict[str, Any]) -> None:
         return
     cost = config.get("cost") or {}  # computed by the searcher in the driver (see its _cost)
     params = int(cost.get("params") or count_params(model))
-    flops = int(cost.get("flops") or count_flops(model, spec.input_shape))
+    flops = int(cost.get("flops") or count_flops(model, spec.input_shape, spec.input_dtype))
     lineage = {
         "trial_id": proposal.trial_id,
         "parent_id": proposal.parent_id,

@@ -348,12 +348,14 @@ def _finish(
             user_model = UserModel(factory, user_model.weights)
             seed_model = seed_model.model_copy(update={"factory": factory})
         input_shape, num_classes = _data_shape(dataset, False, kind)
+        x, _ = _loaded(dataset, False, kind).train.head(1)
         try:
             seed_arch = ArchSpec.from_user_model(
                 factory,
                 None if user_model.weights is None else str(user_model.weights),
                 input_shape,
                 num_classes if kind == "classification" else 0,  # 0: the model's own output
+                "int64" if not x.is_floating_point() else "float32",  # token ids, or features
             )
         except GrowsearchError as e:
             raise _Invalid(

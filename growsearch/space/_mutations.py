@@ -172,10 +172,9 @@ class MutationSpace(Section):
             if allowed != "all" and target not in allowed:
                 continue
             old = spec.width_of(target)
-            integer = spec.custom is not None and target in spec.custom.integer
             for width in self._grown(old):
-                if integer and width % old:
-                    continue  # a normalisation sees these channels together
+                if spec.custom is not None and spec.custom.width_error(target, old, width):
+                    continue  # a normalisation sees these channels together, or attention heads
                 op = Widen(target, width)
                 if op not in ops:
                     ops.append(op)
@@ -486,9 +485,11 @@ def custom_params(space: MutationSpace, seed: ArchSpec) -> dict[str, tuple[int, 
     assert seed.custom is not None
     out: dict[str, tuple[int, ...]] = {}
     for layer in seed.layers:
-        choices = space.width_choices(layer.width)
-        if layer.name in seed.custom.integer:
-            choices = tuple(w for w in choices if w % layer.width == 0)
+        choices = tuple(
+            w
+            for w in space.width_choices(layer.width)
+            if w == layer.width or not seed.custom.width_error(layer.name, layer.width, w)
+        )
         if space.widen.targets != "all" and layer.name not in space.widen.targets:
             choices = (layer.width,)
         out[f"width_{layer.name}"] = choices
@@ -523,7 +524,7 @@ def plan_custom_growth(ancestor: ArchSpec, params: dict[str, Any]) -> list[Op] |
             continue
         name, want = key[len("width_") :], int(value)
         have = spec.width_of(name)
-        if want < have or (want > have and name in c.integer and want % have):
+        if want < have or (want > have and c.width_error(name, have, want)):
             return None
         if want > have:
             ops.append(Widen(name, want))
