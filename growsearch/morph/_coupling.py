@@ -34,7 +34,14 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from growsearch.exceptions import MorphError
-from growsearch.morph._sequence import ATTENTION, RNNS, attention_refusal, rnn_refusal
+from growsearch.morph._sequence import (
+    ATTENTION,
+    RNNS,
+    TRANSFORMERS,
+    attention_refusal,
+    attentions,
+    rnn_refusal,
+)
 
 LINEAR = (nn.Linear,)
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -441,6 +448,9 @@ class _Walk:
             if isinstance(m, ATTENTION):
                 self._attention(user, m, view)
                 return
+            if isinstance(m, TRANSFORMERS):
+                self._transformer(user, m, view)
+                return
             if isinstance(m, WEIGHTED):
                 if isinstance(m, CONV_T) and m.groups != 1:
                     raise self.fail(_grouped_transposed(user, m))
@@ -473,6 +483,9 @@ class _Walk:
     ) -> None:
         """``backward``: ``node`` carries ``view``, make its input carry it; else ``source``
         (its input) carries ``view``, make ``node`` carry it."""
+        if isinstance(m, TRANSFORMERS):
+            self._transformer(node, m, view)
+            return
         if backward:
             inp = tensor_args(node)[0]
             target_node, out_view = inp, view
@@ -599,6 +612,28 @@ class _Walk:
             if shape is None:
                 raise self.fail(f"{describe(item)} uses the outputs of {describe(node)} whole")
             self.visit(item, View(len(shape) - 1, 0, self.plan.n), describe(node))
+
+    def _transformer(self, node: fx.Node, m: nn.Module, view: View) -> None:
+        """A transformer layer or stack ``node`` reads and writes the channels (its d_model):
+        its inputs (``src``; ``tgt`` and ``memory``) and its output carry them."""
+        if any(e[1] == str(node.target) for e in self.plan.sequence):
+            return
+        for attn in attentions(m):
+            why = attention_refusal(attn)
+            if why is not None:
+                raise self.fail(f"{describe(node)} has an attention with {why}")
+        nd = len(self.g.shape(node) or ())
+        if view.axis != nd - 1 or not view.plain:
+            raise self.fail(f"the channels sit on another axis than d_model of {describe(node)}")
+        self._uniform(node, view, type(m).__name__)  # its LayerNorms see the channels together
+        self.plan.sequence.append(("transformer", str(node.target), view))
+        decoder = isinstance(m, nn.TransformerDecoder | nn.TransformerDecoderLayer)
+        for i, key in enumerate(("tgt", "memory") if decoder else ("src",)):
+            arg = node.args[i] if len(node.args) > i else node.kwargs.get(key)
+            if isinstance(arg, fx.Node):
+                nd_in = len(self.g.shape(arg) or ())
+                self.visit(arg, View(nd_in - 1, 0, self.plan.n), f"input of {describe(node)}")
+        self.visit(node, view, describe(node))
 
     def _depthwise(self, node: fx.Node, m: nn.Module, view: View, *, backward: bool) -> None:
         assert isinstance(m, CONV)

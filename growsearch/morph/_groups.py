@@ -36,6 +36,7 @@ from growsearch.morph._coupling import (
     Graph,
 )
 from growsearch.morph._graph import channel_axis
+from growsearch.morph._sequence import attentions
 
 BLOCKS = "gs_blocks"
 """The ModuleDict, at the model's top level, that holds every inserted block."""
@@ -133,8 +134,8 @@ def analyse_model(
         members = tuple(p for p in graph.producers() if p in plan.producers)
         done.update(members)
         name = _unique(readable(members[0]), {g.name for g in groups})
-        heads = [graph.modules[t] for role, t, _ in plan.sequence if role == "attention"]
-        step = math.lcm(1, *(int(m.head_dim) for m in heads))
+        heads = [a for _, t, _ in plan.sequence for a in attentions(graph.modules[t])]
+        step = math.lcm(1, *(int(a.head_dim) for a in heads))
         groups.append(WidthGroup(name, members, plan.n, plan.uniform, step))
         viewed.update(plan.views)
         for node_name, view in plan.views.items():

@@ -38,7 +38,22 @@ from growsearch.morph import _functional as Fm
 
 RNNS = (nn.RNN, nn.GRU, nn.LSTM)
 ATTENTION = (nn.MultiheadAttention,)
-SEQUENCE = RNNS + ATTENTION
+TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+TRANSFORMERS = TRANSFORMER_LAYERS + (nn.TransformerEncoder, nn.TransformerDecoder)
+"""torch's transformer layers and stacks: their ``d_model`` is the width of their inputs and
+outputs, so the residual stream passes them as one width group."""
+SEQUENCE = RNNS + ATTENTION + TRANSFORMERS
+
+
+def attentions(m: nn.Module) -> list[nn.MultiheadAttention]:
+    """The multi-head attentions a widening through ``m`` (an attention, a transformer layer or
+    stack) grows."""
+    return [a for a in m.modules() if isinstance(a, nn.MultiheadAttention)]
+
+
+def transformer_layers(m: nn.Module) -> list[nn.Module]:
+    """The layers of a transformer stack (``m`` itself for one layer)."""
+    return list(m.layers) if isinstance(m, nn.TransformerEncoder | nn.TransformerDecoder) else [m]
 
 
 def gates(m: nn.Module) -> int:
@@ -120,7 +135,7 @@ def widen_rnn_hidden(
     rows = _View(g, n)
     gen = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(width)
-    new = (~Fm.first_occurrence(mapping)).to(getattr(m, "weight_hh_l0").device)
+    new = (~Fm.first_occurrence(mapping)).to(m.weight_hh_l0.device)
 
     def rows_of(t: torch.Tensor) -> torch.Tensor:
         out = Fm.remap(t, 0, mapping, rows)
@@ -254,10 +269,60 @@ def widen_attention(
     m.num_heads, m.head_dim = new_heads, new_d
 
 
+def widen_transformer(
+    m: nn.Module,
+    mapping: torch.Tensor,
+    n: int,
+    width: int,
+    view_in: Any,
+    *,
+    remap_in: Any,
+    seed: int,
+) -> None:
+    """Widen ``d_model`` of a transformer layer or stack ``m`` from ``n`` to ``width`` in place.
+
+    Every attention grows as :func:`widen_attention` does; ``linear1`` reads the channels
+    (``remap_in``), ``linear2`` writes them (its rows copied along ``mapping``) and the norms
+    follow the mapping. The norms see the channels together, so ``mapping`` replicates every
+    channel equally often (the widening is by an integer factor): their statistics stay put.
+    """
+    rows = _View(1, n)
+    norms: list[nn.Module] = []
+    for i, layer in enumerate(transformer_layers(m)):
+        for k, attn in enumerate(attentions(layer)):
+            widen_attention(
+                attn, mapping, n, width, view_in, remap_in=remap_in, fresh_new=False,
+                seed=seed + 7 * i + k,
+            )  # fmt: skip
+        fc1, fc2 = layer.linear1, layer.linear2
+        fc1.weight = nn.Parameter(remap_in(fc1.weight.detach(), 1, view_in).contiguous())
+        fc1.in_features = width
+        fc2.weight = nn.Parameter(Fm.remap(fc2.weight.detach(), 0, mapping, rows).contiguous())
+        if fc2.bias is not None:
+            fc2.bias = nn.Parameter(Fm.remap(fc2.bias.detach(), 0, mapping, rows).contiguous())
+        fc2.out_features = width
+        norms += [x for x in layer.children() if isinstance(x, nn.LayerNorm)]
+    if getattr(m, "norm", None) is not None and m is not transformer_layers(m)[0]:
+        norms.append(m.norm)  # type: ignore[arg-type]
+    for norm in norms:
+        for attr in ("weight", "bias"):
+            t = getattr(norm, attr, None)
+            if t is not None:
+                setattr(
+                    norm, attr, nn.Parameter(Fm.remap(t.detach(), 0, mapping, rows).contiguous())
+                )
+        norm.normalized_shape = (width,)  # type: ignore[assignment]
+
+
 __all__ = [
     "ATTENTION",
     "RNNS",
     "SEQUENCE",
+    "TRANSFORMERS",
+    "TRANSFORMER_LAYERS",
+    "attentions",
+    "transformer_layers",
+    "widen_transformer",
     "attention_growth",
     "attention_refusal",
     "gates",

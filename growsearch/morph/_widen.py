@@ -25,9 +25,11 @@ from growsearch.morph._inits import INITS, WidenDefaults, check_init, reinitiali
 from growsearch.morph._sequence import (
     RNNS,
     attention_growth,
+    attentions,
     widen_attention,
     widen_rnn_hidden,
     widen_rnn_input,
+    widen_transformer,
 )
 
 _Layer = (
@@ -91,15 +93,15 @@ def widen(
             f"widen {name}: {', '.join(plan.norm_modules)} normalise the channels together, so the "
             f"new width must be a multiple of {n}, got {width}"
         )
-    for role, target, _ in plan.sequence:
-        m = graph.modules[target]
-        if role == "attention" and attention_growth(m, width) is None:  # type: ignore[arg-type]
-            d = m.embed_dim // m.num_heads  # type: ignore[operator]
-            raise MorphError(
-                f"widen {name}: attention '{target}' has {m.num_heads} heads of dimension {d}, "
-                f"so its new width must add whole heads (a multiple of {d} more) or be a "
-                f"multiple of {m.num_heads}, got {width}"
-            )
+    for _, target, _ in plan.sequence:
+        for attn in attentions(graph.modules[target]):
+            if attention_growth(attn, width) is None:
+                d = attn.embed_dim // attn.num_heads
+                raise MorphError(
+                    f"widen {name}: attention in '{target}' has {attn.num_heads} heads of "
+                    f"dimension {d}, so its new width must add whole heads (a multiple of {d} "
+                    f"more) or be a multiple of {attn.num_heads}, got {width}"
+                )
     gen = torch.Generator().manual_seed(seed)
     mapping = _mapping(plan, n, width, gen)
     child = copy.deepcopy(model)
@@ -199,6 +201,8 @@ def widen(
         m = child.get_submodule(target)
         if role == "rnn_in":
             widen_rnn_input(m, mapping, view, remap=read)
+        elif role == "transformer":
+            widen_transformer(m, mapping, n, width, view, remap_in=read, seed=seed + 3)
         else:
             widen_attention(
                 m, mapping, n, width, view, remap_in=read, fresh_new=fresh_new,  # type: ignore[arg-type]
