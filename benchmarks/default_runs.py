@@ -5,9 +5,9 @@ run folder), one after the other on a quiet machine. Arms:
 
 - ``default``: as shipped (the spread-out start stratified by size);
 - ``uniform start``: the same with ``controller.initial_by_size: false`` (uniform draws);
-- ``aging only``: the tournament draws from the aging population alone
-  (``controller.keep_front: false``), not also from the Pareto front of all trials;
-- ``earlier``: both off, the default search before issue 36.
+- ``keep front``: the tournament draws from the aging population and the Pareto front of all
+  trials (``controller.keep_front: true``);
+- ``40 trials``: the default with a budget of 40 trials.
 
     .venv/bin/python benchmarks/default_runs.py --runs 3 --arms default --out results
 
@@ -40,8 +40,7 @@ from benchmarks._machine import wait_idle  # noqa: E402
 ARMS = {
     "default": {},
     "uniform start": {"controller": {"initial_by_size": False}},
-    "aging only": {"controller": {"keep_front": False}},
-    "earlier": {"controller": {"initial_by_size": False, "keep_front": False}},
+    "keep front": {"controller": {"keep_front": True}},
     "40 trials": {"budget": {"trials": 40}},
 }
 FIELDS = [

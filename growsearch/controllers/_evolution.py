@@ -33,14 +33,15 @@ class EvolutionOptions(Section):
             the pool the tournament draws from after its members have aged out of the
             population (elitism, as NSGA-II keeps its front): the small accurate models keep
             being grown, instead of the population drifting towards the size limit (every
-            mutation grows a model). False: the aging population alone.
+            mutation grows a model). It finds smaller accurate models, and spends fewer trials
+            on the large end (docs/benchmarks.md); false: the aging population alone.
     """
 
     population: integer(lo=1) = 8  # type: ignore[valid-type]
     sample: integer(lo=1) = 3  # type: ignore[valid-type]
     initial: integer(lo=0) = 4  # type: ignore[valid-type]
     initial_by_size: boolean() = True  # type: ignore[valid-type]
-    keep_front: boolean() = True  # type: ignore[valid-type]
+    keep_front: boolean() = False  # type: ignore[valid-type]
 
     @field_validator("sample")
     @classmethod

@@ -123,13 +123,16 @@ def widen_rnn_hidden(
     split: tuple[float, torch.Generator] | None,
     noise: tuple[float, torch.Generator] | None,
     seed: int,
+    fresh_out: bool = False,
 ) -> None:
     """Widen recurrent layer ``m``'s hidden size from ``n`` to ``width`` in place.
 
     ``split`` (std, generator): the columns that read the hidden state are split over the
     replicas (``net2net``); None: the new units' columns are zero (``zero``, ``random-pad``).
     ``fresh_new``: the new units' rows are drawn afresh (torch's default bound), else copies.
-    ``noise``: relative noise on the copies' rows (``net2net-noise``).
+    ``noise``: relative noise on the copies' rows (``net2net-noise``). ``fresh_out``: the new
+    units' zero columns are drawn afresh too (``random-pad``: a network of that size from
+    scratch, not a function-preserving child).
     """
     g = gates(m)
     rows = _View(g, n)
@@ -153,7 +156,11 @@ def widen_rnn_hidden(
     def columns_of(t: torch.Tensor, outer: int) -> torch.Tensor:
         view = _View(outer, n)
         if split is None:
-            return Fm.remap(t, 1, mapping, view, zero_new=True)
+            out = Fm.remap(t, 1, mapping, view, zero_new=True)
+            if fresh_out:
+                fresh = _uniform(tuple(out.shape), bound, gen).to(out)
+                out = Fm.fill_new(out, fresh, 1, mapping, view)
+            return out
         std, sgen = split
         return Fm.remap(t, 1, mapping, view, split=(n, std, sgen))
 
@@ -206,12 +213,14 @@ def widen_attention(
     remap_in: Any,
     fresh_new: bool,
     seed: int,
+    fresh_out: bool = False,
 ) -> None:
     """Widen ``m``'s embedding width from ``n`` to ``width`` in place.
 
     Its inputs are read by ``remap_in(weight, dim, view)`` (the consumer rule of the widening's
     init) along ``view_in``; its outputs are remapped like a producer's (new rows fresh when
-    ``fresh_new``); the inside grows by new heads or a larger head dimension (exact either way).
+    ``fresh_new``); the inside grows by new heads or a larger head dimension (exact either way,
+    unless ``fresh_out`` draws the new inside units' ``out_proj`` columns afresh too).
     """
     how = attention_growth(m, width)
     assert how is not None  # checked when planning
@@ -250,7 +259,12 @@ def widen_attention(
             bias[0] = bias[0] * scale
     w_in = remap_in(blocks.reshape(3 * width, e), 1, view_in)
     # out_proj: its columns read the inside (new ones zero), its rows write the stream
-    cols = torch.where(keep[None, :], w_out[:, src], torch.zeros_like(w_out[:, src]))
+    unused = _uniform(tuple(w_out[:, src].shape), bound, gen) if fresh_out else None
+    cols = torch.where(
+        keep[None, :],
+        w_out[:, src],
+        torch.zeros_like(w_out[:, src]) if unused is None else unused.to(w_out),
+    )
     rows = Fm.remap(cols, 0, mapping, _View(1, n))
     b_rows = None if b_out is None else Fm.remap(b_out, 0, mapping, _View(1, n))
     if fresh_new:
@@ -278,6 +292,7 @@ def widen_transformer(
     *,
     remap_in: Any,
     seed: int,
+    fresh_out: bool = False,
 ) -> None:
     """Widen ``d_model`` of a transformer layer or stack ``m`` from ``n`` to ``width`` in place.
 
@@ -292,7 +307,7 @@ def widen_transformer(
         for k, attn in enumerate(attentions(layer)):
             widen_attention(
                 attn, mapping, n, width, view_in, remap_in=remap_in, fresh_new=False,
-                seed=seed + 7 * i + k,
+                seed=seed + 7 * i + k, fresh_out=fresh_out,
             )  # fmt: skip
         fc1, fc2 = layer.linear1, layer.linear2
         fc1.weight = nn.Parameter(remap_in(fc1.weight.detach(), 1, view_in).contiguous())

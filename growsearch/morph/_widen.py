@@ -130,6 +130,7 @@ def widen(
                 split=None if init in ("zero", "random-pad") else
                 (split_std if init == "net2net" else 0.0, gen),
                 noise=(noise_std, gen) if init == "net2net-noise" else None, seed=seed + 1,
+                fresh_out=init == "random-pad",
             )  # fmt: skip
             continue
         assert isinstance(m, _Layer)  # the other producers are Linear/Conv/Embedding
@@ -202,11 +203,14 @@ def widen(
         if role == "rnn_in":
             widen_rnn_input(m, mapping, view, remap=read)
         elif role == "transformer":
-            widen_transformer(m, mapping, n, width, view, remap_in=read, seed=seed + 3)
+            widen_transformer(
+                m, mapping, n, width, view, remap_in=read, seed=seed + 3,
+                fresh_out=init == "random-pad",
+            )  # fmt: skip
         else:
             widen_attention(
                 m, mapping, n, width, view, remap_in=read, fresh_new=fresh_new,  # type: ignore[arg-type]
-                seed=seed + 3,
+                seed=seed + 3, fresh_out=init == "random-pad",
             )  # fmt: skip
 
     if init == "scratch":

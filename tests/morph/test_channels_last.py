@@ -12,7 +12,7 @@ from torch import nn
 
 from growsearch.arch import Deepen
 from growsearch.exceptions import MorphError
-from growsearch.morph import analyse_model, deepen, insert_block
+from growsearch.morph import analyse_model, deepen, insert_block, widen
 
 
 class Tokens(nn.Module):
@@ -148,20 +148,32 @@ def test_channels_on_a_middle_axis_are_refused_in_one_line() -> None:
     assert "\n" not in str(e.value)
 
 
-def test_a_vit_without_width_groups_has_fixed_width_sites_that_deepen_exactly() -> None:
-    """torch's TransformerEncoderLayer keeps its residual stream from being widened, so the
-    analysis finds no width group; its outputs (and the LayerNorm's) are still sites, with the
-    stream's fixed width, and a block inserted at each keeps the function."""
+def test_a_vit_on_torchs_encoder_layers_has_its_stream_as_one_width_group() -> None:
+    """torch's TransformerEncoderLayer passes its residual stream (d_model) on: the patch
+    embedding, both encoder layers and the final norm are one width group, which grows by
+    integer factors (the layers' LayerNorms) in whole heads; the outputs of the encoder
+    layers and of the norm are sites of that group, and a block inserted at each, or a
+    widening of the stream, keeps the function."""
     from tests.fixtures.zoo import ZOO, make_model
 
     model = make_model(ZOO["vit"][0]).eval()
     x = torch.randn(4, 1, 8, 8)
     space = analyse_model(model, (4, 1, 8, 8))
-    assert space.groups == ()
-    fixed = {s.module: s for s in space.sites}
-    assert {"encoder.0", "encoder", "norm"} <= set(fixed)
+    (group,) = space.groups
+    assert (group.producers, group.width, group.integer_factors, group.multiple_of) == (
+        ("patch",),
+        32,
+        True,
+        8,
+    )
+    sites = {s.module: s for s in space.sites}
+    assert {"encoder.0", "encoder", "norm"} <= set(sites)
     for name in ("encoder.0", "encoder", "norm"):
-        assert fixed[name].group == "" and fixed[name].dims == 0 and fixed[name].channels == 32
+        assert sites[name].group == "patch" and sites[name].dims == 0
+    wide = widen(model, "patch", 64, example_input=x).eval()
+    assert wide.encoder[1].self_attn.num_heads == 8
+    with torch.no_grad():
+        assert float((wide(x) - model(x)).abs().max()) <= 1e-5
     for site in space.sites:
         child = insert_block(model, site.module, f"b_{site.name}", site.dims, site.channels).eval()
         with torch.no_grad():

@@ -98,7 +98,8 @@ class Attention(nn.Module):
         self.out = nn.Linear(4, 2)
 
     def forward(self, x):
-        return self.out(self.emb(x) + self.att(x, x, x)[0])  # att returns (output, weights)
+        # att returns (output, weights); its width is tied to its inputs', here the model's own
+        return self.out(self.emb(x) + self.att(x, x, x)[0])
 
 
 class Split(nn.Module):
@@ -127,9 +128,9 @@ ERRORS = [
     ("linear on a map", lambda: widen(LinearOnMap(), "a", 8), "model's output"),
     ("unsupported op", lambda: widen(Mean(), "a", 8), "mean"),
     (
-        "a module that returns a tuple",
+        "an attention that reads the model's input",
         lambda: widen(Attention(), "emb", 8, example_input=(2, 5, 4)),
-        "through module 'att', which returns several values",
+        "combined with the model's input 'x'",
     ),
     ("a split", lambda: widen(Split(), "a", 8, example_input=(2, 4)), "a part of a split"),
     ("unknown init", lambda: widen(MLP, "0", 16, init="fancy"), "must be one of"),

@@ -177,7 +177,7 @@ MALFORMED = [
     ),
     (
         "dataset: {name: cifar}\nseed_model: {family: cnn, stages: [[8]]}\n",
-        "dataset.name: expected one of ['mnist1d', 'digits', 'mnist5k', 'imagefolder', 'table'], got 'cifar'",
+        "dataset.name: expected one of ['mnist1d', 'mnist1d_tokens', 'digits', 'mnist5k', 'imagefolder', 'table'], got 'cifar'",
     ),
     ("seed_model: {family: cnn, stages: [[8]]}\n", "dataset: expected a value, got nothing"),
     (
