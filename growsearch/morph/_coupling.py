@@ -37,6 +37,7 @@ from growsearch.exceptions import MorphError
 from growsearch.morph._sequence import (
     ATTENTION,
     RNNS,
+    SEQUENCE,
     TRANSFORMERS,
     attention_refusal,
     attentions,
@@ -1076,14 +1077,18 @@ def _input_shape(model: nn.Module, example: torch.Tensor | Sequence[int] | None)
 
 
 def guess_input_shape(model: nn.Module) -> tuple[int, ...]:
-    """A batch shape the model accepts, guessed from its first layer: ``(2, in_features)`` for
-    a Linear, else square inputs of a few common sizes; MorphError if none works."""
+    """A batch shape the model accepts, guessed from its first layer: ``(2, in_features)`` or
+    ``(2, 8, in_features)`` for a Linear (sequences first in a model with recurrent or attention
+    layers), else square inputs of a few common sizes; MorphError
+    if none works."""
     first = next((m for m in model.modules() if isinstance(m, WEIGHTED)), None)
     if first is None:
         raise MorphError("cannot guess the model's input shape; pass example_input")
     candidates: list[tuple[int, ...]]
-    if isinstance(first, nn.Linear):
-        candidates = [(2, first.in_features)]
+    if isinstance(first, nn.Linear):  # features, or a sequence of them (tokens, time steps)
+        candidates = [(2, first.in_features), (2, 8, first.in_features)]
+        if any(isinstance(m, SEQUENCE) for m in model.modules()):
+            candidates.reverse()  # a recurrent layer would take (2, features) as one sequence
     else:
         dims = len(first.kernel_size)  # type: ignore[arg-type]
         sizes = [8, 16, 28, 32, 40, 64, 224] + list(range(1, 65)) if dims < 3 else [8, 16, 32]
