@@ -788,6 +788,22 @@ class _Walk:
             for a in parts:
                 self.visit(a, view, f"operand of {describe(node)}")
             return
+        # every part holds the same channels (the two directions' final states of a
+        # bidirectional RNN, side by side): the concat repeats them, as a flatten does
+        same = [self.views.get(a) for a in parts]
+        repeated = (
+            view.outer == len(parts) and view.offset == 0 and view.inner == 1
+            and view.total == self.plan.n
+            if backward
+            else all(v is not None and v.plain and v == same[0] for v in same)
+        )  # fmt: skip
+        if len(parts) > 1 and repeated:
+            if backward:
+                for a in parts:
+                    self.visit(a, replace(view, outer=1), f"operand of {describe(node)}")
+            else:
+                self.visit(node, replace(view, outer=len(parts)), "concat of copies")
+            return
         if view.outer != 1:
             raise self.fail(f"concat of flattened features at {describe(node)}")
         sizes = [(g.shape(a) or (0,) * nd)[dim] for a in parts]

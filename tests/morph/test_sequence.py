@@ -337,3 +337,18 @@ def test_random_recurrent_models_stay_exact(
     child = widen(model, "rnn", 5 + grow, init=init, seed=grow)
     for train in (False, True):
         assert _rel_err(model, child, x, train) <= TOL
+
+
+def test_both_directions_final_states_side_by_side_widen_together() -> None:
+    """``torch.cat([h[-2], h[-1]], 1)`` repeats the hidden channels (forward, backward): the
+    head's columns for both copies follow the widening."""
+    from tests.fixtures.zoo import ZOO, make_model
+
+    model = make_model(ZOO["lstm"][0]).eval()
+    x = torch.randn(4, 1, 40)
+    groups = {g.producers[0]: g.width for g in analyse_model(model, x).groups}
+    assert groups == {"proj": 8, "lstm": 12}
+    for init in EXACT_INITS:
+        child = widen(model, "lstm", 18, init=init, example_input=x)
+        assert child.head.in_features == 36
+        assert _rel_err(model, child, x, False) <= TOL

@@ -1,0 +1,38 @@
+"""Every controller grows the widths of sequence models: the GRU's hidden size and the
+transformer's residual stream (in whole heads) of the worked examples under search_spaces/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from growsearch.controllers import CONTROLLERS, make_controller
+from growsearch.space import load_space
+from tests.controllers._controller_contract import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = {
+    # space, the width group a sequence layer owns, the step its widths keep
+    "gru": (ROOT / "search_spaces" / "gru_mnist1d" / "space.yaml", "rnn", 1),
+    "transformer": (ROOT / "search_spaces" / "transformer_tokens" / "space.yaml", "embed", 8),
+}
+
+
+@pytest.mark.parametrize("controller", sorted(CONTROLLERS))
+@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_every_controller_grows_the_widths_of_sequence_layers(
+    example: str, controller: str
+) -> None:
+    path, group, step = EXAMPLES[example]
+    space = load_space(path)
+    seed = space.seed_arch
+    assert seed is not None and group in [layer.name for layer in seed.layers]
+    start = seed.width_of(group)
+    cluster = Cluster(space, concurrency=2)
+    cluster.run(make_controller(controller, space, seed=0), 10)
+    widths = {p.arch.width_of(group) for p in cluster.proposals}
+    assert max(widths) > start, f"{controller} never widened {group}: {sorted(widths)}"
+    assert all(w % step == 0 for w in widths), sorted(widths)  # whole attention heads
+    for proposal in cluster.proposals:  # what the controller proposes is what the space allows
+        assert space.mutations.buildable(proposal.arch) is None, proposal.arch.summary()
