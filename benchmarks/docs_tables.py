@@ -854,6 +854,33 @@ def regression_warm() -> str:
     return _table(header, rows, right_from=2)
 
 
+def default_runs() -> str:
+    """Median and range over the fresh runs per arm of benchmarks/default_runs.py."""
+    df = _csv("default_runs.csv")
+
+    def span(col: str, fmt: Callable[[float], str]) -> str:
+        lo, mid, hi = df_arm[col].min(), df_arm[col].median(), df_arm[col].max()
+        return fmt(mid) if lo == hi else f"{fmt(mid)} ({fmt(lo)}–{fmt(hi)})"
+
+    rows = []
+    for arm, df_arm in df.groupby("arm", sort=False):
+        smallest = df_arm.sort_values("small_params").iloc[len(df_arm) // 2]
+        rows.append([
+            arm, str(len(df_arm)), span("wall_s", lambda v: f"{v / 60:.1f} min"),
+            span("trials", lambda v: f"{v:.0f}"), span("best_val", lambda v: _pct(v, 1)), span("best_test", lambda v: _pct(v, 1)),
+            span("best_params", lambda v: f"{v / 1000:.0f}k"),
+            f"`{smallest['small_arch'].replace('|', chr(92) + '|')}`",
+            span("small_params", lambda v: f"{v / 1000:.0f}k"), span("small_val", lambda v: _pct(v, 1)),
+            span("small_ratio", lambda v: f"{v:.2f}×"),
+            f"{int(df_arm['met'].astype(str).eq('True').sum())} of {len(df_arm)}",
+        ])  # fmt: skip
+    header = [
+        "arm", "runs", "wall-clock", "trials", "best val", "its test", "its params",
+        "smallest within 0.5 pts", "params", "val", "× best's params", "≤ 0.1×",
+    ]  # fmt: skip
+    return _table(header, rows, right_from=1)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "readme_headline": readme_headline,
     "net2net_headline": net2net_headline,
@@ -894,6 +921,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "scaling": scaling,
     "user_loop": user_loop,
     "regression_warm": regression_warm,
+    "default_runs": default_runs,
 }
 
 

@@ -16,6 +16,7 @@ noise network is what its name says.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,25 @@ class CustomModel:
         if self.input_dtype == "float32":
             return (2, *input_shape)
         return torch.zeros((2, *input_shape), dtype=getattr(torch, self.input_dtype))
+
+    def outline(self, widths: Sequence[tuple[str, int]]) -> str:
+        """One line for the console: the searchable widths (``(group, width)`` of the spec),
+        how each grows, the insertion sites and the layers that are not searchable."""
+        steps = dict(self.multiples)
+        parts = []
+        for name, width in widths:
+            how = [
+                *(["integer factors"] if name in self.integer else []),
+                *([f"whole attention heads of {steps[name]}"] if name in steps else []),
+            ]
+            parts.append(f"{name} {width}" + (f" ({', '.join(how)})" if how else ""))
+        line = (
+            f"your model: searchable widths {', '.join(parts) or 'none'}; "
+            f"{len(self.sites)} insertion site{'' if len(self.sites) == 1 else 's'} for blocks"
+        )
+        if self.refused:
+            line += f"; not searchable: {', '.join(dict.fromkeys(m for m, _ in self.refused))}"
+        return line
 
     def module(self, group: str) -> str:
         """The Linear/Conv that widening group ``group`` widens."""

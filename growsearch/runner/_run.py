@@ -212,6 +212,12 @@ def _execute(
         df = load_results(run_dir)
         export_best(run_dir, df, metric, mode)
         return df
+    seed_arch = space.seed_arch
+    if state is None and seed_arch is not None and seed_arch.custom is not None:
+        widths = [(layer.name, layer.width) for layer in seed_arch.layers]
+        console.print(
+            f"growsearch: {seed_arch.custom.outline(widths)}", markup=False, soft_wrap=True
+        )
     scratch = scratch_dir(run_dir)
     with ray_session(address, scratch, prepare_user_code(space, run_dir, address)):
         note = check_cluster_resources(space, address)

@@ -347,8 +347,8 @@ def test_both_directions_final_states_side_by_side_widen_together() -> None:
     model = make_model(ZOO["lstm"][0]).eval()
     x = torch.randn(4, 1, 40)
     groups = {g.producers[0]: g.width for g in analyse_model(model, x).groups}
-    assert groups == {"proj": 8, "lstm": 12}
+    assert groups == {"proj": 16, "rnn": 32}
     for init in EXACT_INITS:
-        child = widen(model, "lstm", 18, init=init, example_input=x)
-        assert child.head.in_features == 36
+        child = widen(model, "rnn", 48, init=init, example_input=x)
+        assert child.head.in_features == 96
         assert _rel_err(model, child, x, False) <= TOL
