@@ -249,9 +249,10 @@ class GrowthController(Controller):
         cannot be built (a child that cannot be built is never accepted)."""
         seen = {p.arch.summary() for p in self.proposed.values()}
         repeats = []  # duplicates drawn, in order (built only if one is accepted)
+        rng = self._rng_for(parent)
         for _ in range(DUPLICATE_DRAWS):
             try:
-                child = sampler(parent.arch, self.rng)
+                child = sampler(parent.arch, rng)
             except GrowsearchError as e:  # a candidate on the way could not be built
                 log.info("growsearch: a child of %s could not be drawn: %s", parent.trial_id, e)
                 continue
@@ -269,6 +270,22 @@ class GrowthController(Controller):
                 return None
         arch, ops = child  # type: ignore[misc]
         return Proposal(trial_id, arch, parent.trial_id, ops)
+
+    def _rng_for(self, parent: TrialResult) -> random.Random:
+        """The generator a child of ``parent`` is drawn with: seeded by the search's seed, the
+        parent's architecture and how many children of that architecture were proposed before,
+        not by the shared stream. Which trial ends first changes with the machine's timing when
+        trials run at once; the k-th child of an architecture does not (unless its first draw
+        repeats an architecture proposed meanwhile, and is drawn again)."""
+        key = parent.arch.digest()
+        k = sum(
+            1
+            for p in self.proposed.values()
+            if p.parent_id is not None
+            and p.parent_id in self.proposed
+            and self.proposed[p.parent_id].arch.digest() == key
+        )
+        return random.Random(f"{self.seed}:{key}:{k}")
 
     def _grow_any(
         self, trial_id: str, parents: list[TrialResult], new_only: bool = False
