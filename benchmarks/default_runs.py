@@ -86,7 +86,11 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="copy each run's trials table into this folder")
     args = ap.parse_args()
     out = args.out / "default_runs.csv"
-    command = "python benchmarks/default_runs.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    argv = list(sys.argv[1:])
+    for i, a in enumerate(argv[:-1]):  # machine paths stay out of the committed CSV
+        if a in ("--out", "--keep"):
+            argv[i + 1] = "<folder>" if a == "--out" else "<folder>/tables"
+    command = "python benchmarks/default_runs.py " + " ".join(shlex.quote(a) for a in argv)
     new = not out.exists()
     for index in range(args.runs):
         for arm in args.arms:

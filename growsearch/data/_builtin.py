@@ -85,7 +85,7 @@ def load_mnist1d_tokens(root: str | None = None) -> Dataset:
     by its bin among :data:`MNIST1D_TOKENS` equally populated bins of the training values (the
     same samples and splits as ``mnist1d``; input shape ``(40,)``, int64), for a model that
     starts with an ``nn.Embedding``."""
-    data = load_mnist1d()
+    data = load_mnist1d(root)
     train = data.train.x.numpy().reshape(-1)  # type: ignore[union-attr]
     edges = np.quantile(train, np.linspace(0, 1, MNIST1D_TOKENS + 1)[1:-1])
     xs = tuple(

@@ -138,7 +138,7 @@ def widen_rnn_hidden(
     rows = _View(g, n)
     gen = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(width)
-    new = (~Fm.first_occurrence(mapping)).to(m.weight_hh_l0.device)
+    new = (~Fm.first_occurrence(mapping)).to(next(m.parameters()).device)
 
     def rows_of(t: torch.Tensor) -> torch.Tensor:
         out = Fm.remap(t, 0, mapping, rows)
@@ -310,6 +310,7 @@ def widen_transformer(
                 seed=seed + 7 * i + k, fresh_out=fresh_out,
             )  # fmt: skip
         fc1, fc2 = layer.linear1, layer.linear2
+        assert isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear)
         fc1.weight = nn.Parameter(remap_in(fc1.weight.detach(), 1, view_in).contiguous())
         fc1.in_features = width
         fc2.weight = nn.Parameter(Fm.remap(fc2.weight.detach(), 0, mapping, rows).contiguous())

@@ -9,6 +9,16 @@ from torch import nn
 from growsearch.arch import ArchSpec, build, module_name, output_name
 
 
+def rel_err(parent: nn.Module, child: nn.Module, x: torch.Tensor, train: bool) -> float:
+    """max |child(x) - parent(x)| / max |parent(x)|, both in ``train`` mode, without grad."""
+    parent.train(train)
+    child.train(train)
+    with torch.no_grad():
+        a, b = parent(x), child(x)
+    assert a.shape == b.shape
+    return float((a - b).abs().max() / a.abs().max())
+
+
 def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-default BatchNorm statistics and affine parameters (an untrained BN hides bugs)."""
     g = torch.Generator().manual_seed(seed)

@@ -12,17 +12,9 @@ from torch import nn
 from growsearch.exceptions import MorphError
 from growsearch.morph import EXACT_INITS, INITS, deepen, widen
 from tests.morph._models import family_cases
+from tests.morph._models import rel_err as _rel_err
 
 CASES = family_cases()
-
-
-def _rel_err(parent: nn.Module, child: nn.Module, x: torch.Tensor, train: bool) -> float:
-    parent.train(train)
-    child.train(train)
-    with torch.no_grad():
-        a, b = parent(x), child(x)
-    assert a.shape == b.shape
-    return float((a - b).abs().max() / a.abs().max())
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -13,17 +13,9 @@ from torch import nn
 
 from growsearch.exceptions import MorphError
 from growsearch.morph import EXACT_INITS, analyse_model, insert_block, widen
+from tests.morph._models import rel_err as _rel_err
 
 TOL = 1e-5
-
-
-def _rel_err(parent: nn.Module, child: nn.Module, x: torch.Tensor, train: bool) -> float:
-    parent.train(train)
-    child.train(train)
-    with torch.no_grad():
-        a, b = parent(x), child(x)
-    assert a.shape == b.shape
-    return float((a - b).abs().max() / a.abs().max())
 
 
 def _trained_norms(model: nn.Module) -> nn.Module:
