@@ -34,7 +34,28 @@ def _rows(split: Split) -> set[bytes]:
 
 
 def test_registry_lists_every_dataset() -> None:
-    assert set(DATASETS) == {*BUILTIN, "imagefolder", "table"}
+    assert set(DATASETS) == {*BUILTIN, "mnist1d_tokens", "imagefolder", "table"}
+
+
+def test_mnist1d_tokens_are_mnist1d_binned_into_token_ids() -> None:
+    """The same samples, splits and labels as mnist1d; each value replaced by its bin among 16
+    equally populated bins of the training values (a monotone map), as int64 ids."""
+    from growsearch.data._builtin import MNIST1D_TOKENS
+
+    tokens, signals = load_dataset("mnist1d_tokens"), load_dataset("mnist1d")
+    assert tokens.input_shape == (40,) and tokens.num_classes == 10
+    for t, s in (
+        (tokens.train, signals.train),
+        (tokens.val, signals.val),
+        (tokens.test, signals.test),
+    ):
+        assert t.x.dtype == torch.int64 and t.x.shape == (len(s), 40)
+        assert torch.equal(t.y, s.y)
+        assert int(t.x.min()) >= 0 and int(t.x.max()) < MNIST1D_TOKENS
+        order = torch.argsort(s.x[:, 0, :].reshape(-1))
+        assert (t.x.reshape(-1)[order].diff() >= 0).all()  # larger values, larger ids
+    counts = torch.bincount(tokens.train.x.reshape(-1), minlength=MNIST1D_TOKENS).float()
+    assert counts.min() >= 0.8 * counts.mean()  # equally populated bins
 
 
 def test_builtin_shapes_sizes_and_dtypes(builtin: Dataset) -> None:

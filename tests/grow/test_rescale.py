@@ -10,7 +10,7 @@ from torch import nn
 
 from growsearch.arch import ArchSpec, Widen, build
 from growsearch.grow import WarmStartRecipe, grow_child, homogeneous_rescale
-from tests.fixtures.zoo import ZOO, make_model
+from tests.fixtures.zoo import ZOO, example, make_model
 from tests.morph._models import randomise_bn
 
 
@@ -103,6 +103,13 @@ ZOO_EXPONENTS = {
     "sibling_resnet": (1, 2),  # bn → relu → pool → linear
     "tcn": (1, 1),  # GELU before fc
     "vit": (1, 2),  # LayerNorm → mean → head
+    # recurrent and attention layers are not homogeneous: kept at λ^0, the head shrinks alone
+    "gru": (1, 1),
+    "lstm": (1, 1),
+    "rnn_with_state": (1, 1),
+    "token_attention": (1, 1),  # the MLPs' residual adds are capped by the attention's λ^0
+    "token_encoder": (1, 1),
+    "transformer": (1, 2),  # its final LayerNorm → mean → head
 }
 
 
@@ -117,7 +124,7 @@ def test_zoo_predictions_kept(name: str, scale_norms: bool) -> None:
     torch.manual_seed(0)
     model = make_model(factory)
     randomise_bn(model)
-    x = torch.randn(16, *shape)
+    x = example(name, 16)
     before = _outputs(model, x)
     r = homogeneous_rescale(model, 0.5, scale_norms=scale_norms)
     after = _outputs(model, x)
