@@ -6,10 +6,9 @@ run folder), one after the other on a quiet machine. Arms:
 - ``default``: as shipped (the spread-out start stratified by size);
 - ``uniform start``: the same with ``controller.initial_by_size: false`` (uniform draws);
 - ``keep front``: the tournament draws from the aging population and the Pareto front of all
-  trials (``controller.keep_front: true``);
-- ``40 trials``: the default with a budget of 40 trials.
+  trials (``controller.keep_front: true``).
 
-    .venv/bin/python benchmarks/default_runs.py --runs 3 --arms default --out results
+    .venv/bin/python benchmarks/default_runs.py --runs 3 --arms default "keep front" --out <folder>
 
 Appends one row per run to ``default_runs.csv``: wall-clock, trials finished, the best
 validation/test accuracy, the most accurate trial's parameters, and the front's smallest model
@@ -41,7 +40,6 @@ ARMS = {
     "default": {},
     "uniform start": {"controller": {"initial_by_size": False}},
     "keep front": {"controller": {"keep_front": True}},
-    "40 trials": {"budget": {"trials": 40}},
 }
 FIELDS = [
     "run", "arm", "index", "wall_s", "trials", "best_val", "best_test", "best_params",

@@ -78,10 +78,8 @@ class CustomModel:
         return None
 
     def example_input(self, input_shape: tuple[int, ...]) -> torch.Tensor | tuple[int, ...]:
-        """A batch of two for the morph engine: its shape, or zeros for token ids."""
-        if self.input_dtype == "float32":
-            return (2, *input_shape)
-        return torch.zeros((2, *input_shape), dtype=getattr(torch, self.input_dtype))
+        """A batch of two for the morph engine (see :func:`example_input`)."""
+        return example_input(input_shape, self.input_dtype)
 
     def outline(self, widths: Sequence[tuple[str, int]]) -> str:
         """One line for the console: the searchable widths (``(group, width)`` of the spec),
@@ -159,6 +157,14 @@ class CustomModel:
         )
 
 
+def example_input(input_shape: tuple[int, ...], dtype: str) -> torch.Tensor | tuple[int, ...]:
+    """A batch of two for the morph engine: its shape for float inputs, or zeros of ``dtype``
+    (token ids: the engine's fake-tensor probes must see the model's own input dtype)."""
+    if dtype == "float32":
+        return (2, *input_shape)
+    return torch.zeros((2, *input_shape), dtype=getattr(torch, dtype))
+
+
 def block_module(name: str) -> str:
     """Module path of the residual block inserted as layer ``name``."""
     return f"gs_blocks.{name}"
@@ -221,7 +227,7 @@ def describe(
             f"factory {factory!r}: outputs {shape}, expected ({num_classes},) class scores"
         )
     try:
-        example = CustomModel(factory, None, (), input_dtype=input_dtype).example_input(input_shape)
+        example = example_input(input_shape, input_dtype)
         space = analyse_model(model, example)
     except MorphError as e:
         raise SpecError(f"factory {factory!r}: {e}") from None

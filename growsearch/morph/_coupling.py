@@ -34,6 +34,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from growsearch.exceptions import MorphError
+from growsearch.morph._functional import View
 from growsearch.morph._sequence import (
     ATTENTION,
     RNNS,
@@ -160,28 +161,6 @@ def describe(node: fx.Node) -> str:
 
 
 @dataclass(frozen=True)
-class View:
-    """Where a channel space of ``n`` channels sits in one axis of a value.
-
-    Along ``axis`` the index is ``((o * total) + offset + c) * inner + i`` for ``o < outer``,
-    ``c < n`` and ``i < inner``: ``total`` is the size of the channel sub-axis (larger than ``n``
-    after a concat), ``inner`` the features per channel (after a flatten of trailing dimensions
-    or a depthwise multiplier), ``outer`` the repeats (after a flatten of leading dimensions).
-    """
-
-    axis: int
-    offset: int
-    total: int
-    inner: int = 1
-    outer: int = 1
-
-    @property
-    def plain(self) -> bool:
-        """The axis holds exactly the channel space, nothing else."""
-        return self.offset == 0 and self.inner == 1 and self.outer == 1
-
-
-@dataclass(frozen=True)
 class Touch:
     """A tensor of a module (or a module attribute) that follows the mapping along ``dim``."""
 
@@ -203,8 +182,8 @@ class WidenPlan:
     ``views`` holds the view at every node that carries the channels. ``sequence`` lists the
     torch sequence layers the channels pass, as ``(role, module, view)``: ``"rnn_in"`` for a
     recurrent layer that reads them as its inputs, ``"attention"`` for a multi-head attention
-    that reads and writes them (its embedding width); a recurrent layer whose hidden size they
-    are is a producer.
+    and ``"transformer"`` for a transformer layer or stack, which read and write them (their
+    embedding width, d_model); a recurrent layer whose hidden size they are is a producer.
     """
 
     n: int
@@ -556,7 +535,7 @@ class _Walk:
         self.plan.producers.append(target)
         for item, path in _tuple_items(node):
             shape = self.g.shape(item)
-            if shape is None:
+            if not path or shape is None:
                 raise self.fail(f"{describe(item)} uses the outputs of {describe(node)} whole")
             outer = (2 if m.bidirectional else 1) if path == (0,) else 1
             self.visit(item, View(len(shape) - 1, 0, self.plan.n, 1, outer), describe(node))
@@ -605,13 +584,13 @@ class _Walk:
             self.visit(arg, View(nd - 1, 0, self.plan.n), f"input of {describe(node)}")
         for item, path in _tuple_items(node):
             shape = self.g.shape(item)
+            if not path or shape is None:
+                raise self.fail(f"{describe(item)} uses the outputs of {describe(node)} whole")
             if path != (0,):
                 raise self.fail(
                     f"{describe(item)} uses the attention weights of {describe(node)}, which "
                     "average over the heads a widening adds"
                 )
-            if shape is None:
-                raise self.fail(f"{describe(item)} uses the outputs of {describe(node)} whole")
             self.visit(item, View(len(shape) - 1, 0, self.plan.n), describe(node))
 
     def _transformer(self, node: fx.Node, m: nn.Module, view: View) -> None:
@@ -1095,8 +1074,7 @@ def _input_shape(model: nn.Module, example: torch.Tensor | Sequence[int] | None)
 def guess_input_shape(model: nn.Module) -> tuple[int, ...]:
     """A batch shape the model accepts, guessed from its first layer: ``(2, in_features)`` or
     ``(2, 8, in_features)`` for a Linear (sequences first in a model with recurrent or attention
-    layers), else square inputs of a few common sizes; MorphError
-    if none works."""
+    layers), else square inputs of a few common sizes; MorphError if none works."""
     first = next((m for m in model.modules() if isinstance(m, WEIGHTED)), None)
     if first is None:
         raise MorphError("cannot guess the model's input shape; pass example_input")

@@ -1,15 +1,36 @@
 """Pure tensor functions of the Net2Net weight surgery (no modules, no graphs).
 
 Shapes: a weight is ``(out, in, *kernel)``; where the channels sit along a dimension is a
-:class:`growsearch.morph._coupling.View` (an offset, the sub-axis total, features per channel
-and repeats).
+:class:`View` (an offset, the sub-axis total, features per channel and repeats).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class View:
+    """Where a channel space of ``n`` channels sits in one axis of a value.
+
+    Along ``axis`` the index is ``((o * total) + offset + c) * inner + i`` for ``o < outer``,
+    ``c < n`` and ``i < inner``: ``total`` is the size of the channel sub-axis (larger than ``n``
+    after a concat), ``inner`` the features per channel (after a flatten of trailing dimensions
+    or a depthwise multiplier), ``outer`` the repeats (after a flatten of leading dimensions).
+    """
+
+    axis: int
+    offset: int
+    total: int
+    inner: int = 1
+    outer: int = 1
+
+    @property
+    def plain(self) -> bool:
+        """The axis holds exactly the channel space, nothing else."""
+        return self.offset == 0 and self.inner == 1 and self.outer == 1
 
 
 def make_mapping(n: int, q: int, generator: torch.Generator) -> torch.Tensor:
@@ -82,7 +103,7 @@ def remap(
     t: torch.Tensor,
     dim: int,
     mapping: torch.Tensor,
-    view: Any,
+    view: View,
     *,
     zero_new: bool = False,
     split: tuple[int, float, torch.Generator] | None = None,
@@ -90,7 +111,7 @@ def remap(
     """Remap one channel range of ``t`` along ``dim``.
 
     Along ``dim`` the index is ``((o * total) + offset + c) * inner + i`` (see
-    :class:`growsearch.morph._coupling.View`); the ``n`` channels at ``offset`` become
+    :class:`View`); the ``n`` channels at ``offset`` become
     ``mapping.numel()`` channels, channel j a copy of channel ``mapping[j]``. With ``split``
     ``(n, std, generator)`` (the input columns of a layer that reads the channels, ``dim == 1``)
     each replica's copy is multiplied by its share of the source (:func:`split_factors`); with
@@ -123,7 +144,7 @@ def _span(mapping: torch.Tensor) -> int:
     return int(mapping.max()) + 1
 
 
-def new_positions(mapping: torch.Tensor, view: Any) -> torch.Tensor:
+def new_positions(mapping: torch.Tensor, view: View) -> torch.Tensor:
     """Indices, along a remapped axis, of the replicas that are not their source's first."""
     q = mapping.numel()
     n = _span(mapping)
@@ -136,7 +157,7 @@ def new_positions(mapping: torch.Tensor, view: Any) -> torch.Tensor:
 
 
 def fill_new(
-    t: torch.Tensor, fresh: torch.Tensor, dim: int, mapping: torch.Tensor, view: Any
+    t: torch.Tensor, fresh: torch.Tensor, dim: int, mapping: torch.Tensor, view: View
 ) -> torch.Tensor:
     """``t`` with the new replicas' entries along ``dim`` taken from ``fresh`` (same shape)."""
     idx = new_positions(mapping, view).to(t.device)

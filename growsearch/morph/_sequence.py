@@ -135,7 +135,7 @@ def widen_rnn_hidden(
     scratch, not a function-preserving child).
     """
     g = gates(m)
-    rows = _View(g, n)
+    rows = Fm.View(0, 0, n, 1, g)
     gen = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(width)
     new = (~Fm.first_occurrence(mapping)).to(next(m.parameters()).device)
@@ -154,7 +154,7 @@ def widen_rnn_hidden(
         return chunks.reshape(out.shape)
 
     def columns_of(t: torch.Tensor, outer: int) -> torch.Tensor:
-        view = _View(outer, n)
+        view = Fm.View(1, 0, n, 1, outer)
         if split is None:
             out = Fm.remap(t, 1, mapping, view, zero_new=True)
             if fresh_out:
@@ -194,13 +194,6 @@ def widen_rnn_input(m: nn.Module, mapping: torch.Tensor, view: Any, *, remap: An
 def _refresh_rnn(m: nn.Module) -> None:
     """Re-derive the flat weight list after the parameters were replaced (cuDNN's packing)."""
     m._init_flat_weights()  # type: ignore[operator]
-
-
-class _View:
-    """A :class:`~growsearch.morph._coupling.View` of ``outer`` blocks of ``n`` channels."""
-
-    def __init__(self, outer: int, n: int):
-        self.offset, self.total, self.inner, self.outer = 0, n, 1, outer
 
 
 def widen_attention(
@@ -265,19 +258,19 @@ def widen_attention(
         w_out[:, src],
         torch.zeros_like(w_out[:, src]) if unused is None else unused.to(w_out),
     )
-    rows = Fm.remap(cols, 0, mapping, _View(1, n))
-    b_rows = None if b_out is None else Fm.remap(b_out, 0, mapping, _View(1, n))
+    rows = Fm.remap(cols, 0, mapping, Fm.View(0, 0, n))
+    b_rows = None if b_out is None else Fm.remap(b_out, 0, mapping, Fm.View(0, 0, n))
     if fresh_new:
         new = (~Fm.first_occurrence(mapping)).to(rows.device)
         rows = torch.where(new[:, None], _uniform(tuple(rows.shape), bound, gen).to(rows), rows)
         if b_rows is not None:
             b_rows = torch.where(new, torch.zeros_like(b_rows), b_rows)
-    m.in_proj_weight = nn.Parameter(w_in.contiguous())
+    _set(m, "in_proj_weight", w_in)
     if b_in is not None:
-        m.in_proj_bias = nn.Parameter(bias.reshape(-1).contiguous())
-    m.out_proj.weight = nn.Parameter(rows.contiguous())
+        _set(m, "in_proj_bias", bias.reshape(-1))
+    _set(m.out_proj, "weight", rows)
     if b_rows is not None:
-        m.out_proj.bias = nn.Parameter(b_rows.contiguous())
+        _set(m.out_proj, "bias", b_rows)
     m.out_proj.in_features = m.out_proj.out_features = width
     m.embed_dim = m.kdim = m.vdim = width
     m.num_heads, m.head_dim = new_heads, new_d
@@ -301,7 +294,7 @@ def widen_transformer(
     follow the mapping. The norms see the channels together, so ``mapping`` replicates every
     channel equally often (the widening is by an integer factor): their statistics stay put.
     """
-    rows = _View(1, n)
+    rows = Fm.View(0, 0, n)
     norms: list[nn.Module] = []
     for i, layer in enumerate(transformer_layers(m)):
         for k, attn in enumerate(attentions(layer)):
@@ -311,11 +304,11 @@ def widen_transformer(
             )  # fmt: skip
         fc1, fc2 = layer.linear1, layer.linear2
         assert isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear)
-        fc1.weight = nn.Parameter(remap_in(fc1.weight.detach(), 1, view_in).contiguous())
+        _set(fc1, "weight", remap_in(fc1.weight.detach(), 1, view_in))
         fc1.in_features = width
-        fc2.weight = nn.Parameter(Fm.remap(fc2.weight.detach(), 0, mapping, rows).contiguous())
+        _set(fc2, "weight", Fm.remap(fc2.weight.detach(), 0, mapping, rows))
         if fc2.bias is not None:
-            fc2.bias = nn.Parameter(Fm.remap(fc2.bias.detach(), 0, mapping, rows).contiguous())
+            _set(fc2, "bias", Fm.remap(fc2.bias.detach(), 0, mapping, rows))
         fc2.out_features = width
         norms += [x for x in layer.children() if isinstance(x, nn.LayerNorm)]
     if getattr(m, "norm", None) is not None and m is not transformer_layers(m)[0]:
@@ -324,9 +317,7 @@ def widen_transformer(
         for attr in ("weight", "bias"):
             t = getattr(norm, attr, None)
             if t is not None:
-                setattr(
-                    norm, attr, nn.Parameter(Fm.remap(t.detach(), 0, mapping, rows).contiguous())
-                )
+                _set(norm, attr, Fm.remap(t.detach(), 0, mapping, rows))
         norm.normalized_shape = (width,)  # type: ignore[assignment]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,14 +111,19 @@ def widen(
     fresh_new = init == "random-pad" or (init == "zero" and not plan.uniform)
     trivial = View(0, 0, n)
 
-    def read(w: torch.Tensor, in_dim: int, view: View) -> torch.Tensor:
-        """The input columns of a sequence layer's weight that reads the channels."""
+    def read(w: torch.Tensor, in_dim: int, view: View, fresh: Any = None) -> torch.Tensor:
+        """Weight ``w`` of a layer that reads the channels along ``in_dim``: its columns split
+        over the replicas (``net2net``), or zero for the new units (``zero``), or fresh ones
+        (``random-pad``: from ``fresh(shape)``, by default uniform in ±1/sqrt(fan-in))."""
         if init in ("zero", "random-pad"):
             new_w = Fm.remap(w, in_dim, mapping, view, zero_new=True)
             if init == "random-pad":
-                bound = 1.0 / math.sqrt(new_w.shape[in_dim])
-                fresh = (torch.rand(new_w.shape, generator=gen) * 2 - 1) * bound
-                new_w = Fm.fill_new(new_w, fresh.to(new_w), in_dim, mapping, view)
+                if fresh is None:
+                    bound = 1.0 / math.sqrt(new_w.shape[in_dim])
+                    drawn = (torch.rand(new_w.shape, generator=gen) * 2 - 1) * bound
+                else:
+                    drawn = fresh(new_w.shape)
+                new_w = Fm.fill_new(new_w, drawn.to(new_w), in_dim, mapping, view)
             return new_w
         std = split_std if init == "net2net" else 0.0
         return Fm.remap(w, in_dim, mapping, view, split=(n, std, gen))
@@ -186,15 +192,10 @@ def widen(
         m = child.get_submodule(target)
         assert isinstance(m, _Layer)
         _, in_dim = weight_axes(m)
-        w = m.weight.detach()
-        if init in ("zero", "random-pad"):
-            new_w = Fm.remap(w, in_dim, mapping, view, zero_new=True)
-            if init == "random-pad":
-                fw, _ = _fresh(m, inp=new_w.shape[in_dim], seed=seed + 2)
-                new_w = Fm.fill_new(new_w, fw.to(new_w), in_dim, mapping, view)
-        else:
-            std = split_std if init == "net2net" else 0.0
-            new_w = Fm.remap(w, in_dim, mapping, view, split=(n, std, gen))
+        new_w = read(
+            m.weight.detach(), in_dim, view,
+            lambda shape, m=m, d=in_dim: _fresh(m, inp=shape[d], seed=seed + 2)[0],
+        )  # fmt: skip
         _set(m, "weight", new_w)
         _resize(m, inp=new_w.shape[in_dim])
 
