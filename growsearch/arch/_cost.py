@@ -40,7 +40,10 @@ def count_flops(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        # not under no_grad: there, a view of a parameter (``self.query.expand(...)`` as an
+        # attention's query) requires grad without a grad_fn, which the counter's module
+        # tracker cannot hook; one sample's graph is freed at once
+        with FlopCounterMode(display=False) as counter:
             model(torch.zeros((1, *input_shape), dtype=getattr(torch, input_dtype)))
     finally:
         model.train(was_training)

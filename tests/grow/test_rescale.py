@@ -107,6 +107,7 @@ ZOO_EXPONENTS = {
     "gru": (1, 1),
     "lstm": (1, 1),
     "rnn_with_state": (1, 1),
+    "conv_lstm_attention_pool": (1, 1),
     "token_attention": (1, 1),  # the MLPs' residual adds are capped by the attention's λ^0
     "token_encoder": (1, 1),
     "transformer": (1, 2),  # its final LayerNorm → mean → head

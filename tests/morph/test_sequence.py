@@ -344,3 +344,13 @@ def test_both_directions_final_states_side_by_side_widen_together() -> None:
         child = widen(model, "rnn", 48, init=init, example_input=x)
         assert child.head.in_features == 96
         assert _rel_err(model, child, x, False) <= TOL
+
+
+def test_flops_of_a_model_whose_attention_query_is_a_parameter_view() -> None:
+    """``self.query.expand(...)`` under no_grad is a view that requires grad without a grad_fn,
+    which torch's FLOP counter cannot hook: the count runs with autograd on."""
+    from growsearch.arch import count_flops
+    from tests.fixtures.zoo import ZOO, make_model
+
+    model = make_model(ZOO["conv_lstm_attention_pool"][0])
+    assert count_flops(model, (1, 40)) > 0
