@@ -28,6 +28,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from growsearch.arch._custom import CustomModel, block_module
@@ -416,6 +417,22 @@ class ArchSpec:
     def digest(self) -> str:
         """A short content hash (stable across processes, unlike ``hash()``)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    def shape_digest(self) -> str:
+        """A content hash of the architecture alone: a user's factory and weights count by
+        file name, not by path, so the same architecture hashes alike wherever the search
+        space lives (``digest`` tells specs apart, paths included)."""
+        d = self.to_dict()
+        custom = d.get("custom")
+        if custom:
+            module, _, fn = str(custom["factory"]).rpartition(":")
+            weights = custom.get("weights")
+            d["custom"] = {
+                **custom,
+                "factory": f"{Path(module).name}:{fn}",
+                "weights": None if weights is None else Path(str(weights)).name,
+            }
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def summary(self) -> str:
         """Compact human-readable form, e.g. ``cnn[32,32|64]`` or ``resnet[16:16,16|32:32]``."""

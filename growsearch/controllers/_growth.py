@@ -273,17 +273,18 @@ class GrowthController(Controller):
 
     def _rng_for(self, parent: TrialResult) -> random.Random:
         """The generator a child of ``parent`` is drawn with: seeded by the search's seed, the
-        parent's architecture and how many children of that architecture were proposed before,
-        not by the shared stream. Which trial ends first changes with the machine's timing when
-        trials run at once; the k-th child of an architecture does not (unless its first draw
-        repeats an architecture proposed meanwhile, and is drawn again)."""
-        key = parent.arch.digest()
+        parent's architecture (:meth:`~growsearch.arch.ArchSpec.shape_digest`: the same in any
+        folder) and how many children of that architecture were proposed before, not by the
+        shared stream. Which trial ends first changes with the machine's timing when trials run
+        at once; the k-th child of an architecture does not (unless its first draw repeats an
+        architecture proposed meanwhile, and is drawn again)."""
+        key = parent.arch.shape_digest()
         k = sum(
             1
             for p in self.proposed.values()
             if p.parent_id is not None
             and p.parent_id in self.proposed
-            and self.proposed[p.parent_id].arch.digest() == key
+            and self.proposed[p.parent_id].arch.shape_digest() == key
         )
         return random.Random(f"{self.seed}:{key}:{k}")
 

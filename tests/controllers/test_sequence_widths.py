@@ -30,9 +30,26 @@ def test_every_controller_grows_the_widths_of_sequence_layers(
     assert seed is not None and group in [layer.name for layer in seed.layers]
     start = seed.width_of(group)
     cluster = Cluster(space, concurrency=2)
-    cluster.run(make_controller(controller, space, seed=0), 10)
+    cluster.run(make_controller(controller, space, seed=0), 14)
     widths = {p.arch.width_of(group) for p in cluster.proposals}
     assert max(widths) > start, f"{controller} never widened {group}: {sorted(widths)}"
     assert all(w % step == 0 for w in widths), sorted(widths)  # whole attention heads
     for proposal in cluster.proposals:  # what the controller proposes is what the space allows
         assert space.mutations.buildable(proposal.arch) is None, proposal.arch.summary()
+
+
+def test_a_users_space_proposes_the_same_children_in_any_folder(tmp_path: Path) -> None:
+    """The children drawn for a user's model do not depend on where its files live (a fresh
+    clone, another machine): the per-parent generators are keyed by the architecture, with the
+    factory by file name."""
+    import shutil
+
+    proposals = []
+    for folder in ("a", "deeper/b"):
+        copy = tmp_path / folder
+        shutil.copytree(ROOT / "search_spaces" / "gru_mnist1d", copy)
+        space = load_space(copy / "space.yaml")
+        cluster = Cluster(space, concurrency=2)
+        cluster.run(make_controller("evolution", space, seed=0), 8)
+        proposals.append([p.arch.summary() for p in cluster.proposals])
+    assert proposals[0] == proposals[1]
