@@ -432,7 +432,8 @@ class ArchSpec:
                 "factory": f"{Path(module).name}:{fn}",
                 "weights": None if weights is None else Path(str(weights)).name,
             }
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"))  # as to_json: a built-in
+        return hashlib.sha256(text.encode()).hexdigest()[:12]  # family's equals its digest
 
     def summary(self) -> str:
         """Compact human-readable form, e.g. ``cnn[32,32|64]`` or ``resnet[16:16,16|32:32]``."""
