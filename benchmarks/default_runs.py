@@ -3,12 +3,17 @@
 Each run is `make run`'s search (`search_spaces/mnist1d_cnn.yaml` as shipped, the CLI, a fresh
 run folder), one after the other on a quiet machine. Arms:
 
-- ``default``: as shipped (the spread-out start stratified by size);
-- ``uniform start``: the same with ``controller.initial_by_size: false`` (uniform draws);
-- ``keep front``: the tournament draws from the aging population and the Pareto front of all
-  trials (``controller.keep_front: true``).
+- ``default``: as shipped;
+- ``aging population``: the tournament draws from the aging population alone and a child is one
+  random mutation (``keep_front: false``, ``fill_gaps: false``: the shipped evolution before
+  run 20261208);
+- ``keep front``: the Pareto front of all trials stays in the tournament's pool, children random
+  (``keep_front: true``, ``fill_gaps: false``);
+- ``gap fill + keep front``: that, and a child of a front member lands in the front's gap above
+  it (``keep_front: true``, ``fill_gaps: true``: the shipped evolution since run 20261208);
+- ``uniform start``: the spread-out start drawn uniformly (``initial_by_size: false``).
 
-    .venv/bin/python benchmarks/default_runs.py --runs 3 --arms default "keep front" --out <folder>
+    .venv/bin/python benchmarks/default_runs.py --runs 3 --arms default --out <folder>
 
 Appends one row per run to ``default_runs.csv``: wall-clock, trials finished, the best
 validation/test accuracy, the most accurate trial's parameters, and the front's smallest model
@@ -38,8 +43,10 @@ from benchmarks._machine import wait_idle  # noqa: E402
 
 ARMS = {
     "default": {},
+    "aging population": {"controller": {"keep_front": False, "fill_gaps": False}},
+    "keep front": {"controller": {"keep_front": True, "fill_gaps": False}},
+    "gap fill + keep front": {"controller": {"keep_front": True, "fill_gaps": True}},
     "uniform start": {"controller": {"initial_by_size": False}},
-    "keep front": {"controller": {"keep_front": True}},
 }
 FIELDS = [
     "run", "arm", "index", "wall_s", "trials", "best_val", "best_test", "best_params",
@@ -84,11 +91,11 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="copy each run's trials table into this folder")
     args = ap.parse_args()
     out = args.out / "default_runs.csv"
-    argv = list(sys.argv[1:])
+    argv = [shlex.quote(a) for a in sys.argv[1:]]
     for i, a in enumerate(argv[:-1]):  # machine paths stay out of the committed CSV
         if a in ("--out", "--keep"):
             argv[i + 1] = "<folder>" if a == "--out" else "<folder>/tables"
-    command = "python benchmarks/default_runs.py " + " ".join(shlex.quote(a) for a in argv)
+    command = "python benchmarks/default_runs.py " + " ".join(argv)
     new = not out.exists()
     for index in range(args.runs):
         for arm in args.arms:

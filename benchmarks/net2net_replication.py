@@ -51,16 +51,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "split_std": 0.0,
         "shrink": 1.0,
         "perturb_std": 0.0,
-        "student_lr_factor": 1.0,
+        "lr_factor": 1.0,
     },
-    "split 0.5": {"split_std": 0.5, "shrink": 1.0, "perturb_std": 0.0, "student_lr_factor": 1.0},
+    "split 0.5": {"split_std": 0.5, "shrink": 1.0, "perturb_std": 0.0, "lr_factor": 1.0},
     "split 0.5, lr/10 (paper)": {
         "split_std": 0.5,
         "shrink": 1.0,
         "perturb_std": 0.0,
-        "student_lr_factor": 0.1,
+        "lr_factor": 0.1,
     },
-    "split 1.0": {"split_std": 1.0, "shrink": 1.0, "perturb_std": 0.0, "student_lr_factor": 1.0},
+    "split 1.0": {"split_std": 1.0, "shrink": 1.0, "perturb_std": 0.0, "lr_factor": 1.0},
     "split 0.5, warm-up 10%": {
         "split_std": 0.5,
         "shrink": 1.0,
@@ -70,14 +70,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "S&P 0.6/0.01": {"shrink": 0.6, "perturb_std": 0.01},
     "S&P 0.6/0.1": {"shrink": 0.6, "perturb_std": 0.1},
     "S&P 0.3/0.1": {"shrink": 0.3, "perturb_std": 0.1},
-    "S&P 0.6/0.1, lr/10": {"shrink": 0.6, "perturb_std": 0.1, "student_lr_factor": 0.1},
+    "S&P 0.6/0.1, lr/10": {"shrink": 0.6, "perturb_std": 0.1, "lr_factor": 0.1},
     "S&P 0.2/0.1": {"shrink": 0.2, "perturb_std": 0.1},
     "S&P 0.1/0.1": {"shrink": 0.1, "perturb_std": 0.1},
     "S&P 0.3/0.3": {"shrink": 0.3, "perturb_std": 0.3},
     "S&P 0.3/0.03": {"shrink": 0.3, "perturb_std": 0.03},
     "shrink 0.3 only": {"shrink": 0.3, "perturb_std": 0.0},
     "S&P 0.3/0.1, split 0": {"shrink": 0.3, "perturb_std": 0.1, "split_std": 0.0},
-    "S&P 0.3/0.1, lr x2": {"shrink": 0.3, "perturb_std": 0.1, "student_lr_factor": 2.0},
+    "S&P 0.3/0.1, lr x2": {"shrink": 0.3, "perturb_std": 0.1, "lr_factor": 2.0},
     "S&P 0.3/0.1, warm-up 5%": {"shrink": 0.3, "perturb_std": 0.1, "warmup_fraction": 0.05},
     "shrink 0.5 only": {"shrink": 0.5, "perturb_std": 0.0},
     "shrink 0.2 only": {"shrink": 0.2, "perturb_std": 0.0},
@@ -164,11 +164,11 @@ VARIANTS["logits × 0.1, perturb 0.05"] = {
     "perturb_std": 0.05,
 }
 # an optimizer-side lever: the child's peak learning rate × 0.3 (less noise while it settles)
-VARIANTS["H 0.6, lr × 0.3"] = {**_H06, "student_lr_factor": 0.3}
+VARIANTS["H 0.6, lr × 0.3"] = {**_H06, "lr_factor": 0.3}
 # after lr × 0.3 and perturb 0.02/0.1: the other direction of the learning rate, the σ between
-VARIANTS["H 0.6, lr × 2"] = {**_H06, "student_lr_factor": 2.0}
+VARIANTS["H 0.6, lr × 2"] = {**_H06, "lr_factor": 2.0}
 VARIANTS["H 0.6, perturb 0.05"] = {**_H06, "perturb_std": 0.05}
-VARIANTS["H 0.6, perturb 0.02, lr × 2"] = {**_H06, "perturb_std": 0.02, "student_lr_factor": 2.0}
+VARIANTS["H 0.6, perturb 0.02, lr × 2"] = {**_H06, "perturb_std": 0.02, "lr_factor": 2.0}
 # every variant above was measured with one cosine cycle: pinned, so its rows stay reproducible
 for _name, _fields in VARIANTS.items():
     if _name != "default":

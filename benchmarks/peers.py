@@ -24,7 +24,7 @@ an architecture over ``max_params`` is not trained (it costs nothing).
     .venv/bin/python benchmarks/peers.py --out results             # full: 2 datasets x 3 seeds
     .venv/bin/python benchmarks/peers.py --quick --out /tmp/peers  # smoke: tiny budget, 1 seed
     .venv/bin/python benchmarks/peers.py --arms growsearch \\
-        --set training.student_new_entry_lr_factor=3 --out /tmp/k3   # a variant of the search
+        --set training.new_entry_lr_factor=3 --out /tmp/k3   # a variant of the search
 
 Writes ``peers.csv`` (``dataset, arm, seed, budget_fraction, best_test_acc``, one row per arm,
 seed and budget point 1/4, 1/3, 1/2, 1, plus ``test_of_best_val``, the test accuracy of the
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-epochs", type=int, default=None, help="growsearch's budget.epochs")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override a key of growsearch's space (e.g. training.student_new_entry_lr_factor=3)",
+        help="override a key of growsearch's space (e.g. training.new_entry_lr_factor=3)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("results"))
     args = p.parse_args(argv)

@@ -66,11 +66,11 @@ CREEP = {"controller.initial": 0}
 SPREAD = {"controller.initial": 4}
 BEFORE_DEFAULTS = {
     "training.shrink_scope": "all",
-    "training.student_warmup_fraction": 0.0,
-    "training.student_cycle_fraction": 0.0,
-    "training.student_new_entry_lr_factor": 1.0,
+    "training.warmup_fraction": 0.0,
+    "training.cycle_fraction": 0.0,
+    "training.new_entry_lr_factor": 1.0,
 }
-WARMUP_01 = {"training.student_warmup_fraction": 0.1}
+WARMUP_01 = {"training.warmup_fraction": 0.1}
 EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
     "evolution warm (shrink all)": ("evolution", True, {**NET2NET_SHRINK_ALL, **CREEP}),
     "optuna warm (shrink all)": ("optuna", True, NET2NET_SHRINK_ALL),
@@ -149,8 +149,8 @@ EXTRA_ARMS = {  # name: (controller, warm_start, search-space overrides)
 }  # fmt: skip
 # Every warm arm here was measured before shrink_scope "auto", the restart of the child's
 # schedule and the new entries' 3x steps became the default (``shrink_scope`` "auto",
-# ``student_cycle_fraction`` 0.2, ``student_new_entry_lr_factor`` 3), and every one that does not
-# set its own warm-up before the children's warm-up did (``student_warmup_fraction`` 0.1): each
+# ``cycle_fraction`` 0.2, ``new_entry_lr_factor`` 3), and every one that does not
+# set its own warm-up before the children's warm-up did (``warmup_fraction`` 0.1): each
 # pins what it had (the whole-network shrink unless it sets its own scope, one cycle, factor 1,
 # no warm-up), so its rows stay reproducible.
 EXTRA_ARMS = {

@@ -10,7 +10,7 @@ architecture, same ops, same data order):
 
 - ``warm`` — morphed from the seed with :class:`WarmStartRecipe` (``shrink`` resolved for the
   child's steps as in a search), trained the child's epochs; ``warm key=value ...`` replaces
-  recipe fields (``warmup_fraction=0.1``, ``shrink=0.3``, ``student_lr_factor=2``, ...).
+  recipe fields (``warmup_fraction=0.1``, ``shrink=0.3``, ``lr_factor=2``, ...).
   Every field a variant does not name keeps the package default at the time of the run.
 - ``scratch`` — the same architecture from a fresh init, the child's epochs; ``scratch
   epochs=N`` trains N epochs (``epochs=15`` on MNIST 5k: the seed's 10 + the child's 5, what

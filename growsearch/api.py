@@ -149,7 +149,7 @@ def run(
     address: str | None = None,
     storage: str | None = None,
     seed: int | None = None,
-    warm_start: bool = True,
+    warm_start: bool | None = None,
     controller: str | Controller | None = None,
     callbacks: Sequence[Any] = (),
     retries: int = 1,
@@ -173,7 +173,8 @@ def run(
             127.0.0.1, started and shut down here).
         storage: An Optuna storage URL (default: SQLite in the run folder).
         seed: Overrides ``seed``.
-        warm_start: False trains every child from scratch; True keeps the space's setting.
+        warm_start: Overrides ``warm_start``: False trains every child from scratch (the
+            baseline), True warm-starts them; None keeps the space's setting.
         controller: A registered controller's name (overrides ``controller.name``) or a
             :class:`~growsearch.controllers.Controller` instance, built on the same space.
         callbacks: Ray Tune callbacks (``ray.tune.Callback``), called along the search's own.
@@ -198,8 +199,8 @@ def run(
         overrides["resources.concurrency"] = concurrency
     if seed is not None:
         overrides["seed"] = seed
-    if not warm_start:
-        overrides["warm_start"] = False
+    if warm_start is not None:
+        overrides["warm_start"] = bool(warm_start)
     instance: Controller | None = None
     if isinstance(controller, str):
         overrides["controller.name"] = controller

@@ -76,7 +76,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _finish(console, lambda: run(
         args.space, name=args.name, results_dir=args.results_dir, trials=args.trials,
         time_budget=args.time_budget, concurrency=args.concurrency, address=args.address,
-        storage=args.storage, seed=args.seed, warm_start=not args.no_warm_start,
+        storage=args.storage, seed=args.seed, warm_start=False if args.no_warm_start else None,
         retries=args.retries, console=console,
     ))  # fmt: skip
 

@@ -56,12 +56,6 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (ResourcesConfig, "## resources"),
     (SchedulerConfig, "## scheduler"),
 ]
-# training keys left null take WarmStartRecipe's defaults; its field where the name differs
-RECIPE_FIELDS = {
-    "student_warmup_fraction": "warmup_fraction",
-    "student_cycle_fraction": "cycle_fraction",
-    "student_new_entry_lr_factor": "new_entry_lr_factor",
-}
 # null defaults the docs spell out: what null means there
 NULL_MEANS = {
     (SpaceModel, "name"): "the file's stem",
@@ -113,8 +107,8 @@ def _check_rows(model: type[BaseModel], rows: dict[str, list[str]], where: str) 
             continue  # a whole section: its own table says its defaults
         elif (model, name) in NULL_MEANS:
             want = NULL_MEANS[(model, name)]
-        elif model is TrainingConfig and hasattr(WarmStartRecipe, RECIPE_FIELDS.get(name, name)):
-            want = _yaml(getattr(WarmStartRecipe(), RECIPE_FIELDS.get(name, name)))
+        elif model is TrainingConfig and hasattr(WarmStartRecipe, name):
+            want = _yaml(getattr(WarmStartRecipe(), name))
         else:
             want = _yaml(default)
         if not (cell == want or cell.startswith(want + " ") or want == "null" and "required" in cell):  # fmt: skip

@@ -33,15 +33,19 @@ class EvolutionOptions(Section):
             the pool the tournament draws from after its members have aged out of the
             population (elitism, as NSGA-II keeps its front): the small accurate models keep
             being grown, instead of the population drifting towards the size limit (every
-            mutation grows a model). It finds smaller accurate models, and spends fewer trials
-            on the large end (docs/benchmarks.md); false: the aging population alone.
+            mutation grows a model); false: the aging population alone.
+        fill_gaps: With a size objective, a child of a member of the Pareto front (other than
+            its largest) is, of a few random children, the one nearest (log scale) the middle of
+            the front's gap above its parent: the small accurate end is mapped step by step
+            instead of jumped past; false: one random child.
     """
 
     population: integer(lo=1) = 8  # type: ignore[valid-type]
     sample: integer(lo=1) = 3  # type: ignore[valid-type]
     initial: integer(lo=0) = 4  # type: ignore[valid-type]
     initial_by_size: boolean() = True  # type: ignore[valid-type]
-    keep_front: boolean() = False  # type: ignore[valid-type]
+    keep_front: boolean() = True  # type: ignore[valid-type]
+    fill_gaps: boolean() = True  # type: ignore[valid-type]
 
     @field_validator("sample")
     @classmethod
@@ -91,7 +95,7 @@ class Evolution(GrowthController):
         # trial has anything new left is a repeat better than idling.
         ranked = self.ranked(successes)
         return (
-            self._grow(trial_id, parent, new_only=True)
+            self._grow(trial_id, parent, new_only=True, fill_gap=opts.fill_gaps)
             or self._grow_any(trial_id, ranked, new_only=True)
             or self._grow(trial_id, parent)
             or self._grow_any(trial_id, ranked)

@@ -193,14 +193,61 @@ class GrowthController(Controller):
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         """Hook: restore :meth:`_extra_state`."""
 
-    def _grow(self, trial_id: str, parent: TrialResult, new_only: bool = False) -> Proposal | None:
+    def _grow(
+        self,
+        trial_id: str,
+        parent: TrialResult,
+        new_only: bool = False,
+        fill_gap: bool = False,
+    ) -> Proposal | None:
         """A random child of ``parent`` (``mutations.random_child``), or None if it cannot grow.
 
         A child whose shape was already proposed is drawn again (a few times) before it is
         accepted: retraining a duplicate is rarely the best use of a worker. With ``new_only``
-        it is not accepted at all (None: ``parent`` has nothing new to offer).
+        it is not accepted at all (None: ``parent`` has nothing new to offer). With
+        ``fill_gap`` and a size objective, the child is the one of a few random children that
+        lands nearest the middle of the front's gap above ``parent`` (:meth:`_gap_target`).
         """
-        return self._draw(trial_id, parent, self.space.mutations.random_child, new_only)
+        sampler = self.space.mutations.random_child
+        target = self._gap_target(parent) if fill_gap else None
+        if target is not None:
+            sampler = self._nearest(sampler, target, self.space.objectives[1])
+        return self._draw(trial_id, parent, sampler, new_only)
+
+    def _gap_target(self, parent: TrialResult) -> float | None:
+        """With a size objective: the log-size halfway between ``parent`` and the next larger
+        member of the Pareto front of the successful trials (the gap a child of ``parent``
+        can fill), or None when ``parent`` is not on the front or is its largest member
+        (its children may grow freely: they push the accuracy end).
+
+        Every mutation grows a model, and a random one often grows it a lot (a doubled layer
+        doubles its neighbours' weights too); children that land inside the front's gaps map
+        the small accurate end of the trade-off instead of jumping past it."""
+        if len(self.space.objectives) < 2:
+            return None
+        cost = self.space.objectives[1]
+        front = self.front(self.successes())
+        if parent.trial_id not in {r.trial_id for r in front}:
+            return None
+        own = float(getattr(parent, cost))
+        above = [float(getattr(r, cost)) for r in front if float(getattr(r, cost)) > own]
+        if not above:
+            return None
+        return (math.log(max(1.0, own)) + math.log(min(above))) / 2
+
+    def _nearest(self, sampler: Any, target: float, cost: str, draws: int = 6) -> Any:
+        """``sampler`` that draws ``draws`` candidates and returns the one whose ``cost``
+        (``params`` or ``flops``) is nearest to ``target`` in log scale."""
+        mutations = self.space.mutations
+        measure = mutations.params if cost == "params" else mutations.flops
+
+        def draw(spec: Any, rng: Any) -> Any:
+            found = [c for c in (sampler(spec, rng) for _ in range(draws)) if c]
+            if not found:
+                return None
+            return min(found, key=lambda c: abs(math.log(max(1, measure(c[0]))) - target))
+
+        return draw
 
     def _spread(self, trial_id: str, of: int | None = None) -> Proposal | None:
         """A random descendant of the seed trial (``mutations.random_descendant``), one of a

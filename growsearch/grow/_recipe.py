@@ -82,7 +82,7 @@ class WarmStartRecipe:
             ``scratch``); see :func:`growsearch.morph.widen`.
         split_std: Spread of the random split of a source unit's outgoing weights over its
             replicas for ``net2net`` (exact for any value; ``None``: the engine's default).
-        student_lr_factor: The child's peak learning rate as a factor of the base (teacher's)
+        lr_factor: The child's peak learning rate as a factor of the base (teacher's)
             learning rate.
         warmup_fraction: Linear learning-rate warm-up over this fraction of the child's steps
             (0.1: the first 10%; 0 starts at the peak learning rate).
@@ -135,7 +135,7 @@ class WarmStartRecipe:
 
     init: str = "zero"
     split_std: float | None = 0.5
-    student_lr_factor: float = 1.0
+    lr_factor: float = 1.0
     warmup_fraction: float = 0.1
     shrink: float | str = "auto"
     perturb_std: float = 0.0
@@ -163,10 +163,8 @@ class WarmStartRecipe:
             raise ValueError(
                 f"WarmStartRecipe.split_std: expected None or >= 0, got {self.split_std!r}"
             )
-        if self.student_lr_factor <= 0:
-            raise ValueError(
-                f"WarmStartRecipe.student_lr_factor: expected > 0, got {self.student_lr_factor!r}"
-            )
+        if self.lr_factor <= 0:
+            raise ValueError(f"WarmStartRecipe.lr_factor: expected > 0, got {self.lr_factor!r}")
         if not self.new_entry_lr_factor > 0:
             raise ValueError(
                 "WarmStartRecipe.new_entry_lr_factor: expected > 0, "
@@ -419,7 +417,7 @@ def student_train_overrides(recipe: WarmStartRecipe, base_lr: float, total_steps
     warmup = min(int(round(recipe.warmup_fraction * total_steps)), total_steps - 1)
     cycle = int(round(recipe.cycle_fraction * total_steps))
     return {
-        "lr": float(base_lr) * recipe.student_lr_factor,
+        "lr": float(base_lr) * recipe.lr_factor,
         "warmup_steps": warmup,
         "cycle_steps": cycle if warmup < cycle < total_steps else 0,
     }

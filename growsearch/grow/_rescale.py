@@ -17,7 +17,6 @@ the offending input are capped and the exponents recomputed until every constrai
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
 from dataclasses import dataclass
 
@@ -26,48 +25,20 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from growsearch.morph import WEIGHTED, trace
+from growsearch.morph import _ops as ops
 
-_NORMS = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
-    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
-)  # fmt: skip
-# modules m with m(λ·x) = λ·m(x) for λ > 0
-_KEEP_MODULES = (
-    nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity, nn.Flatten, nn.Unflatten,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample,
-)  # fmt: skip
-_KEEP_FUNCTIONS = {
-    F.relu, torch.relu, F.leaky_relu, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate,
-    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.unflatten,
-    torch.permute, torch.transpose, torch.swapaxes, torch.movedim, torch.mean, torch.sum,
-    torch.amax, torch.amin, torch.chunk, torch.split, operator.getitem,
-}  # fmt: skip
-_KEEP_METHODS = {
-    "relu", "relu_", "contiguous", "clone", "detach", "float", "double", "half", "to",
-    "view", "reshape", "flatten", "squeeze", "unsqueeze", "unflatten", "view_as", "permute",
-    "transpose", "swapaxes", "movedim", "mean", "sum", "amax", "amin", "expand", "expand_as",
-    "repeat", "chunk", "split",
-}  # fmt: skip
-_ADD_FUNCTIONS = {
-    operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
-    torch.maximum, torch.minimum,
-}  # fmt: skip
-_ADD_METHODS = {"add", "add_", "sub", "sub_"}
-_MUL_FUNCTIONS = {
-    operator.mul, operator.imul, torch.mul, torch.multiply, operator.matmul, torch.matmul,
-    torch.bmm,
-}  # fmt: skip
-_MUL_METHODS = {"mul", "mul_", "multiply", "matmul", "bmm"}
-_DIV_FUNCTIONS = {operator.truediv, operator.itruediv, torch.div}
-_DIV_METHODS = {"div", "div_"}
-_CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate, torch.stack}
-_NON_TENSOR_METHODS = {"size", "dim", "numel"}
+# From the package's one table of operations (growsearch.morph._ops): the operations widening
+# and deepening follow are the ones the shrink knows.
+_NORMS = ops.modules("norm", "group_norm", "layer_norm")
+# m(λ·x) = λ·m(x) for λ > 0
+_KEEP_MODULES = ops.modules(homogeneous=True)
+_KEEP_FUNCTIONS = ops.functions(homogeneous=True)
+_KEEP_METHODS = ops.methods(homogeneous=True)
+_ADD_FUNCTIONS, _ADD_METHODS = ops.functions(combine="add"), ops.methods(combine="add")
+_MUL_FUNCTIONS, _MUL_METHODS = ops.functions(combine="mul"), ops.methods(combine="mul")
+_DIV_FUNCTIONS, _DIV_METHODS = ops.functions(combine="div"), ops.methods(combine="div")
+_CAT_FUNCTIONS = ops.functions("cat", "stack")
+_NON_TENSOR_METHODS = ops.methods("neutral")
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from growsearch.exceptions import MorphError
+from growsearch.morph import _ops as ops
 from growsearch.morph._functional import View
 from growsearch.morph._sequence import (
     ATTENTION,
@@ -63,59 +63,22 @@ def weight_axes(m: nn.Module) -> tuple[int, int]:
     return (1, 0) if isinstance(m, CONV_T + EMBED) else (0, 1)
 
 
-NORMS = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d,
-    nn.InstanceNorm3d, nn.SyncBatchNorm,
-)  # fmt: skip
-UNARY_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Softsign,
-    nn.Mish, nn.LogSigmoid, nn.Tanhshrink, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, nn.AlphaDropout,
-)  # fmt: skip
-SPATIAL_MODULES = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.ZeroPad1d, nn.ZeroPad2d,
-    nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ReflectionPad1d,
-    nn.ReflectionPad2d, nn.ReplicationPad1d, nn.ReplicationPad2d,
-)  # fmt: skip
-RESHAPE_MODULES = (nn.Flatten, nn.Unflatten)
-UNARY_FUNCTIONS = {
-    F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish,
-    F.hardsigmoid, F.hardtanh, F.softplus, F.softsign, F.logsigmoid, F.sigmoid, F.tanh,
-    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.relu, torch.tanh,
-    torch.sigmoid, torch.exp, torch.abs, torch.neg, torch.square, torch.sqrt, torch.rsqrt,
-    torch.sin, torch.cos, torch.clamp, torch.clip, torch.nn.functional.prelu, torch.zeros_like,
-    torch.ones_like, torch.empty_like, torch.full_like, torch.rand_like, torch.randn_like,
-}  # fmt: skip
-UNARY_METHODS = {
-    "relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "exp", "abs", "neg", "square",
-    "sqrt", "rsqrt", "clamp", "clamp_", "clip", "contiguous", "clone", "detach", "float",
-    "double", "half", "bfloat16", "to", "type_as", "sin", "cos", "pow",
-}  # fmt: skip
-SPATIAL_FUNCTIONS = {
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
-    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate, F.pad, F.upsample,
-}  # fmt: skip
-BINARY_FUNCTIONS = {
-    operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
-    operator.truediv, operator.itruediv, torch.add, torch.mul, torch.sub, torch.div,
-    torch.maximum, torch.minimum, torch.multiply,
-}  # fmt: skip
-BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "multiply"}
-RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.unflatten}
-RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "unflatten", "view_as"}
-PERMUTE_FUNCTIONS = {torch.permute, torch.transpose, torch.swapaxes, torch.movedim}
-PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "movedim", "transpose_"}
-REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin}
-REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
-NEUTRAL_METHODS = {"size", "dim", "numel"}
-BROADCAST_METHODS = {"expand", "expand_as", "repeat"}  # pass when the channel axis keeps its size
-CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
-SPLIT_FUNCTIONS = {torch.split, torch.chunk, torch.tensor_split, torch.unbind}
-SPLIT_METHODS = {"split", "chunk", "tensor_split", "unbind"}
+# The roles the walk follows, from the package's one table of operations (growsearch.morph._ops).
+NORMS = ops.modules("norm")
+UNARY_MODULES = ops.modules("elementwise")
+SPATIAL_MODULES = ops.modules("spatial")
+RESHAPE_MODULES = ops.modules("reshape")
+UNARY_FUNCTIONS, UNARY_METHODS = ops.functions("elementwise"), ops.methods("elementwise")
+SPATIAL_FUNCTIONS = ops.functions("spatial")
+BINARY_FUNCTIONS, BINARY_METHODS = ops.functions("binary"), ops.methods("binary")
+RESHAPE_FUNCTIONS, RESHAPE_METHODS = ops.functions("reshape"), ops.methods("reshape")
+PERMUTE_FUNCTIONS, PERMUTE_METHODS = ops.functions("permute"), ops.methods("permute")
+REDUCE_FUNCTIONS, REDUCE_METHODS = ops.functions("reduce"), ops.methods("reduce")
+NEUTRAL_METHODS = ops.methods("neutral")
+BROADCAST_FUNCTIONS = ops.functions("broadcast")
+BROADCAST_METHODS = ops.methods("broadcast")  # pass when the channel axis keeps its size
+CAT_FUNCTIONS = ops.functions("cat")
+SPLIT_FUNCTIONS, SPLIT_METHODS = ops.functions("split"), ops.methods("split")
 
 
 class _Tracer(fx.Tracer):
@@ -711,7 +674,7 @@ class _Walk:
                 )
             else:
                 self.visit(node, replace(view, axis=perm.index(view.axis)), describe(node))
-        elif _is(node, {torch.broadcast_to}, BROADCAST_METHODS):
+        elif _is(node, BROADCAST_FUNCTIONS, BROADCAST_METHODS):
             shape_in = g.shape(args[0])
             if (
                 shape_in is None
@@ -1002,7 +965,7 @@ def _permutation(node: fx.Node, nd: int) -> list[int]:
     if name == "permute":
         dims = rest[0] if len(rest) == 1 and isinstance(rest[0], list | tuple) else rest
         return [int(d) % nd for d in (dims or kw["dims"])]
-    if name in ("transpose", "swapaxes", "transpose_"):
+    if name in ("transpose", "swapaxes", "swapdims", "transpose_"):
         a = int(rest[0] if rest else kw["dim0"]) % nd
         b = int(rest[1] if len(rest) > 1 else kw["dim1"]) % nd
         perm = list(range(nd))

@@ -22,7 +22,7 @@ from growsearch.morph._coupling import (
     trace,
 )
 from growsearch.morph._graph import (
-    PER_CHANNEL,
+    BATCH_NORMS,
     channels,
     is_nonnegative,
     is_spatial,
@@ -108,7 +108,7 @@ def _upstream_producer(gm: fx.GraphModule, node: fx.Node) -> tuple[nn.Module | N
         m = module_of(gm, node)
         if isinstance(m, WEIGHTED):
             return m, saw_bn
-        if isinstance(m, PER_CHANNEL):
+        if isinstance(m, BATCH_NORMS):
             saw_bn = True
         args = tensor_args(node)
         if not args or kind(gm, node) not in ("pass", "per_channel", "binary", "producer"):
@@ -179,7 +179,7 @@ def deepen(
                 "1-, 2- or 3-d"
             )
     uses_bn = saw_bn or (
-        producer is None and any(isinstance(m, PER_CHANNEL) for m in model.modules())
+        producer is None and any(isinstance(m, BATCH_NORMS) for m in model.modules())
     )
     if uses_bn and not spatial and traced_shape(node) is None:
         _probe_shapes(gm, model, calibration)

@@ -5,52 +5,26 @@ Widening uses :mod:`growsearch.morph._coupling`."""
 
 from __future__ import annotations
 
-import operator
-
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from growsearch.exceptions import MorphError
+from growsearch.morph import _ops as ops
 from growsearch.morph._coupling import CONV, CONV_T, WEIGHTED, cat_dim, describe, tensor_args
 
 PRODUCERS = WEIGHTED
-PER_CHANNEL = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-PASS_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardtanh,
-    nn.Softplus, nn.Mish, nn.Hardswish, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
-)  # fmt: skip
-PASS_FUNCTIONS = {
-    F.relu, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.mish, F.hardswish, F.hardtanh,
-    F.softplus, F.dropout, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_max_pool1d, F.adaptive_max_pool2d,
-    torch.relu, torch.tanh, torch.sigmoid, F.sigmoid, F.tanh,
-}  # fmt: skip
-PASS_METHODS = {"relu", "relu_", "tanh", "sigmoid", "contiguous", "clone"}
-BINARY = {
-    operator.add,
-    operator.iadd,
-    operator.mul,
-    operator.imul,
-    operator.sub,
-    torch.add,
-    torch.mul,
-    torch.sub,
-}
-BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_"}
-NONNEG_MODULES = (nn.ReLU, nn.ReLU6)
-NONNEG_FUNCTIONS = {F.relu, F.relu6, torch.relu}
-KEEPS_SIGN_MODULES = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout1d,
-    nn.Dropout2d, nn.Identity,
-)  # fmt: skip
-KEEPS_SIGN_FUNCTIONS = {
-    F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d,
-    F.adaptive_avg_pool2d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.dropout,
-}  # fmt: skip
+# What deepen reads, from the package's one table of operations (growsearch.morph._ops): the
+# same operations widening follows.
+PER_CHANNEL = ops.modules("norm")
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+"""Normalisations after which an inserted block gets a BatchNorm of its own."""
+PASS_MODULES = ops.modules("elementwise", "spatial")
+PASS_FUNCTIONS = ops.functions("elementwise", "spatial")
+PASS_METHODS = ops.methods("elementwise")
+BINARY = ops.functions("binary")
+BINARY_METHODS = ops.methods("binary")
+CAT = ops.functions("cat")
+NEUTRAL_METHODS = ops.methods("neutral")
 
 
 def module_of(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
@@ -77,7 +51,7 @@ def kind(gm: fx.GraphModule, node: fx.Node) -> str:
             return "binary"
         if node.target is torch.flatten:
             return "flatten" if _flatten_dim(node) == 1 else "other"
-        if node.target in (torch.cat, torch.concat):
+        if node.target in CAT:
             return "cat" if cat_dim(node) == 1 else "other"
         if node.target is getattr:
             return "neutral"
@@ -91,7 +65,7 @@ def kind(gm: fx.GraphModule, node: fx.Node) -> str:
             return "flatten" if _flatten_dim(node) == 1 else "other"
         if node.target in ("view", "reshape") and _is_batch_flatten_view(node):
             return "flatten"
-        if node.target in ("size", "dim"):
+        if node.target in NEUTRAL_METHODS:
             return "neutral"
         return "other"
     return node.op  # placeholder, get_attr, output
@@ -113,8 +87,8 @@ def _is_batch_flatten_view(node: fx.Node) -> bool:
 
 # ops that move axes (the channel axis is followed through them: channel_axis), and every op
 # whose output may have its input's shape with the axes in another order
-_PERMUTES = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
-_REORDER = _PERMUTES | {"t", "view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"}
+_PERMUTES = ops.methods("permute") - {"transpose_"}
+_REORDER = _PERMUTES | ops.methods("reshape") | {"t", "transpose_"}
 
 
 def _same_layout_input(node: fx.Node) -> fx.Node | None:
@@ -253,15 +227,12 @@ def traced_shape(node: fx.Node) -> tuple[int, ...] | None:
 
 def is_nonnegative(gm: fx.GraphModule, node: fx.Node) -> bool:
     """True if the value is ≥ 0 by construction (a ReLU output, maybe pooled/dropped out)."""
-    m = module_of(gm, node)
-    if isinstance(m, NONNEG_MODULES) or (
-        node.op == "call_function" and node.target in NONNEG_FUNCTIONS
-    ):
+    info = ops.op_info(node, module_of(gm, node))
+    if info is None:
+        return False
+    if info.nonneg:
         return True
-    if node.op == "call_method" and node.target in ("relu", "relu_"):
-        return True
-    if isinstance(m, KEEPS_SIGN_MODULES) or (
-        node.op == "call_function" and node.target in KEEPS_SIGN_FUNCTIONS
-    ):
-        return is_nonnegative(gm, tensor_args(node)[0])
+    if info.keeps_sign and info.role in ("elementwise", "spatial"):
+        args = tensor_args(node)
+        return bool(args) and is_nonnegative(gm, args[0])
     return False

@@ -32,7 +32,7 @@ class TrialContext:
         epochs: Epochs the trial trains in all (a child's ``training.epochs``, the seed's
             ``training.seed_epochs``); a resumed trial counts the epochs already done.
         lr: The peak learning rate: the space's ``training.lr``, times the recipe's
-            ``student_lr_factor`` for a warm-started child.
+            ``lr_factor`` for a warm-started child.
         hparams: The space's ``training`` section as a dict (``batch_size``, ``optimizer``,
             ``weight_decay``...; the user's own settings under ``options``).
         task: The search's task (its ``loss`` and ``metrics``), for a loop that uses them.

@@ -6,10 +6,12 @@ architecture against the mutation limits, say) live in :mod:`growsearch.space._l
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from growsearch.space._fields import (
     Section,
@@ -267,6 +269,15 @@ class AugmentConfig(Section):
         return bool(self.crop or self.flip)
 
 
+RENAMED_TRAINING_KEYS = {
+    "student_lr_factor": "lr_factor",
+    "student_warmup_fraction": "warmup_fraction",
+    "student_cycle_fraction": "cycle_fraction",
+    "student_new_entry_lr_factor": "new_entry_lr_factor",
+}
+"""``training`` keys that were renamed: earlier spelling -> today's (the old one still works)."""
+
+
 class TrainingConfig(Section):
     """``training``: how each trial trains.
 
@@ -299,8 +310,8 @@ class TrainingConfig(Section):
             fresh incoming, zero outgoing weights; exact), ``net2net`` (replicas of existing
             units; exact), ``net2net-noise`` or ``random-pad``.
         split_std: Spread of net2net's random split of outgoing weights over replicas.
-        student_lr_factor: A warm-started child trains at ``lr * student_lr_factor``.
-        student_warmup_fraction: Linear LR warm-up over this fraction of the child's steps
+        lr_factor: A warm-started child trains at ``lr * lr_factor``.
+        warmup_fraction: Linear LR warm-up over this fraction of the child's steps
             (default 0.1; 0 turns it off).
         shrink: Shrink-and-perturb λ applied to the child's weights after the morph, or
             ``auto`` (the default): by the child's training steps, 0.6 up to 135, 0.3 from
@@ -313,12 +324,17 @@ class TrainingConfig(Section):
             rescale of positively homogeneous networks, with / without the logit temperature),
             ``homogeneous-norms`` (the same, normalisation scales × shrink too).
         logit_scale: Multiplies the logits layer (a temperature; predictions kept).
-        student_cycle_fraction: A warm child's cosine learning-rate cycle ends at this
+        cycle_fraction: A warm child's cosine learning-rate cycle ends at this
             fraction of its steps, then restarts and decays again over the rest (0: one cycle;
             :attr:`growsearch.grow.WarmStartRecipe.cycle_fraction`).
-        student_new_entry_lr_factor: The entries the morph added to a warm child take steps
+        new_entry_lr_factor: The entries the morph added to a warm child take steps
             this many times as long as the inherited ones (1: one learning rate;
             :attr:`growsearch.grow.WarmStartRecipe.new_entry_lr_factor`).
+
+    The recipe's keys are named as :class:`~growsearch.grow.WarmStartRecipe`'s fields; the
+    earlier spellings ``student_lr_factor``, ``student_warmup_fraction``,
+    ``student_cycle_fraction`` and ``student_new_entry_lr_factor`` are still accepted, with one
+    deprecation line each.
     """
 
     epochs: PosInt = 10  # type: ignore[valid-type]
@@ -337,14 +353,34 @@ class TrainingConfig(Section):
     options: dict[str, Any] = Field(default_factory=dict)
     init: one_of(WARM_INITS) | None = None  # type: ignore[valid-type]
     split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
-    student_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
-    student_warmup_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
+    lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
+    warmup_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
     shrink: Shrink | None = None
     perturb_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
     shrink_scope: one_of(SHRINK_SCOPES) | None = None  # type: ignore[valid-type]
     logit_scale: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
-    student_cycle_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
-    student_new_entry_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
+    cycle_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
+    new_entry_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_spellings(cls, data: Any) -> Any:
+        """``student_<key>`` as ``<key>``, with a deprecation line; both at once is an error."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in RENAMED_TRAINING_KEYS.items():
+            if old not in data:
+                continue
+            if new in data:
+                raise PydanticCustomError(
+                    "renamed", f"both {new} and its earlier spelling {old} are given: keep {new}"
+                )
+            logging.getLogger("growsearch").warning(
+                "growsearch: training.%s is deprecated, use training.%s (same meaning)", old, new
+            )
+            data[new] = data.pop(old)
+        return data
 
     def epochs_for(self, child: bool) -> int:
         """Epochs a trial trains: ``epochs`` for a child, ``seed_epochs`` for a seed."""
@@ -381,11 +417,11 @@ class TrainingConfig(Section):
 
         fields = {
             "init": self.init, "split_std": self.split_std,
-            "student_lr_factor": self.student_lr_factor,
-            "warmup_fraction": self.student_warmup_fraction, "shrink": self.shrink,
+            "lr_factor": self.lr_factor,
+            "warmup_fraction": self.warmup_fraction, "shrink": self.shrink,
             "perturb_std": self.perturb_std, "shrink_scope": self.shrink_scope,
-            "logit_scale": self.logit_scale, "cycle_fraction": self.student_cycle_fraction,
-            "new_entry_lr_factor": self.student_new_entry_lr_factor,
+            "logit_scale": self.logit_scale, "cycle_fraction": self.cycle_fraction,
+            "new_entry_lr_factor": self.new_entry_lr_factor,
         }  # fmt: skip
         given: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
         return WarmStartRecipe(**given)

@@ -95,7 +95,7 @@ BAD_CONTROLLERS = [
     ),
     (
         BASE + "controller: {name: evolution, populaton: 3}\n",
-        "controller: unknown key 'populaton' (valid keys: name, population, sample, initial, initial_by_size, keep_front)",
+        "controller: unknown key 'populaton' (valid keys: name, population, sample, initial, initial_by_size, keep_front, fill_gaps)",
     ),
     (
         BASE + "controller: {name: evolution, population: 2, sample: 3}\n",
@@ -477,6 +477,36 @@ def test_the_spread_out_start_covers_the_small_end_with_a_size_objective(name: s
         sizes = [space.mutations.params(c.propose(f"t{i:04d}").arch) for i in range(1, 5)]
         assert min(sizes) <= 4 * seed_params, (seed, sizes)
         assert max(sizes) >= 5 * min(sizes), (seed, sizes)
+
+
+def test_a_child_of_a_small_front_member_fills_the_gap_above_it() -> None:
+    """With a size objective, a child of a front member other than its largest is, of a few
+    random children, the one nearest (log scale) the middle of the front's gap above its
+    parent: children of the seed land between the seed and the next larger front member far
+    more often than random children do, while the front's largest member grows freely."""
+    import math
+
+    space = load_space(Path(__file__).resolve().parents[2] / "search_spaces" / "mnist1d_cnn.yaml")
+    params = space.mutations.params
+    seed_size = params(space.seed_arch)
+    inside, distance = {}, {}
+    for fill in (True, False):
+        c = make_controller("evolution", space, seed=0, options={"initial": 0, "fill_gaps": fill})
+        seed = c.propose("t0000")
+        c.observe(TrialResult(seed, "completed", 0.90, params=seed_size))
+        big = c.propose("t0001")  # the parent is the best so far: the seed
+        big_size = 8 * seed_size  # a stand-in for a large, accurate trial on the front
+        c.observe(TrialResult(big, "completed", 0.99, params=big_size))
+        target = (math.log(seed_size) + math.log(big_size)) / 2
+        sizes = []
+        for i in range(40):
+            child = c._grow(f"s{i}", c.results["t0000"], fill_gap=fill)
+            sizes.append(params(child.arch))
+        inside[fill] = sum(seed_size < s < big_size for s in sizes)
+        distance[fill] = sorted(abs(math.log(s) - target) for s in sizes)[len(sizes) // 2]
+        assert c._gap_target(c.results["t0001"]) is None  # the front's largest: no target
+    assert inside[True] == 40, inside
+    assert distance[True] < distance[False] / 2, distance
 
 
 @pytest.mark.parametrize("name", ["evolution", "hillclimb", "random"])

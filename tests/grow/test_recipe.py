@@ -253,7 +253,7 @@ def test_overrides_are_consistent(steps: int) -> None:
     recipe = WarmStartRecipe()
     o = student_train_overrides(recipe, base_lr=3e-3, total_steps=steps)
     assert set(o) == {"lr", "warmup_steps", "cycle_steps"}
-    assert o["lr"] == pytest.approx(3e-3 * recipe.student_lr_factor)
+    assert o["lr"] == pytest.approx(3e-3 * recipe.lr_factor)
     assert 0 <= o["warmup_steps"] < steps
     assert o["warmup_steps"] == min(round(recipe.warmup_fraction * steps), steps - 1)
     assert o["cycle_steps"] == 0 or o["warmup_steps"] < o["cycle_steps"] < steps
@@ -268,7 +268,7 @@ def test_overrides_are_consistent(steps: int) -> None:
 
 
 def test_overrides_scale_with_the_recipe() -> None:
-    r = WarmStartRecipe(student_lr_factor=0.1, warmup_fraction=0.25, cycle_fraction=0.5)
+    r = WarmStartRecipe(lr_factor=0.1, warmup_fraction=0.25, cycle_fraction=0.5)
     assert student_train_overrides(r, 1e-2, 400) == {
         "lr": pytest.approx(1e-3), "warmup_steps": 100, "cycle_steps": 200,
     }  # fmt: skip
@@ -285,7 +285,7 @@ def test_overrides_scale_with_the_recipe() -> None:
     [
         {"init": "copy"},
         {"split_std": -1.0},
-        {"student_lr_factor": 0.0},
+        {"lr_factor": 0.0},
         {"warmup_fraction": 1.0},
         {"shrink": 0.0},
         {"shrink": 1.5},
@@ -509,7 +509,7 @@ def test_grow_child_reports_preservation_and_the_childs_schedule() -> None:
 def test_default_recipe_warms_the_childs_learning_rate_up() -> None:
     """A warm child's learning rate rises linearly over its first 10% of steps, then decays,
     to 0 at 20% of its steps, and restarts; ``warmup_fraction=0``
-    (``training.student_warmup_fraction: 0``) starts at the peak."""
+    (``training.warmup_fraction: 0``) starts at the peak."""
     from growsearch.space import TrainingConfig
     from growsearch.train import TrainConfig, lr_at
 
@@ -523,6 +523,46 @@ def test_default_recipe_warms_the_childs_learning_rate_up() -> None:
     lrs = [lr_at(step, 135, TrainConfig(**o, schedule="cosine")) for step in range(135)]
     assert lrs[13] == pytest.approx(3e-3) and lrs[26] < 1e-4 and lrs[27] == pytest.approx(3e-3)
     assert lrs[27:] == sorted(lrs[27:], reverse=True)
-    off = TrainingConfig(student_warmup_fraction=0).recipe()
+    off = TrainingConfig(warmup_fraction=0).recipe()
     assert student_train_overrides(off, base_lr=3e-3, total_steps=135)["warmup_steps"] == 0
     assert TrainingConfig().recipe().warmup_fraction == 0.1
+
+
+def test_a_training_key_spelled_as_before_still_works_with_one_deprecation_line(
+    tmp_path, caplog
+) -> None:
+    """The recipe's YAML keys are named as WarmStartRecipe's fields; a space written with the
+    earlier ``student_*`` spelling loads to the same recipe, says so in one line, and giving
+    both spellings is a one-line error naming the file."""
+    import logging
+    from pathlib import Path
+
+    from growsearch.exceptions import ConfigError
+    from growsearch.space import load_space
+
+    base = (Path(__file__).resolve().parents[2] / "search_spaces" / "mnist1d_cnn.yaml").read_text()
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        base.replace("  batch_size: 128\n", "  batch_size: 128\n  student_warmup_fraction: 0.25\n")
+    )
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        base.replace("  batch_size: 128\n", "  batch_size: 128\n  warmup_fraction: 0.25\n")
+    )
+    with caplog.at_level(logging.WARNING, logger="growsearch"):
+        recipe = load_space(old).training.recipe()
+    lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert lines == [
+        "growsearch: training.student_warmup_fraction is deprecated, use training.warmup_fraction"
+        " (same meaning)"
+    ]
+    assert recipe == load_space(new).training.recipe() and recipe.warmup_fraction == 0.25
+    both = tmp_path / "both.yaml"
+    both.write_text(
+        base.replace("  batch_size: 128\n", "  batch_size: 128\n  warmup_fraction: 0.2\n"
+                     "  student_warmup_fraction: 0.25\n")
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        load_space(both)
+    assert "both warmup_fraction and its earlier spelling student_warmup_fraction" in str(e.value)
+    assert "both.yaml" in str(e.value) and "\n" not in str(e.value)

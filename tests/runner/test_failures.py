@@ -29,8 +29,8 @@ dataset: {{name: digits}}
 seed_model: {{family: cnn, stages: [[8], [16]], kernel_size: 3}}
 mutations: {{widen: {{factors: [1.5, 2.0], max_width: 64}}, deepen: {{max_layers_per_stage: 3}}}}
 controller: {{name: evolution, population: 4, sample: 2}}
-training: {{epochs: 2, seed_epochs: 2, batch_size: 64, optimizer: sgd, lr: 0.05, student_lr_factor: {factor},
-           student_warmup_fraction: 0}}
+training: {{epochs: 2, seed_epochs: 2, batch_size: 64, optimizer: sgd, lr: 0.05, lr_factor: {factor},
+           warmup_fraction: 0}}
 budget: {{trials: {trials}}}
 resources: {{cpus_per_trial: 1, concurrency: 2}}
 """

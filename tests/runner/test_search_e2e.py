@@ -151,13 +151,11 @@ def test_cli_show_and_refusal(warm_run: Path, space_file: Path) -> None:
 def test_no_warm_start_trains_the_same_proposals_from_scratch(
     space_file: Path, tmp_path: Path
 ) -> None:
-    from growsearch.runner import run_search
-
-    df = run_search(
-        load_space(space_file, {"warm_start": False, "budget.trials": 3}),
-        tmp_path / "cold",
-        progress=False,
-    )
+    # the API's override: None would keep the space's warm_start (true), False turns it off
+    assert load_space(space_file).warm_start is True
+    df = growsearch.run(
+        space_file, warm_start=False, trials=3, results_dir=tmp_path, name="cold", progress=False
+    ).trials
     assert len(df) == 3 and (df["status"] == "completed").all()
     children = df[df["parent_id"].notna()]
     assert len(children) == 2

@@ -28,8 +28,8 @@ SPACE = tiny_space(
     name="exact",
     seed=3,
     training=(
-        "{epochs: 12, seed_epochs: 2, batch_size: 16, lr: 0.003, student_warmup_fraction: 0.2,"
-        " student_cycle_fraction: 0.5, student_new_entry_lr_factor: 3}"
+        "{epochs: 12, seed_epochs: 2, batch_size: 16, lr: 0.003, warmup_fraction: 0.2,"
+        " cycle_fraction: 0.5, new_entry_lr_factor: 3}"
     ),
     resources="{cpus_per_trial: 1, concurrency: 1}",
 )
