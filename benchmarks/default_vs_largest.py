@@ -75,7 +75,7 @@ def run_search(
     seed: int, overrides: dict[str, Any], work: Path, arm: str
 ) -> tuple[list[dict], float]:
     import growsearch
-    from growsearch.runner._results import pareto_front
+    from growsearch.results import pareto_front
 
     space = growsearch.load_space(SPACE, {"seed": seed, **overrides})
     t0 = time.perf_counter()

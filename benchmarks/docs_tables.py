@@ -103,38 +103,6 @@ def _students(df: pd.DataFrame, key: str) -> list[tuple[str, str, str, dict, flo
     return out
 
 
-def net2net_replication() -> str:
-    df = _csv("net2net_replication.csv")
-    rows = []
-    for d, e, arm, s, target in _students(df, "arm"):
-        reach = _steps_to(s["curve"], target)
-        rows.append([
-            d, e, arm, f"{s['at0']:.3f}", f"{s['at_quarter']:.3f}",
-            _steps(reach, s["total"]), f"{s['final']:.3f} ± {s['sd']:.3f}",
-        ])  # fmt: skip
-    header = ["dataset", "experiment", "arm", "acc. at step 0", "acc. at 1/4",
-              "steps to scratch's final (fraction)", "final acc. (± sd)"]  # fmt: skip
-    return _table(header, rows, right_from=3)
-
-
-def new_entry_lr() -> str:
-    """The morph's new entries stepped K times as far (benchmarks/new_entry_lr.py)."""
-    df = _csv("new_entry_lr.csv")
-    rows = []
-    for (d, e), g in df.groupby(["dataset", "experiment"], sort=False):
-        target = _student(g[g["variant"] == "scratch"])["final"]
-        for v, gv in g.groupby("variant", sort=False):
-            st = _student(gv)
-            rows.append([
-                d, e, v, f"{st['at0']:.3f}", f"{st['at_quarter']:.3f}",
-                _steps(_steps_to(st["curve"], target), st["total"]),
-                f"{st['final']:.3f} ± {st['sd']:.3f}",
-            ])  # fmt: skip
-    header = ["setting", "experiment", "variant", "acc. at 0", "acc. at 1/4",
-              "steps to scratch's final", "final acc. (± sd)"]  # fmt: skip
-    return _table(header, rows, right_from=3)
-
-
 def _setting(d: str, e: str) -> str:
     return f"{DATASET_NAMES[d]}, {e}"
 
@@ -161,43 +129,6 @@ def net2net_headline() -> str:
 
 
 # Ablation rows carry the name of their run; "default" meant the default of that run's time.
-ABLATION_LABELS = {
-    ("recipe", "default"): "shrink 0.3 (the default then)",
-    ("recipe", "shrink 0.3 only"): "shrink 0.3 only",
-    ("scale_invariant", "default"): "whole-network shrink 0.3 (the default then)",
-    ("zero_shrink06", "default"): "zero init, shrink 0.3 (the default then)",
-    ("warmup", "default"): "zero init, shrink auto, warm-up 0.1 (the default then)",
-    ("nobn_5seeds", "default"): "default (auto scope, one cycle)",
-    ("nobn_cycle", "default, cycle 0.2"): "**default (auto scope, restart at 0.2)**",
-}
-
-
-def _ablation(runs: list[str]) -> str:
-    df = _csv("net2net_replication_ablations.csv")
-    rows, seen_scratch = [], set()
-    for run in runs:
-        for d, e, v, s, target in _students(df[df["run"] == run], "variant"):
-            if v == "scratch":
-                if (d, e, s["final"]) in seen_scratch:  # the same reference again
-                    continue
-                seen_scratch.add((d, e, s["final"]))
-            reach = _steps_to(s["curve"], target)
-            rows.append([
-                d, e, ABLATION_LABELS.get((run, v), v), f"{s['at0']:.3f}",
-                f"{s['at_quarter']:.3f}", _steps(reach, s["total"]),
-                f"{s['final']:.3f} ± {s['sd']:.3f}",
-            ])  # fmt: skip
-    settings = list(dict.fromkeys((r[0], r[1]) for r in rows))
-    rows.sort(key=lambda r: settings.index((r[0], r[1])))  # stable: runs keep their order
-    header = ["dataset", "experiment", "variant", "acc. at 0", "acc. at 1/4",
-              "steps to scratch's final", "final acc. (± sd)"]  # fmt: skip
-    return _table(header, rows, right_from=3)
-
-
-# ``default`` is the default recipe of the run's day: before shrink_scope "auto" (run nobn)
-# the whole-network shrink on every network; from run auto_scope on, the auto scope (runs
-# custom_fresh and norms also pin the earlier default as a named variant). Without
-# normalisation every auto scope of the runs' days gave the same child (the rescale, λ 0.6).
 _WHOLE = "default before auto scope (whole-network)"
 _AUTO = "default (auto scope, one cycle)"
 _RESTART = "default before factor 3 (auto scope, restart at 0.2, new entries × 1)"
@@ -246,10 +177,13 @@ def _keep_rows(runs: tuple[str, ...] | None = None) -> list[dict]:
     return out
 
 
-def keep_predictions(runs: tuple[str, ...] | None = None) -> str:
-    """Issue 14's levers: accuracy at step 0 against the teacher's, and the replication target."""
+def keep_predictions(runs: tuple[str, ...] | None = None, current: bool = False) -> str:
+    """Accuracy at step 0 against the teacher's, and the replication target, per setting and
+    recipe (``current``: the default and scratch only)."""
     rows = []
     for k in _keep_rows(runs):
+        if current and k["v"] not in (DEFAULT, "scratch"):
+            continue
         s, scratch = k["s"], k["v"] == "scratch"
         rows.append([
             k["d"], k["e"], k["v"], f"{k['teacher']:.3f}", f"{s['at0']:.3f}",
@@ -331,20 +265,6 @@ SEARCH_ARMS = ["evolution warm", "evolution scratch", "hillclimb warm", "hillcli
                "optuna warm", "optuna scratch", "random scratch"]  # fmt: skip
 
 
-def search_efficiency_headline() -> str:
-    """The default arms on both datasets, side by side."""
-    df = _csv("search_efficiency.csv")
-    a, b = _search_stats(df, "mnist1d"), _search_stats(df, "mnist5k")
-    rows = [
-        [arm.replace("optuna", "optuna (TPE)"), _reach(a[arm]), _final(a[arm]),
-         _reach(b[arm]), _final(b[arm])]
-        for arm in SEARCH_ARMS
-    ]  # fmt: skip
-    header = ["arm", "MNIST-1D: epochs to target (fraction)", "MNIST-1D: final best test",
-              "MNIST 5k: epochs to target (fraction)", "MNIST 5k: final best test"]  # fmt: skip
-    return _table(header, rows)
-
-
 def _search_table(
     df: pd.DataFrame, dataset: str, arms: list[str] | None = None, labels: dict | None = None
 ) -> str:
@@ -366,167 +286,11 @@ def _search_table(
 
 
 def search_efficiency_mnist1d() -> str:
-    return _search_table(_csv("search_efficiency.csv"), "mnist1d")
+    return _search_table(_csv("search_efficiency.csv"), "mnist1d", SEARCH_ARMS)
 
 
 def search_efficiency_mnist5k() -> str:
-    return _search_table(_csv("search_efficiency.csv"), "mnist5k")
-
-
-def search_seed_children_pairs() -> str:
-    """Warm children of the seed against the same architectures from scratch (same controller,
-    seed and trial id: the spread-out start draws the same children either way)."""
-    df = _csv("search_efficiency.csv")
-    rows = []
-    for dataset in BUDGETS:
-        d = df[df["dataset"] == dataset]
-        for ctrl in ("evolution", "hillclimb"):
-            for arm in dict.fromkeys(d["arm"]):
-                if not (arm == f"{ctrl} warm" or arm.startswith(f"{ctrl} warm (")):
-                    continue
-                diffs = []
-                for seed in sorted(set(d["seed"])):
-                    w = d[(d["arm"] == arm) & (d["seed"] == seed)]
-                    sc = d[(d["arm"] == f"{ctrl} scratch") & (d["seed"] == seed)]
-                    sc = sc.set_index("trial_id")
-                    if w.empty or sc.empty:
-                        continue
-                    root = w.loc[w["parent_id"].isna(), "trial_id"].iloc[0]
-                    for _, r in w[w["parent_id"] == root].iterrows():
-                        if (
-                            r.trial_id in sc.index
-                            and sc.loc[r.trial_id, "arch_summary"] == r.arch_summary
-                        ):
-                            diffs.append(float(r.test_acc) - float(sc.loc[r.trial_id, "test_acc"]))  # fmt: skip
-                if diffs:
-                    rows.append([
-                        DATASET_NAMES[dataset], arm, str(len(diffs)),
-                        f"{100 * np.mean(diffs):+.2f}", str(sum(x > 0 for x in diffs)),
-                    ])  # fmt: skip
-    header = ["dataset", "arm", "pairs", "warm − scratch, test (pp, mean)", "warm higher"]
-    return _table(header, rows, right_from=2)
-
-
-_SI, _ALL = "scale-invariant shrink 0.3, logits × 0.09", "whole-network shrink 0.3"
-_RECIPES = {
-    "evolution warm": f"evolution warm (net2net init, {_SI})",
-    "hillclimb warm": f"hillclimb warm (net2net init, {_SI})",
-    "optuna warm": f"optuna warm (net2net init, {_SI})",
-    "evolution warm (shrink all)": f"evolution warm (net2net init, {_ALL})",
-    "hillclimb warm (shrink all)": f"hillclimb warm (net2net init, {_ALL})",
-    "optuna warm (shrink all)": f"optuna warm (net2net init, {_ALL})",
-    "evolution warm (zero init)": f"evolution warm (zero init, {_SI})",
-    "evolution warm (zero init + shrink all)": f"**evolution warm (zero init, {_ALL})**",
-    "hillclimb warm (zero init + shrink all)": f"**hillclimb warm (zero init, {_ALL})**",
-    "optuna warm (zero init + shrink all)": f"**optuna warm (zero init, {_ALL})**",
-}
-_MIDDLE = {
-    "evolution warm (7-epoch children)": "7-epoch children (189 steps), λ auto = 0.454",
-    "evolution warm (7-epoch children + shrink 0.3)": "7-epoch children, λ 0.3",
-    "evolution warm (7-epoch children + shrink 0.6)": "7-epoch children, λ 0.6",
-}
-# Arm names as each run recorded them, and what they meant in that run.
-EARLIER_LABELS: dict[tuple[str, str], dict[str, str]] = {
-    ("recipes", "mnist1d"): _RECIPES,
-    ("recipes", "mnist5k"): _RECIPES,
-    ("length", "mnist1d"): {
-        "evolution warm": "10-epoch children (270 steps, this space's length), λ 0.3",
-        "evolution warm (shrink 0.6 + spread)": "10-epoch children, λ 0.6",
-        "evolution warm (5-epoch children)": "5-epoch children (135 steps), λ 0.3",
-        "evolution warm (5-epoch children + shrink 0.6)": "5-epoch children, λ 0.6",
-        **_MIDDLE,
-    },
-    ("length", "mnist5k"): {
-        "evolution warm": "5-epoch children (135 steps, this space's length), λ 0.6",
-        "evolution warm (shrink 0.3)": "5-epoch children, λ 0.3",
-        "evolution warm (10-epoch children)": "10-epoch children (270 steps), λ 0.3",
-        "evolution warm (10-epoch children + shrink 0.6)": "10-epoch children, λ 0.6",
-        **_MIDDLE,
-    },
-}
-
-
-def _earlier(run: str, dataset: str) -> str:
-    df = _csv("search_efficiency_earlier.csv")
-    return _search_table(df[df["run"] == run], dataset, labels=EARLIER_LABELS.get((run, dataset)))
-
-
-def search_recipes_mnist1d() -> str:
-    return _earlier("recipes", "mnist1d")
-
-
-def search_recipes_mnist5k() -> str:
-    return _earlier("recipes", "mnist5k")
-
-
-def search_length_mnist1d() -> str:
-    return _earlier("length", "mnist1d")
-
-
-def search_length_mnist5k() -> str:
-    return _earlier("length", "mnist5k")
-
-
-def search_start_and_repeats() -> str:
-    """Evolution and hillclimb warm before the spread-out start (``initial0``) and before the
-    no-repeat rule (``with_repeats``), beside today's rows; and the target's rerun."""
-    today = _csv("search_efficiency.csv")
-    earlier = _csv("search_efficiency_earlier.csv")
-    sources = [
-        ("creeping start (`initial: 0`)", earlier[earlier["run"] == "initial0"]),
-        ("spread-out start, repeats allowed", earlier[earlier["run"] == "with_repeats"]),
-        ("spread-out start, no repeats, warm-up (today)", today),
-    ]
-    rows = []
-    for dataset in ("mnist1d", "mnist5k"):
-        for what, df in sources:
-            stats = _search_stats(df, dataset)
-            for arm in ("evolution warm", "hillclimb warm", REFERENCE):
-                s = stats[arm]
-                rows.append([
-                    DATASET_NAMES[dataset], what, arm, str(s["seeds"]), _pct(s["target"]),
-                    _reach(s), _final(s), f"{s['repeats']:.1f}",
-                ])  # fmt: skip
-        check = _search_stats(earlier[earlier["run"] == "scratch_check"], dataset)
-        if REFERENCE in check:
-            s = check[REFERENCE]
-            rows.append([
-                DATASET_NAMES[dataset], "the target, rerun on the machine of today's warm rows",
-                REFERENCE, str(s["seeds"]), _pct(s["target"]), _reach(s), _final(s),
-                f"{s['repeats']:.1f}",
-            ])  # fmt: skip
-    header = ["dataset", "run", "arm", "seeds", "target", "epochs to target (fraction)",
-              "final best test", "repeats"]  # fmt: skip
-    return _table(header, rows, right_from=3)
-
-
-# --- Children of the seed, paired: one child, several recipes, the same data order ---
-
-
-def seed_children() -> str:
-    df = _csv("seed_children_runs.csv")
-    rows = []
-    for run, d in df.groupby("run", sort=False):
-        p = d.pivot_table(index=["seed", "child"], columns="variant", values="test_acc")
-        variants = list(dict.fromkeys(d["variant"]))
-        base = variants[0]
-        for v in variants:
-            diff = (p[v] - p[base]).dropna()
-            if v == base:
-                paired = median = counts = "—"
-            else:
-                paired, median = f"{100 * diff.mean():+.2f}", f"{100 * diff.median():+.2f}"
-                counts = f"{(diff > 0).sum()} / {(diff == 0).sum()} / {(diff < 0).sum()}"
-            rows.append([
-                str(run), str(len(p)), f"`{v}`", f"{100 * p[v].mean():.2f}%", paired, median,
-                counts,
-            ])  # fmt: skip
-    header = ["run", "children", "variant", "mean test", "− first variant (pp, mean)",
-              "median", "higher / same / lower"]  # fmt: skip
-    return _table(header, rows, right_from=3)
-
-
-# --- Overhead and scaling: medians over repeats ---
+    return _search_table(_csv("search_efficiency.csv"), "mnist5k", SEARCH_ARMS)
 
 
 def overhead() -> str:
@@ -707,17 +471,18 @@ def default_vs_largest() -> str:
     return _table(header, rows, right_from=3)
 
 
-AS_GOOD = 0.002  # two samples of MNIST-1D's 1,000-sample test set
+WITHIN = 0.005  # half a point of validation accuracy (2.5 samples of MNIST-1D's 500)
 
 
-def _smallest_as_good(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """(the largest model, the smallest front model of the default search whose test accuracy
-    is within ``AS_GOOD`` of the largest's, else its most accurate front model); seed 0."""
+def _default_front(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(the largest model, the default search's most accurate trial by validation accuracy, the
+    smallest trial within half a point of its validation accuracy); seed 0."""
     g = df[df["seed"] == df["seed"].min()]
     big = g[g["arm"] == "largest"].iloc[0]
-    front = g[(g["arm"] == "search") & (g["pareto"].astype(str) == "True")].sort_values("params")
-    good = front[front["test_acc"] >= big["test_acc"] - AS_GOOD - 1e-9]
-    return big, (good.iloc[0] if len(good) else front.iloc[-1])
+    search = g[g["arm"] == "search"]
+    best = search.sort_values(["val_acc", "params"], ascending=[False, True]).iloc[0]
+    near = search[search["val_acc"] >= best["val_acc"] - WITHIN - 1e-9].sort_values("params")
+    return big, best, near.iloc[0]
 
 
 def readme_headline() -> str:
@@ -746,7 +511,7 @@ def readme_headline() -> str:
     ]
     peer = _csv("peers.csv")
     goals = {d: _peer_goal(peer, d) for d in dict.fromkeys(peer["dataset"])}
-    big, small = _smallest_as_good(_csv("default_vs_largest.csv"))
+    big, best, small = _default_front(_csv("default_vs_largest.csv"))
     link = "docs/benchmarks.md"
     rows = [
         [
@@ -768,7 +533,7 @@ def readme_headline() -> str:
             f"kept in {kept} of {n_auto} replication settings ({exact} exactly); the replication "
             f"target met in {met_auto} of {n_auto} (on another machine: {sum(other)} of "
             f"{len(other)})",
-            f"[keeping the parent]({link}#the-whole-replication-on-one-machine-factor-3-becomes-the-default-issue-14)",
+            f"[keeping the parent]({link}#warm-start-keeps-the-parent)",
         ],
         [
             "Against what a user would pick instead (Optuna TPE + Hyperband, Ray Tune ASHA, the "
@@ -794,9 +559,10 @@ def readme_headline() -> str:
             "The default search (`make run`: accuracy and size) against the largest model the "
             "space allows, trained alone for as long",
             f"the largest (`{big['arch'].replace('|', chr(92) + '|')}`): "
-            f"{_pct(big['test_acc'], 1)} test; the search's front holds "
+            f"{_pct(big['test_acc'], 1)} test; the search's most accurate (validation) "
+            f"{_pct(best['test_acc'], 1)}, and its front holds "
             f"`{small['arch'].replace('|', chr(92) + '|')}` at {_pct(small['test_acc'], 1)} with "
-            f"{small['params'] / big['params']:.2f}× its parameters",
+            f"{small['params'] / big['params']:.2f}× the largest's parameters",
             f"[default vs largest]({link}#the-default-search-beside-the-largest-model)",
         ],
         [
@@ -884,39 +650,14 @@ def default_runs() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "readme_headline": readme_headline,
     "net2net_headline": net2net_headline,
-    "net2net_replication": net2net_replication,
-    "ablation_recipe": lambda: _ablation(["recipe", "shrink01"]),
-    "ablation_warmup": lambda: _ablation(["warmup"]),
-    "ablation_zero_shrink06": lambda: _ablation(["zero_shrink06"]),
-    "ablation_scale_invariant": lambda: _ablation(
-        ["scale_invariant", "scale_invariant_zero", "scale_invariant_t003"]
-    ),
-    "keep_predictions": keep_predictions,
-    "keep_cycle": lambda: keep_predictions(("cycle",)),
-    "keep_init": lambda: keep_predictions(("init",)),
-    "keep_factor3": lambda: keep_predictions(("factor3",)),
-    "keep_nobn_seeds": lambda: _ablation(["nobn_5seeds", "nobn_lambda"]),
-    "keep_nobn_cycle": lambda: _ablation(["nobn_cycle"]),
-    "new_entry_lr": new_entry_lr,
+    "keep_factor3": lambda: keep_predictions(("factor3",), current=True),
     "peers": peers,
     "peers_goal": peers_goal,
     "peers_by_val": lambda: peers("test_of_best_val"),
     "peers_goal_by_val": lambda: peers_goal("test_of_best_val"),
-    "peers_half_budget": lambda: peers(name="peers_half_budget.csv"),
-    "peers_goal_half_budget": lambda: peers_goal(name="peers_half_budget.csv"),
-    "peers_new_entry_lr": lambda: peers(name="peers_new_entry_lr.csv"),
-    "peers_new_entry_lr_by_val": lambda: peers("test_of_best_val", name="peers_new_entry_lr.csv"),
     "default_vs_largest": default_vs_largest,
-    "search_efficiency_headline": search_efficiency_headline,
     "search_efficiency_mnist1d": search_efficiency_mnist1d,
     "search_efficiency_mnist5k": search_efficiency_mnist5k,
-    "search_seed_children_pairs": search_seed_children_pairs,
-    "search_recipes_mnist1d": search_recipes_mnist1d,
-    "search_recipes_mnist5k": search_recipes_mnist5k,
-    "search_length_mnist1d": search_length_mnist1d,
-    "search_length_mnist5k": search_length_mnist5k,
-    "search_start_and_repeats": search_start_and_repeats,
-    "seed_children": seed_children,
     "overhead": overhead,
     "scaling": scaling,
     "user_loop": user_loop,

@@ -17,8 +17,7 @@ from growsearch.exceptions import (
     SpecError,
     TrainingError,
 )
-from growsearch.runner import SearchInterrupted, load_results
-from growsearch.runner._ray import set_env_defaults
+from growsearch.runner import SearchInterrupted, load_results, set_env_defaults
 from growsearch.space import SearchSpace, load_space
 
 set_env_defaults()  # before anything imports ray: a local Ray binds to loopback only

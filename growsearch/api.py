@@ -43,7 +43,7 @@ class Run:
     """
 
     def __init__(self, run_dir: str | os.PathLike[str] | Location):
-        from growsearch.runner._checks import check_run_dir
+        from growsearch.results import check_run_dir
 
         self.location: Location = check_run_dir(run_dir)
         # a local run: its absolute Path; a run on a URI: its Location (``str()`` is the URI)
@@ -53,7 +53,7 @@ class Run:
     def trials(self) -> pd.DataFrame:
         """One row per finished trial, as :func:`growsearch.load_results` reads them (empty,
         with the same columns, when no trial has finished)."""
-        from growsearch.runner._results import COLUMNS, load_results, trials_path
+        from growsearch.results import COLUMNS, load_results, trials_path
 
         if not trials_path(self.location).is_file():
             return pd.DataFrame(columns=COLUMNS)
@@ -63,7 +63,7 @@ class Run:
     def best(self) -> pd.Series | None:
         """The best trial's row by the run's :attr:`objective` (ties to the smaller model: the
         ranking of the leaderboard and of ``best/``), or None when no trial succeeded."""
-        from growsearch.runner._results import ranked
+        from growsearch.results import ranked
 
         ok = ranked(self.trials, *self.objective)
         return None if ok.empty else ok.iloc[0]
@@ -77,7 +77,7 @@ class Run:
         Raises:
             ConfigError: ``space.json`` is unreadable.
         """
-        from growsearch.runner._results import run_objective
+        from growsearch.results import run_objective
 
         return run_objective(self._space())
 
@@ -101,7 +101,7 @@ class Run:
         Raises:
             ValueError: ``cost`` is neither ``params`` nor ``flops``.
         """
-        from growsearch.runner._results import pareto_front
+        from growsearch.results import pareto_front
 
         if cost is None:
             cost = next((o for o in self.objectives if o in SIZE_COSTS), "params")
@@ -268,9 +268,8 @@ def resume(
         SearchInterrupted: Stopped again before the budget was spent.
     """
     from growsearch.controllers import Controller
-    from growsearch.runner import resume_search
-    from growsearch.runner._checks import check_run_dir
-    from growsearch.runner._run import controller_class
+    from growsearch.results import check_run_dir
+    from growsearch.runner import controller_class, resume_search
 
     path = check_run_dir(run_dir)
     recorded = _recorded_controller(path)

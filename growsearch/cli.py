@@ -26,7 +26,7 @@ def _leaderboard(
     named after the metric and its test split), then every failed one with its error."""
     from rich.table import Table
 
-    from growsearch.runner._results import ranked
+    from growsearch.results import ranked
     from growsearch.viz import format_value, metric_label, metric_test_column
 
     test = metric_test_column(metric)
@@ -151,8 +151,8 @@ def _print_front(console: Any, run: Any) -> None:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from growsearch.api import Run
+    from growsearch.results import check_run_dir
     from growsearch.runner import load_results
-    from growsearch.runner._checks import check_run_dir
 
     run_dir = check_run_dir(args.run_dir)
     df = load_results(run_dir)

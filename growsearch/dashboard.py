@@ -30,7 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
-from growsearch.runner._results import load_results, run_objective, study_storage, trials_path
+from growsearch.results import load_results, run_objective, study_storage, trials_path
 from growsearch.storage import Location
 from growsearch.viz import (
     all_figures,
@@ -216,7 +216,7 @@ class Dashboard:
         port: int = 8080,
         refresh_seconds: float = REFRESH_SECONDS,
     ):
-        from growsearch.runner._checks import check_run_dir
+        from growsearch.results import check_run_dir
 
         self.run_dir = check_run_dir(run_dir)
         optuna_dashboard = _import_dashboard()

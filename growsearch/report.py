@@ -13,6 +13,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -90,11 +91,11 @@ def _cell(col: str, v: object, metrics: tuple[str, ...] = ("val_acc", "test_acc"
     if v is None or (not isinstance(v, str) and pd.isna(v)):
         return ""
     if col in ("params", "flops"):
-        return f"{int(v):,}"  # type: ignore[call-overload]
+        return f"{int(cast(float, v)):,}"
     if col in metrics:
         return format_value(v, col)
     if col == "train_seconds":
-        return f"{float(v):.1f}"  # type: ignore[arg-type]
+        return f"{float(cast(float, v)):.1f}"
     return str(v)
 
 
@@ -160,8 +161,8 @@ def write_report(run_dir: str | Path | Location, pngs: bool = True) -> Path | Lo
         ConfigError: ``run_dir`` is not a growsearch run or has no finished trial yet.
     """
     from growsearch.api import Run
+    from growsearch.results import check_run_dir
     from growsearch.runner import load_results
-    from growsearch.runner._checks import check_run_dir
 
     run = check_run_dir(run_dir)
     df = load_results(run)

@@ -21,7 +21,7 @@ import growsearch
 from growsearch.arch import count_params
 from growsearch.cli import main
 from growsearch.data import load_dataset
-from growsearch.runner._results import ranked
+from growsearch.results import ranked
 from growsearch.train import evaluate
 from tests.fixtures.spaces import tiny_space
 

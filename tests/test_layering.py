@@ -27,6 +27,7 @@ LAYERS = [
     "grow",  # a child from a parent: spec ops and the warm-start recipe
     "space",
     "controllers",
+    "results",  # a run's trials table and study: read by everything above, written by the runner
     "runner",
     "integrations",  # training frameworks a user's loop is written in (Lightning)
     "api",
@@ -138,3 +139,22 @@ def test_engine_depends_on_torch_only(path: Path) -> None:
         and not any(mod == a or mod.startswith(a + ".") for a in ENGINE_ALLOWED)
     )
     assert foreign == []
+
+
+def test_no_part_imports_another_parts_private_module() -> None:
+    """A part uses another part through its public names (``growsearch.space.integer``), never
+    through a private module (``growsearch.space._fields``): what other parts need is public."""
+    private = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for mod in imports(path):
+            parts = mod.split(".")
+            if (
+                len(parts) > 2
+                and parts[0] == "growsearch"
+                and parts[1] != own
+                and parts[2].startswith("_")
+                and not parts[2].startswith("__")
+            ):
+                private.append(f"{path.relative_to(PACKAGE)} imports {mod}")
+    assert private == []

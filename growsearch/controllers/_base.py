@@ -24,10 +24,14 @@ parent's weights (morphed) or from scratch.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from growsearch.arch import ArchSpec, Op, op_from_dict
+
+if TYPE_CHECKING:
+    from growsearch.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,14 @@ class TrialResult:
     def ok(self) -> bool:
         return self.status in ("completed", "stopped") and self.value is not None
 
+    @property
+    def score(self) -> float:
+        """``value`` as a float, for a trial that is :attr:`ok` (ValueError for one that is not:
+        a failed trial has no value to rank by)."""
+        if self.value is None:
+            raise ValueError(f"trial {self.trial_id!r} ended without a value ({self.status})")
+        return float(self.value)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "proposal": self.proposal.to_dict(),
@@ -115,6 +127,15 @@ class Controller(abc.ABC):
     """Base class of search controllers (see the module docstring for the call order)."""
 
     name: str = ""
+
+    def __init__(  # noqa: B027 (subclasses keep what they need)
+        self,
+        space: SearchSpace | None = None,
+        seed: int | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The registry builds every controller as ``cls(space, seed=..., options=...)``: the
+        search space, the search's seed (None: the space's) and the controller's options."""
 
     @abc.abstractmethod
     def propose(self, trial_id: str) -> Proposal | None:

@@ -3,7 +3,7 @@ Classifier Architecture Search", AAAI 2019, with widen/deepen ops as the mutatio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import field_validator
 from pydantic_core.core_schema import ValidationInfo
@@ -11,8 +11,7 @@ from pydantic_core.core_schema import ValidationInfo
 from growsearch.controllers._base import Proposal
 from growsearch.controllers._growth import GrowthController
 from growsearch.controllers._registry import register_controller
-from growsearch.space import Section
-from growsearch.space._fields import boolean, integer, invalid
+from growsearch.space import Section, boolean, integer, invalid
 
 
 class EvolutionOptions(Section):
@@ -40,12 +39,12 @@ class EvolutionOptions(Section):
             instead of jumped past; false: one random child.
     """
 
-    population: integer(lo=1) = 8  # type: ignore[valid-type]
-    sample: integer(lo=1) = 3  # type: ignore[valid-type]
-    initial: integer(lo=0) = 4  # type: ignore[valid-type]
-    initial_by_size: boolean() = True  # type: ignore[valid-type]
-    keep_front: boolean() = True  # type: ignore[valid-type]
-    fill_gaps: boolean() = True  # type: ignore[valid-type]
+    population: Annotated[int, integer(lo=1)] = 8
+    sample: Annotated[int, integer(lo=1)] = 3
+    initial: Annotated[int, integer(lo=0)] = 4
+    initial_by_size: Annotated[bool, boolean()] = True
+    keep_front: Annotated[bool, boolean()] = True
+    fill_gaps: Annotated[bool, boolean()] = True
 
     @field_validator("sample")
     @classmethod

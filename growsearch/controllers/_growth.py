@@ -7,7 +7,7 @@ import logging
 import math
 import random
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
 
@@ -50,6 +50,7 @@ class GrowthController(Controller):
         if options is None:
             options = space.controller.options if space.controller.name == self.name else {}
         self.space = space
+        self.seed_arch: ArchSpec = space.seed_arch
         self.seed = space.seed if seed is None else int(seed)
         self.options = validate_options(self.Options, options)
         self.rng = random.Random(self.seed)
@@ -96,7 +97,7 @@ class GrowthController(Controller):
         if not self.successes():
             if self.pending:
                 return None  # the seed is training
-            proposal: Proposal | None = Proposal(trial_id, self.space.seed_arch)  # type: ignore[arg-type]
+            proposal: Proposal | None = Proposal(trial_id, self.seed_arch)
         else:
             proposal = self._propose(trial_id)
         self._exhausted = proposal is None and not self.pending
@@ -315,7 +316,7 @@ class GrowthController(Controller):
             child = next((c for c in repeats if self._buildable(c[0])), None)
             if child is None:
                 return None
-        arch, ops = child  # type: ignore[misc]
+        arch, ops = cast("tuple[ArchSpec, tuple[Any, ...]]", child)
         return Proposal(trial_id, arch, parent.trial_id, ops)
 
     def _rng_for(self, parent: TrialResult) -> random.Random:
@@ -355,7 +356,7 @@ def by_value(results: list[TrialResult], mode: str = "max") -> list[TrialResult]
     """``results`` best first by their objective value, highest first for ``mode`` ``max``,
     lowest for ``min`` (stable: earlier first among ties)."""
     sign = -1.0 if mode == "max" else 1.0
-    return sorted(results, key=lambda r: sign * float(r.value))  # type: ignore[arg-type]
+    return sorted(results, key=lambda r: sign * r.score)
 
 
 def rank_by_objectives(
@@ -395,7 +396,7 @@ def rank_by_objectives(
                     crowding[i] += (points[b][k] - points[a][k]) / (hi - lo)
     order = sorted(
         range(n),
-        key=lambda i: (front_of[i], -crowding[i], -sign * float(results[i].value), i),  # type: ignore[arg-type]
+        key=lambda i: (front_of[i], -crowding[i], -sign * results[i].score, i),
     )
     return [results[i] for i in order]
 
@@ -419,10 +420,7 @@ def _points(
 ) -> list[tuple[float, ...]]:
     """Every result's objectives, each as "larger is better"."""
     return [
-        tuple(
-            sign * float(r.value) if k == 0 else -float(getattr(r, o))  # type: ignore[arg-type]
-            for k, o in enumerate(objectives)
-        )
+        tuple(sign * r.score if k == 0 else -float(getattr(r, o)) for k, o in enumerate(objectives))
         for r in results
     ]
 

@@ -3,13 +3,12 @@ architecture search for convolutional neural networks", 2017)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from growsearch.controllers._base import Proposal, TrialResult
 from growsearch.controllers._growth import GrowthController
 from growsearch.controllers._registry import register_controller
-from growsearch.space import Section
-from growsearch.space._fields import boolean, integer
+from growsearch.space import Section, boolean, integer
 
 
 class HillclimbOptions(Section):
@@ -26,9 +25,9 @@ class HillclimbOptions(Section):
             near the seed's size to the largest draws); false: uniform draws.
     """
 
-    neighbours: integer(lo=1) = 4  # type: ignore[valid-type]
-    initial: integer(lo=0) = 4  # type: ignore[valid-type]
-    initial_by_size: boolean() = True  # type: ignore[valid-type]
+    neighbours: Annotated[int, integer(lo=1)] = 4
+    initial: Annotated[int, integer(lo=0)] = 4
+    initial_by_size: Annotated[bool, boolean()] = True
 
 
 @register_controller("hillclimb")
@@ -55,7 +54,9 @@ class Hillclimb(GrowthController):
 
     def _propose(self, trial_id: str) -> Proposal | None:
         if self.current is None:
-            self.current = self.best().trial_id  # type: ignore[union-attr]
+            best = self.best()
+            assert best is not None  # _propose is called once a trial has succeeded
+            self.current = best.trial_id
         if self.round_full:
             return None
         opts: Any = self.options
@@ -93,9 +94,10 @@ class Hillclimb(GrowthController):
         """Move to the best of (current, children) once every child of the round has ended."""
         if not (self.round_full and self.round and all(t in self.results for t in self.round)):
             return
-        contenders = [self.results[self.current]] + [self.results[t] for t in self.round]  # type: ignore[index]
+        assert self.current is not None  # a round grows from the current trial
+        contenders = [self.results[self.current]] + [self.results[t] for t in self.round]
         winner = self.ranked([r for r in contenders if r.ok])[0]
-        self.current = winner.trial_id  # type: ignore[union-attr]
+        self.current = winner.trial_id
         self.round, self.round_full = [], False
         self.rounds += 1
 

@@ -22,9 +22,15 @@ from growsearch.arch import ArchSpec
 from growsearch.controllers._base import Proposal, TrialResult
 from growsearch.controllers._growth import GrowthController, by_value
 from growsearch.controllers._registry import register_controller
-from growsearch.space import Section, plan_growth
-from growsearch.space._fields import integer, invalid
-from growsearch.space._mutations import custom_encode, custom_params, plan_custom_growth
+from growsearch.space import (
+    Section,
+    custom_encode,
+    custom_params,
+    integer,
+    invalid,
+    plan_custom_growth,
+    plan_growth,
+)
 
 SAMPLERS = ("tpe", "nsga2", "random")
 MAX_ASKS = 20  # asks per proposal before giving up on points beyond the limits
@@ -50,8 +56,8 @@ class OptunaOptions(Section):
     """
 
     sampler: Annotated[str, BeforeValidator(_sampler_name)] = "tpe"
-    n_startup_trials: integer(lo=0) = 10  # type: ignore[valid-type]
-    population_size: integer(lo=2) = 8  # type: ignore[valid-type]
+    n_startup_trials: Annotated[int, integer(lo=0)] = 10
+    population_size: Annotated[int, integer(lo=2)] = 8
 
 
 @register_controller("optuna")
@@ -103,7 +109,7 @@ class OptunaController(GrowthController):
 
     def _base(self, i: int, j: int) -> int:
         """The smallest width position ``j`` of stage ``i`` can have when grown from the seed."""
-        stage = self.space.seed_arch.stages[i]  # type: ignore[union-attr]
+        stage = self.seed_arch.stages[i]
         if j < len(stage.layers):
             return stage.layers[j].width
         return int(stage.width) if stage.width is not None else stage.layers[-1].width
@@ -201,7 +207,7 @@ class OptunaController(GrowthController):
         out = []
         for k, objective in enumerate(self.space.objectives):
             if k == 0:
-                out.append(float(result.value))  # type: ignore[arg-type]
+                out.append(result.score)
             elif objective == "params":
                 out.append(float(result.params or self.space.mutations.params(result.arch)))
             else:

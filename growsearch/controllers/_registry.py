@@ -56,7 +56,7 @@ def make_controller(
             f"{where}controller.name: expected one of {sorted(CONTROLLERS)}, got {name!r}"
         )
     try:
-        return CONTROLLERS[name](space, seed=seed, options=options)  # type: ignore[call-arg]
+        return CONTROLLERS[name](space, seed=seed, options=options)
     except ConfigError as e:
         if where and not str(e).startswith(where) and str(e).startswith("controller"):
             raise ConfigError(f"{where}{e}") from None

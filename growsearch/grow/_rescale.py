@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from growsearch.morph import WEIGHTED, trace
-from growsearch.morph import _ops as ops
+from growsearch.morph import WEIGHTED, ops, trace
 
-# From the package's one table of operations (growsearch.morph._ops): the operations widening
+# From the package's one table of operations (growsearch.morph.ops): the operations widening
 # and deepening follow are the ones the shrink knows.
 _NORMS = ops.modules("norm", "group_norm", "layer_norm")
 # m(λ·x) = λ·m(x) for λ > 0

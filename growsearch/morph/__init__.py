@@ -10,7 +10,6 @@ recipe sit above it, in :mod:`growsearch.grow`.
 
 from growsearch.exceptions import MorphError
 from growsearch.morph._blocks import ConvBlock, LinearBlock, bn_nd, conv_nd
-from growsearch.morph._coupling import WEIGHTED, trace
 from growsearch.morph._deepen import ResidualBlock, deepen, insert_after
 from growsearch.morph._groups import (
     InsertedBlock,
@@ -22,6 +21,7 @@ from growsearch.morph._groups import (
     insert_block,
 )
 from growsearch.morph._inits import EXACT_INITS, INITS, WidenDefaults, check_init
+from growsearch.morph._trace import WEIGHTED, trace
 from growsearch.morph._widen import widen
 
 __all__ = [

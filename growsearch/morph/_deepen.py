@@ -11,16 +11,6 @@ from torch import fx, nn
 from growsearch.exceptions import MorphError
 from growsearch.morph import _functional as Fm
 from growsearch.morph._blocks import ConvBlock, LinearBlock, bn_nd, conv_nd
-from growsearch.morph._coupling import (
-    CONV,
-    CONV_T,
-    WEIGHTED,
-    describe,
-    guess_input_shape,
-    propagate_shapes,
-    tensor_args,
-    trace,
-)
 from growsearch.morph._graph import (
     BATCH_NORMS,
     channels,
@@ -31,6 +21,16 @@ from growsearch.morph._graph import (
     traced_shape,
 )
 from growsearch.morph._inits import check_init, reinitialise
+from growsearch.morph._trace import (
+    CONV,
+    CONV_T,
+    WEIGHTED,
+    describe,
+    guess_input_shape,
+    propagate_shapes,
+    tensor_args,
+    trace,
+)
 
 
 class ResidualBlock(nn.Module):

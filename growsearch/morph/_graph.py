@@ -5,15 +5,24 @@ Widening uses :mod:`growsearch.morph._coupling`."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import fx, nn
 
 from growsearch.exceptions import MorphError
-from growsearch.morph import _ops as ops
-from growsearch.morph._coupling import CONV, CONV_T, WEIGHTED, cat_dim, describe, tensor_args
+from growsearch.morph import ops
+from growsearch.morph._trace import (
+    CONV,
+    CONV_T,
+    WEIGHTED,
+    cat_dim,
+    describe,
+    tensor_args,
+)
 
 PRODUCERS = WEIGHTED
-# What deepen reads, from the package's one table of operations (growsearch.morph._ops): the
+# What deepen reads, from the package's one table of operations (growsearch.morph.ops): the
 # same operations widening follows.
 PER_CHANNEL = ops.modules("norm")
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -74,7 +83,7 @@ def kind(gm: fx.GraphModule, node: fx.Node) -> str:
 def _flatten_dim(node: fx.Node) -> int:
     start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
     end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-    return int(start) if end == -1 else -99  # type: ignore[arg-type]
+    return int(cast(int, start)) if end == -1 else -99
 
 
 def _is_batch_flatten_view(node: fx.Node) -> bool:

@@ -27,16 +27,14 @@ from torch import fx, nn
 
 from growsearch.exceptions import MorphError
 from growsearch.morph._coupling import (
-    CONV,
-    CONV_T,
     NORMS,
     SPATIAL_MODULES,
     UNARY_MODULES,
-    WEIGHTED,
     Graph,
 )
 from growsearch.morph._graph import channel_axis
 from growsearch.morph._sequence import attentions
+from growsearch.morph._trace import CONV, CONV_T, WEIGHTED
 
 BLOCKS = "gs_blocks"
 """The ModuleDict, at the model's top level, that holds every inserted block."""

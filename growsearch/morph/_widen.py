@@ -13,14 +13,10 @@ from torch import nn
 from growsearch.exceptions import MorphError
 from growsearch.morph import _functional as Fm
 from growsearch.morph._coupling import (
-    CONV,
     NORMS,
     Graph,
     View,
     WidenPlan,
-    propagate_shapes,
-    trace,
-    weight_axes,
 )
 from growsearch.morph._inits import INITS, WidenDefaults, check_init, reinitialise
 from growsearch.morph._sequence import (
@@ -31,6 +27,12 @@ from growsearch.morph._sequence import (
     widen_rnn_hidden,
     widen_rnn_input,
     widen_transformer,
+)
+from growsearch.morph._trace import (
+    CONV,
+    propagate_shapes,
+    trace,
+    weight_axes,
 )
 
 _Layer = (

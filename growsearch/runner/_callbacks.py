@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from growsearch.runner._results import ResultsStore, ranked, trial_row, trial_status
+from growsearch.results import ResultsStore, ranked, trial_row, trial_status
 
 
 def _error_line(trial: Any) -> str:

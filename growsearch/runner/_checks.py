@@ -1,4 +1,5 @@
-"""Checks of a search's inputs — a Ray address, an Optuna storage URL, a run folder — made
+"""Checks of a search's inputs — a Ray address, an Optuna storage URL, a run folder
+(:func:`growsearch.results.check_run_dir`) — made
 before anything is written or started, so that a bad flag costs one clear line and no
 half-made run.
 """
@@ -10,10 +11,6 @@ import socket
 from pathlib import Path
 
 from growsearch.exceptions import ConfigError
-from growsearch.storage import Location, check_reachable, location
-
-RUN_FILES = ("run.json", "space.json")
-"""The files every run folder holds from its start."""
 
 
 def check_address(address: str | None) -> str | None:
@@ -56,15 +53,3 @@ def check_storage(storage: str | None) -> None:
         raise ConfigError(
             f"--storage: cannot connect to {storage!r} ({type(e).__name__})"
         ) from None
-
-
-def check_run_dir(run_dir: str | os.PathLike[str] | Location) -> Location:
-    """A folder (a local path or a URI) that holds a growsearch run, else ConfigError."""
-    loc = location(run_dir)
-    check_reachable(loc)
-    if not loc.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    missing = [f for f in RUN_FILES if not (loc / f).is_file()]
-    if missing:
-        raise ConfigError(f"{run_dir}: not a growsearch run (missing {', '.join(missing)})")
-    return loc

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from growsearch.runner._results import ranked
+from growsearch.results import ranked
 from growsearch.storage import Location, location
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from growsearch.checkpoint import load_checkpoint
 from growsearch.exceptions import CheckpointError
-from growsearch.runner._results import ResultsStore, trial_row, trial_status
+from growsearch.results import ResultsStore, trial_row, trial_status
 from growsearch.storage import Location
 
 if TYPE_CHECKING:

@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
-from growsearch.runner._checks import check_address, check_run_dir, check_storage
+from growsearch.results import (
+    ResultsStore,
+    check_run_dir,
+    default_storage,
+    load_results,
+    study_storage,
+    trials_path,
+)
+from growsearch.runner._checks import check_address, check_storage
 from growsearch.runner._export import export_best
 from growsearch.runner._lock import run_lock
 from growsearch.runner._ray import (
@@ -34,13 +42,6 @@ from growsearch.runner._ray import (
     ray_session,
 )
 from growsearch.runner._reconcile import reconcile
-from growsearch.runner._results import (
-    ResultsStore,
-    default_storage,
-    load_results,
-    study_storage,
-    trials_path,
-)
 from growsearch.storage import Location, check_reachable, location, scratch_dir
 
 if TYPE_CHECKING:

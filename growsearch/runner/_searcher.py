@@ -24,7 +24,7 @@ from ray.tune.search import Searcher
 from growsearch.arch import ArchSpec, build, count_flops, count_params
 from growsearch.controllers import Controller, Proposal, TrialResult
 from growsearch.exceptions import GrowsearchError
-from growsearch.runner._results import trial_status
+from growsearch.results import trial_status
 from growsearch.space import TrainingConfig
 from growsearch.storage import Location, location
 

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from growsearch.arch import build, count_flops, count_params
-from growsearch.arch._factory import load_factory
+from growsearch.arch import build, count_flops, count_params, load_factory
 from growsearch.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from growsearch.controllers import Proposal
 from growsearch.data import Dataset

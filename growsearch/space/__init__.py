@@ -18,7 +18,7 @@ from growsearch.space._config import (
     TaskConfig,
     TrainingConfig,
 )
-from growsearch.space._fields import Section
+from growsearch.space._fields import Section, boolean, integer, invalid
 from growsearch.space._load import (
     NoOptions,
     Objective,
@@ -27,10 +27,18 @@ from growsearch.space._load import (
     load_space,
     validate_options,
 )
-from growsearch.space._mutations import DeepenConfig, MutationSpace, Rng, WidenConfig, plan_growth
+from growsearch.space._mutations import (
+    DeepenConfig,
+    MutationSpace,
+    Rng,
+    WidenConfig,
+    custom_encode,
+    custom_params,
+    plan_custom_growth,
+    plan_growth,
+)
 
 __all__ = [
-    "OBJECTIVES",
     "AugmentConfig",
     "BudgetConfig",
     "ControllerConfig",
@@ -38,6 +46,7 @@ __all__ = [
     "DeepenConfig",
     "MutationSpace",
     "NoOptions",
+    "OBJECTIVES",
     "Objective",
     "ObjectiveConfig",
     "ResourcesConfig",
@@ -50,7 +59,13 @@ __all__ = [
     "TrainingConfig",
     "UserModel",
     "WidenConfig",
+    "boolean",
+    "custom_encode",
+    "custom_params",
+    "integer",
+    "invalid",
     "load_space",
+    "plan_custom_growth",
     "plan_growth",
     "validate_options",
 ]

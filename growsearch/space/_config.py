@@ -53,9 +53,9 @@ _FACTORY = re.compile(
     r"^([A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*|[^:]+\.py):[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
 )
 
-PosInt = integer(lo=1)
-NonNegInt = integer(lo=0)
-Bool = boolean()
+PosInt = Annotated[int, integer(lo=1)]
+NonNegInt = Annotated[int, integer(lo=0)]
+Bool = Annotated[bool, boolean()]
 
 
 def _amp(v: Any) -> str:
@@ -95,9 +95,13 @@ def _in_memory(v: Any) -> bool | str:
 
 
 InMemory = Annotated[bool | str, BeforeValidator(_in_memory)]
-Factory = text(
-    "a string 'package.module:function' or 'file.py:function'", lambda s: bool(_FACTORY.match(s))
-)
+Factory = Annotated[
+    str,
+    text(
+        "a string 'package.module:function' or 'file.py:function'",
+        lambda s: bool(_FACTORY.match(s)),
+    ),
+]
 
 
 class DatasetConfig(Section):
@@ -119,20 +123,20 @@ class DatasetConfig(Section):
         workers: ``DataLoader`` worker processes that read a ``Dataset``.
     """
 
-    name: one_of(_dataset_names) | None = None  # type: ignore[valid-type]
-    root: text("a folder path") | None = None  # type: ignore[valid-type]
-    path: text("a file path") | None = None  # type: ignore[valid-type]
-    target: text("a column name") | None = None  # type: ignore[valid-type]
-    factory: Factory | None = None  # type: ignore[valid-type]
+    name: Annotated[str, one_of(_dataset_names)] | None = None
+    root: Annotated[str, text("a folder path")] | None = None
+    path: Annotated[str, text("a file path")] | None = None
+    target: Annotated[str, text("a column name")] | None = None
+    factory: Factory | None = None
     in_memory: InMemory = "auto"
-    workers: NonNegInt = 2  # type: ignore[valid-type]
+    workers: NonNegInt = 2
 
     def load(self, flat: bool = False, task: str = "classification") -> Any:
         """The :class:`growsearch.data.Dataset` this section names (``flat``: samples flattened
         to 1-D, for the mlp family); a factory is imported and called here. ``task`` is the
         kind of the search's task (:attr:`TaskConfig.kind`): only classification insists on
         class labels; a table is read as a regression table for ``regression``."""
-        from growsearch.arch._factory import load_factory
+        from growsearch.arch import load_factory
         from growsearch.data import dataset_from_factory, flatten, load_dataset
 
         if self.factory is not None:
@@ -163,9 +167,9 @@ class TaskConfig(Section):
         options: Keyword arguments of the factory.
     """
 
-    name: one_of(TASKS) | None = None  # type: ignore[valid-type]
-    loss: one_of(REGRESSION_LOSSES) | None = None  # type: ignore[valid-type]
-    factory: Factory | None = None  # type: ignore[valid-type]
+    name: Annotated[str, one_of(TASKS)] | None = None
+    loss: Annotated[str, one_of(REGRESSION_LOSSES)] | None = None
+    factory: Factory | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -203,8 +207,8 @@ class ObjectiveConfig(Section):
         mode: ``min`` or ``max``; may be left out for the task's own metrics.
     """
 
-    metric: text("a metric name such as 'val_acc'")  # type: ignore[valid-type]
-    mode: one_of(MODES) | None = None  # type: ignore[valid-type]
+    metric: Annotated[str, text("a metric name such as 'val_acc'")]
+    mode: Annotated[str, one_of(MODES)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -229,14 +233,17 @@ class SeedModelConfig(Section):
         weights: A safetensors file with the factory model's trained weights.
     """
 
-    family: one_of(("mlp", "cnn", "resnet")) | None = None  # type: ignore[valid-type]
-    stages: non_empty_list(non_empty_list(PosInt)) | None = None  # type: ignore[valid-type]
-    stage_widths: non_empty_list(PosInt) | None = None  # type: ignore[valid-type]
-    kernel_size: integer(lo=1) = 3  # type: ignore[valid-type]
-    batch_norm: Bool = True  # type: ignore[valid-type]
-    dropout: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
-    factory: Factory | None = None  # type: ignore[valid-type]
-    weights: text("a file path") | None = None  # type: ignore[valid-type]
+    family: Annotated[str, one_of(("mlp", "cnn", "resnet"))] | None = None
+    stages: (
+        Annotated[tuple[Annotated[tuple[PosInt, ...], non_empty_list()], ...], non_empty_list()]
+        | None
+    ) = None
+    stage_widths: Annotated[tuple[PosInt, ...], non_empty_list()] | None = None
+    kernel_size: Annotated[int, integer(lo=1)] = 3
+    batch_norm: Bool = True
+    dropout: Annotated[float, number(ge=0.0, lt=1.0)] = 0.0
+    factory: Factory | None = None
+    weights: Annotated[str, text("a file path")] | None = None
 
 
 class ControllerConfig(Section):
@@ -261,8 +268,8 @@ class AugmentConfig(Section):
         flip: Random horizontal flip of half the samples.
     """
 
-    crop: NonNegInt = 0  # type: ignore[valid-type]
-    flip: Bool = False  # type: ignore[valid-type]
+    crop: NonNegInt = 0
+    flip: Bool = False
 
     @property
     def enabled(self) -> bool:
@@ -337,30 +344,30 @@ class TrainingConfig(Section):
     deprecation line each.
     """
 
-    epochs: PosInt = 10  # type: ignore[valid-type]
-    seed_epochs: PosInt = 30  # type: ignore[valid-type]
-    batch_size: PosInt = 128  # type: ignore[valid-type]
-    optimizer: one_of(OPTIMIZERS) = "adam"  # type: ignore[valid-type]
-    lr: number(gt=0.0) = 0.003  # type: ignore[valid-type]
-    weight_decay: number(ge=0.0) = 0.0  # type: ignore[valid-type]
-    schedule: one_of(SCHEDULES) = "cosine"  # type: ignore[valid-type]
-    grad_clip: number(gt=0.0) | None = None  # type: ignore[valid-type]
-    label_smoothing: number(ge=0.0, lt=1.0) = 0.0  # type: ignore[valid-type]
+    epochs: PosInt = 10
+    seed_epochs: PosInt = 30
+    batch_size: PosInt = 128
+    optimizer: Annotated[str, one_of(OPTIMIZERS)] = "adam"
+    lr: Annotated[float, number(gt=0.0)] = 0.003
+    weight_decay: Annotated[float, number(ge=0.0)] = 0.0
+    schedule: Annotated[str, one_of(SCHEDULES)] = "cosine"
+    grad_clip: Annotated[float, number(gt=0.0)] | None = None
+    label_smoothing: Annotated[float, number(ge=0.0, lt=1.0)] = 0.0
     amp: Amp = "auto"
     augment: AugmentConfig = AugmentConfig()
-    test_every_epoch: Bool = False  # type: ignore[valid-type]
-    function: Factory | None = None  # type: ignore[valid-type]
+    test_every_epoch: Bool = False
+    function: Factory | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    init: one_of(WARM_INITS) | None = None  # type: ignore[valid-type]
-    split_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
-    lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
-    warmup_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
+    init: Annotated[str, one_of(WARM_INITS)] | None = None
+    split_std: Annotated[float, number(ge=0.0)] | None = None
+    lr_factor: Annotated[float, number(gt=0.0)] | None = None
+    warmup_fraction: Annotated[float, number(ge=0.0, lt=1.0)] | None = None
     shrink: Shrink | None = None
-    perturb_std: number(ge=0.0) | None = None  # type: ignore[valid-type]
-    shrink_scope: one_of(SHRINK_SCOPES) | None = None  # type: ignore[valid-type]
-    logit_scale: number(gt=0.0, le=1.0) | None = None  # type: ignore[valid-type]
-    cycle_fraction: number(ge=0.0, lt=1.0) | None = None  # type: ignore[valid-type]
-    new_entry_lr_factor: number(gt=0.0) | None = None  # type: ignore[valid-type]
+    perturb_std: Annotated[float, number(ge=0.0)] | None = None
+    shrink_scope: Annotated[str, one_of(SHRINK_SCOPES)] | None = None
+    logit_scale: Annotated[float, number(gt=0.0, le=1.0)] | None = None
+    cycle_fraction: Annotated[float, number(ge=0.0, lt=1.0)] | None = None
+    new_entry_lr_factor: Annotated[float, number(gt=0.0)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -436,9 +443,9 @@ class BudgetConfig(Section):
         epochs: Training epochs summed over all trials.
     """
 
-    trials: PosInt | None = None  # type: ignore[valid-type]
-    time_minutes: number(gt=0.0) | None = None  # type: ignore[valid-type]
-    epochs: PosInt | None = None  # type: ignore[valid-type]
+    trials: PosInt | None = None
+    time_minutes: Annotated[float, number(gt=0.0)] | None = None
+    epochs: PosInt | None = None
 
 
 class ResourcesConfig(Section):
@@ -450,9 +457,9 @@ class ResourcesConfig(Section):
         concurrency: Trials running at the same time.
     """
 
-    cpus_per_trial: number(gt=0.0) = 1.0  # type: ignore[valid-type]
-    gpus_per_trial: number(ge=0.0) = 0.0  # type: ignore[valid-type]
-    concurrency: PosInt = 2  # type: ignore[valid-type]
+    cpus_per_trial: Annotated[float, number(gt=0.0)] = 1.0
+    gpus_per_trial: Annotated[float, number(ge=0.0)] = 0.0
+    concurrency: PosInt = 2
 
 
 class SchedulerConfig(Section):
@@ -464,9 +471,9 @@ class SchedulerConfig(Section):
         reduction_factor: ASHA's reduction factor (> 1).
     """
 
-    name: one_of(SCHEDULERS) = "asha"  # type: ignore[valid-type]
-    grace_period: PosInt = 1  # type: ignore[valid-type]
-    reduction_factor: number(gt=1.0) = 2.0  # type: ignore[valid-type]
+    name: Annotated[str, one_of(SCHEDULERS)] = "asha"
+    grace_period: PosInt = 1
+    reduction_factor: Annotated[float, number(gt=1.0)] = 2.0
 
 
 def _run_name(s: str) -> bool:
@@ -476,8 +483,10 @@ def _run_name(s: str) -> bool:
 class SpaceModel(Section):
     """The whole file, before the cross-field checks."""
 
-    name: text("a run name of letters, digits, '_', '.' or '-'", _run_name) | None = None  # type: ignore[valid-type]
-    seed: NonNegInt = 0  # type: ignore[valid-type]
+    name: (
+        Annotated[str, text("a run name of letters, digits, '_', '.' or '-'", _run_name)] | None
+    ) = None
+    seed: NonNegInt = 0
     dataset: DatasetConfig
     seed_model: SeedModelConfig
     mutations: MutationSpace = MutationSpace()
@@ -486,7 +495,7 @@ class SpaceModel(Section):
     budget: BudgetConfig = BudgetConfig(trials=20)
     task: TaskConfig = TaskConfig()
     objective: ObjectiveConfig | None = None
-    objectives: non_empty_list(Any) | None = None  # type: ignore[valid-type]
+    objectives: Annotated[tuple[Any, ...], non_empty_list()] | None = None
     resources: ResourcesConfig = ResourcesConfig()
     scheduler: SchedulerConfig | None = None
-    warm_start: Bool = True  # type: ignore[valid-type]
+    warm_start: Bool = True

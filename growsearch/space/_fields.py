@@ -1,4 +1,7 @@
-"""Field types for the search-space models: each check says what it expected and what it got.
+"""Field checks for the search-space models: each says what it expected and what it got.
+
+Each helper returns a pydantic validator for ``Annotated``, with the field's type beside it:
+``population: Annotated[int, integer(lo=1)] = 8`` (so type checkers read the field's type).
 
 The messages become the tail of a :class:`~growsearch.exceptions.ConfigError` line
 (``<file>: <key.path>: expected <what>, got <found>``), so every validator here raises
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
@@ -67,7 +70,7 @@ def to_number(v: Any) -> float | None:
     return None
 
 
-def integer(lo: int | None = None, hi: int | None = None) -> Any:
+def integer(lo: int | None = None, hi: int | None = None) -> BeforeValidator:
     """An int in ``[lo, hi]`` (bools and floats with a fraction are rejected)."""
     what = "an integer" + _range_text(lo, hi, ">=")
 
@@ -80,7 +83,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Any:
             raise invalid(what, v)
         return v
 
-    return Annotated[int, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
 def number(
@@ -88,7 +91,7 @@ def number(
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
-) -> Any:
+) -> BeforeValidator:
     """A float within the given bounds (ints are accepted, bools are not)."""
     parts = []
     if gt is not None:
@@ -115,10 +118,10 @@ def number(
             raise invalid(what, v)
         return f
 
-    return Annotated[float, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def boolean() -> Any:
+def boolean() -> BeforeValidator:
     """``true`` or ``false`` (not 0/1, not ``'yes'``)."""
 
     def check(v: Any) -> bool:
@@ -126,10 +129,10 @@ def boolean() -> Any:
             raise invalid("true or false", v)
         return v
 
-    return Annotated[bool, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def one_of(choices: Sequence[str] | Callable[[], Sequence[str]], note: str = "") -> Any:
+def one_of(choices: Sequence[str] | Callable[[], Sequence[str]], note: str = "") -> BeforeValidator:
     """One of ``choices`` (a sequence, or a function returning one, for late registries)."""
 
     def check(v: Any) -> str:
@@ -138,10 +141,12 @@ def one_of(choices: Sequence[str] | Callable[[], Sequence[str]], note: str = "")
             raise invalid(f"one of {valid}{note}", v)
         return v
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def text(what: str = "a non-empty string", pattern: Callable[[str], bool] | None = None) -> Any:
+def text(
+    what: str = "a non-empty string", pattern: Callable[[str], bool] | None = None
+) -> BeforeValidator:
     """A non-empty string, optionally checked by ``pattern``."""
 
     def check(v: Any) -> str:
@@ -149,10 +154,10 @@ def text(what: str = "a non-empty string", pattern: Callable[[str], bool] | None
             raise invalid(what, v)
         return v
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def names_or_all() -> Any:
+def names_or_all() -> BeforeValidator:
     """``all`` or a non-empty list of layer names."""
     what = "'all' or a non-empty list of layer names"
 
@@ -168,18 +173,19 @@ def names_or_all() -> Any:
             return tuple(v)
         raise invalid(what, v)
 
-    return Annotated[str | tuple[str, ...], BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def non_empty_list(item: Any) -> Any:
-    """A non-empty list whose items are checked by ``item`` (a field type from this module)."""
+def non_empty_list() -> BeforeValidator:
+    """A non-empty list (as a tuple); its items are checked by the annotation's item type, e.g.
+    ``Annotated[tuple[Annotated[int, integer(lo=1)], ...], non_empty_list()]``."""
 
     def check(v: Any) -> Any:
         if not isinstance(v, list | tuple) or not v:
             raise invalid("a non-empty list", v)
         return tuple(v)
 
-    return Annotated[tuple[item, ...], BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
 def _range_text(lo: int | None, hi: int | None, op: str) -> str:

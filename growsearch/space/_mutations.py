@@ -29,10 +29,10 @@ from growsearch.space._fields import (
 Rng = random.Random | np.random.Generator
 """A seeded source of randomness passed in by the caller."""
 
-PosInt = integer(lo=1)
+PosInt = Annotated[int, integer(lo=1)]
 ENCODING_DRAWS = 200
 """Draws of :meth:`MutationSpace.random_descendant` before it falls back to a random walk."""
-Bool = boolean()
+Bool = Annotated[bool, boolean()]
 
 
 def _ops_per_child(v: Any) -> tuple[int, int]:
@@ -61,10 +61,10 @@ class WidenConfig(Section):
             that may be widened.
     """
 
-    enabled: Bool = True  # type: ignore[valid-type]
-    factors: non_empty_list(number(gt=1.0)) = (1.5, 2.0)  # type: ignore[valid-type]
-    max_width: PosInt | None = 256  # type: ignore[valid-type]
-    targets: names_or_all() = "all"  # type: ignore[valid-type]
+    enabled: Bool = True
+    factors: Annotated[tuple[Annotated[float, number(gt=1.0)], ...], non_empty_list()] = (1.5, 2.0)
+    max_width: PosInt | None = 256
+    targets: Annotated[str | tuple[str, ...], names_or_all()] = "all"
 
 
 class DeepenConfig(Section):
@@ -78,10 +78,10 @@ class DeepenConfig(Section):
             residual blocks are inserted at each insertion site.
     """
 
-    enabled: Bool = True  # type: ignore[valid-type]
-    after: names_or_all() = "all"  # type: ignore[valid-type]
-    max_layers_per_stage: PosInt = 4  # type: ignore[valid-type]
-    max_blocks_per_site: PosInt = 2  # type: ignore[valid-type]
+    enabled: Bool = True
+    after: Annotated[str | tuple[str, ...], names_or_all()] = "all"
+    max_layers_per_stage: PosInt = 4
+    max_blocks_per_site: PosInt = 2
 
 
 class MutationSpace(Section):
@@ -97,8 +97,8 @@ class MutationSpace(Section):
 
     widen: WidenConfig = WidenConfig()
     deepen: DeepenConfig = DeepenConfig()
-    max_params: PosInt | None = 2_000_000  # type: ignore[valid-type]
-    max_flops: PosInt | None = None  # type: ignore[valid-type]
+    max_params: PosInt | None = 2_000_000
+    max_flops: PosInt | None = None
     ops_per_child: Annotated[tuple[int, int], BeforeValidator(_ops_per_child)] = (1, 2)
 
     # Costs by spec digest: counting builds a model (and runs it, for FLOPs).
@@ -361,7 +361,7 @@ class MutationSpace(Section):
             if spec.custom is None:
                 self._buildable[key] = None
             else:
-                from growsearch.arch._custom import mismatch
+                from growsearch.arch import mismatch
 
                 self._buildable[key] = mismatch(spec)
         return self._buildable[key]

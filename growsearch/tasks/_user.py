@@ -6,7 +6,7 @@ from typing import Any
 
 from torchmetrics import Metric
 
-from growsearch.arch._factory import load_factory
+from growsearch.arch import load_factory
 from growsearch.exceptions import ConfigError
 from growsearch.tasks._base import Task
 

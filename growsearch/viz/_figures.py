@@ -398,7 +398,7 @@ def all_figures(
     df: pd.DataFrame, compact: bool = False, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
 ) -> dict[str, go.Figure]:
     """Every figure of a run by name (the names of ``FIGURES``), in report order, drawing the
-    objective's ``metric`` with ``mode`` (see :func:`growsearch.runner._results.run_objective`).
+    objective's ``metric`` with ``mode`` (see :func:`growsearch.results.run_objective`).
 
     ``compact``: the lineage tree with short node labels (see :func:`lineage_figure`).
     """

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from growsearch.runner._results import pareto_front as pareto_front  # re-exported
-from growsearch.runner._results import ranked
+from growsearch.results import pareto_front as pareto_front  # re-exported
+from growsearch.results import ranked
 
 OK_STATUSES = ("completed", "stopped")
 DEFAULT_METRIC = "val_acc"
@@ -222,7 +222,7 @@ def leaderboard_columns(metric: str = DEFAULT_METRIC) -> list[str]:
 def leaderboard(
     df: pd.DataFrame, metric: str = DEFAULT_METRIC, mode: str = DEFAULT_MODE
 ) -> pd.DataFrame:
-    """Trials best first by ``metric`` and ``mode`` (:func:`~growsearch.runner._results.ranked`'s
+    """Trials best first by ``metric`` and ``mode`` (:func:`~growsearch.results.ranked`'s
     order), failed ones last with their error as status; columns :func:`leaderboard_columns`
     (a metric's test column no trial reported is NaN)."""
     columns = leaderboard_columns(metric)

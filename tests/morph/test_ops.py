@@ -1,4 +1,4 @@
-"""One table of operations (growsearch.morph._ops) for widen, deepen and the shrink: every
+"""One table of operations (growsearch.morph.ops) for widen, deepen and the shrink: every
 single-input operation in it, placed between two convolutions, is followed by widening
 (exactly), read by deepening's rules (channel count and layout without a shape probe) and
 classified by the predictions-keeping shrink (a homogeneous one passes the scale on, any other
@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from growsearch.grow._rescale import homogeneous_rescale
-from growsearch.morph import _ops as ops
-from growsearch.morph import trace, widen
+from growsearch.morph import ops, trace, widen
 from growsearch.morph._graph import channels, is_spatial, kind
 
 C = 4  # channels between the two convolutions
@@ -157,7 +156,7 @@ def test_no_other_module_of_the_package_lists_torch_operations() -> None:
                          r"Dropout)|torch\.(relu|sigmoid|tanh))\b,")  # fmt: skip
     listed = []
     for path in root.rglob("*.py"):
-        if path.name == "_ops.py":
+        if path.name == "ops.py":
             continue
         for i, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line) and not line.lstrip().startswith(("#", '"', "return")):

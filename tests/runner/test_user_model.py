@@ -49,5 +49,5 @@ resources: {{cpus_per_trial: 1, concurrency: 2}}
             by_id.loc[child["parent_id"], "val_acc"], abs=1e-9
         )
     best = growsearch.load_model(tmp_path / "runs" / "mine" / "best")
-    top = growsearch.runner._results.ranked(df).iloc[0]
+    top = growsearch.results.ranked(df).iloc[0]
     assert evaluate(best, data.test)[1] == pytest.approx(top["test_acc"], abs=1e-9)

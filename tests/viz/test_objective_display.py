@@ -14,7 +14,7 @@ from growsearch.api import Run
 from growsearch.cli import main
 from growsearch.dashboard import summary_note
 from growsearch.report import leaderboard_html, render_report, write_report
-from growsearch.runner._results import ranked
+from growsearch.results import ranked
 from growsearch.viz import (
     FIGURES,
     best_so_far,

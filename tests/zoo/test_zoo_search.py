@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 import growsearch
 from growsearch.data import load_dataset
-from growsearch.runner._results import ranked
+from growsearch.results import ranked
 from growsearch.train import TrainConfig, evaluate, train
 from tests.fixtures.zoo import SEARCHABLE, ZOO, make_model
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -197,7 +197,7 @@ def op_info(node: fx.Node, module: nn.Module | None = None) -> OpInfo | None:
         return None
     if node.op == "call_function":
         try:
-            return FUNCTIONS.get(node.target)  # type: ignore[arg-type]
+            return FUNCTIONS.get(cast("Callable[..., Any]", node.target))
         except TypeError:  # an unhashable target
             return None
     if node.op == "call_method":

@@ -1,4 +1,6 @@
-"""The results store: ``trials.parquet`` (one row per trial) and an Optuna study mirroring it.
+"""A run's results: reading a run folder (:func:`check_run_dir`, :func:`load_results`,
+:func:`ranked`, :func:`pareto_front`) and the store a search writes them with
+(:class:`ResultsStore`): ``trials.parquet`` (one row per trial) and an Optuna study mirroring it.
 
 The study lives where ``--storage`` says (any Optuna RDB URL), by default in SQLite: the run
 folder's ``study.db`` for a local run. SQLite cannot work on an object store, so a run on a
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from growsearch.exceptions import ConfigError
-from growsearch.storage import Location, location, scratch_dir
+from growsearch.storage import Location, check_reachable, location, scratch_dir
 
 STUDY_FILE = "study.db"
 
@@ -41,6 +43,22 @@ OBJECTIVE_DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
 }
 METRIC_PREFIXES = ("val_", "test_")
 """Reported metrics with these prefixes get a column of their own (``val_mse``, ``test_iou``)."""
+
+
+RUN_FILES = ("run.json", "space.json")
+"""The files every run folder holds from its start."""
+
+
+def check_run_dir(run_dir: str | os.PathLike[str] | Location) -> Location:
+    """A folder (a local path or a URI) that holds a growsearch run, else ConfigError."""
+    loc = location(run_dir)
+    check_reachable(loc)
+    if not loc.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    missing = [f for f in RUN_FILES if not (loc / f).is_file()]
+    if missing:
+        raise ConfigError(f"{run_dir}: not a growsearch run (missing {', '.join(missing)})")
+    return loc
 
 
 def run_objective(space: dict[str, Any] | None) -> tuple[str, str]:
