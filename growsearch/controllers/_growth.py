@@ -239,16 +239,20 @@ class GrowthController(Controller):
     def _nearest(self, sampler: Any, target: float, cost: str, draws: int = 6) -> Any:
         """``sampler`` that draws ``draws`` candidates and returns the one whose ``cost``
         (``params`` or ``flops``) is nearest to ``target`` in log scale."""
-        mutations = self.space.mutations
-        measure = mutations.params if cost == "params" else mutations.flops
 
         def draw(spec: Any, rng: Any) -> Any:
             found = [c for c in (sampler(spec, rng) for _ in range(draws)) if c]
             if not found:
                 return None
-            return min(found, key=lambda c: abs(math.log(max(1, measure(c[0]))) - target))
+            logs = self._log_costs(found, cost)
+            return found[min(range(len(found)), key=lambda i: abs(logs[i] - target))]
 
         return draw
+
+    def _log_costs(self, children: list[Any], cost: str) -> list[float]:
+        """The log of ``cost`` (``params`` or ``flops``) of each (spec, ops) child."""
+        measure = self.space.mutations.params if cost == "params" else self.space.mutations.flops
+        return [math.log(max(1, measure(c[0]))) for c in children]
 
     def _spread(self, trial_id: str, of: int | None = None) -> Proposal | None:
         """A random descendant of the seed trial (``mutations.random_descendant``), one of a
@@ -275,7 +279,6 @@ class GrowthController(Controller):
         one whose ``cost`` (``params`` or ``flops``) is nearest, in log scale, to ``quantile``
         of the way from the smallest draw to the largest."""
         mutations = self.space.mutations
-        measure = mutations.params if cost == "params" else mutations.flops
 
         def draw(spec: Any, rng: Any) -> Any:
             walks = SIZE_CANDIDATES // 3
@@ -284,7 +287,7 @@ class GrowthController(Controller):
             found = [c for c in found if c]
             if not found:
                 return None
-            logs = [math.log(max(1, measure(c[0]))) for c in found]
+            logs = self._log_costs(found, cost)
             target = min(logs) + quantile * (max(logs) - min(logs))
             return found[min(range(len(found)), key=lambda i: abs(logs[i] - target))]
 
